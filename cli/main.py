@@ -1,0 +1,23 @@
+"""``asyncrl``: train, evaluate, inspect and benchmark asynchronous RL agents."""
+
+import click
+
+from numba_a3c import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="asyncrl")
+def cli():
+    """Asynchronous deep reinforcement learning (Mnih et al. 2016) on CPU threads.
+
+    One-step Q-learning, one-step Sarsa, n-step Q-learning and A3C, with Numba kernels
+    updating one shared parameter array lock-free from every thread.
+    """
+
+
+def main():
+    cli()
+
+
+if __name__ == "__main__":
+    main()

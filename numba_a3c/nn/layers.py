@@ -1,0 +1,264 @@
+"""Layer kernels: each forward sits right above its backward.
+
+Conventions (checkpoints and external readers rely on them):
+
+* A batch is a 2-D array with one row per sample. Rows may be strided views into a larger
+  workspace; the last axis is always contiguous.
+* Dense: ``W`` has shape (n_in, n_out) and the layer computes ``Z = X @ W + b``.
+* Conv2d: ``W`` has shape (out_channels, in_channels, kh, kw), inputs are laid out
+  (channels, height, width) and flattened row-major, padding is "valid", and
+  ``Ho = (H - kh) // stride + 1`` (same for the width).
+* Backward kernels *accumulate* parameter gradients (``dW += …``, ``db += …``) so a segment's
+  gradient can be summed over its rows, and *accumulate* the input gradient ``dX`` too, so a
+  tensor read by two layers (the policy and value heads read the same body output) receives
+  the sum of both contributions. Callers zero the gradient buffers first.
+
+Names follow the derivation: ``dLdY`` is ∂L/∂(layer output), ``dZ`` the gradient at the
+pre-activation, ``dW``/``db``/``dX`` the gradients of the parameters and of the input.
+
+Every kernel is ``@njit(nogil=True, cache=True)`` and float32-clean (constants are
+``np.float32``), so worker threads run them in parallel with the GIL released.
+"""
+
+import numpy as np
+from numba import njit
+
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+
+
+# --------------------------------------------------------------------------- dense
+@njit(nogil=True, cache=True, error_model="numpy")
+def dense_forward(X, W, b, Z):
+    """Z = X @ W + b.
+
+    Shapes: X (B, n_in), W (n_in, n_out), b (n_out,), Z (B, n_out) written in place.
+    The loop order reads each row of W once for the whole batch and keeps the innermost loop
+    contiguous in W and Z, which is what matters for the memory-bound 2592→256 Atari layer.
+    """
+    B, n_in = X.shape
+    n_out = W.shape[1]
+    for i in range(B):
+        for j in range(n_out):
+            Z[i, j] = b[j]
+    for k in range(n_in):
+        Wk = W[k]
+        for i in range(B):
+            x = X[i, k]
+            if x != _ZERO:
+                Zi = Z[i]
+                for j in range(n_out):
+                    Zi[j] += x * Wk[j]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def dense_backward(X, W, dZ, dW, db, dX, need_dX):
+    """Gradients of Z = X @ W + b, given dZ = ∂L/∂Z.
+
+        dW += Xᵀ dZ          db += Σ_rows dZ          dX += dZ Wᵀ   (only if need_dX)
+
+    Shapes as in :func:`dense_forward`; dW (n_in, n_out), db (n_out,), dX (B, n_in).
+    """
+    B, n_in = X.shape
+    n_out = W.shape[1]
+    for i in range(B):
+        dZi = dZ[i]
+        for j in range(n_out):
+            db[j] += dZi[j]
+    for k in range(n_in):
+        dWk = dW[k]
+        Wk = W[k]
+        for i in range(B):
+            dZi = dZ[i]
+            x = X[i, k]
+            if x != _ZERO:
+                for j in range(n_out):
+                    dWk[j] += x * dZi[j]
+            if need_dX:
+                s = _ZERO
+                for j in range(n_out):
+                    s += dZi[j] * Wk[j]
+                dX[i, k] += s
+
+
+# --------------------------------------------------------------------------- conv2d
+@njit(nogil=True, cache=True, error_model="numpy")
+def im2col(x, C, H, Wd, kh, kw, stride, cols):
+    """Unfold one input image into patch columns.
+
+    x is the flat (C, H, W) image; cols (C·kh·kw, Ho·Wo) gets
+    ``cols[(c·kh + u)·kw + v, p·Wo + q] = x[c, p·stride + u, q·stride + v]``.
+    The convolution is then one matrix product: ``Z = W.reshape(O, C·kh·kw) @ cols``.
+    """
+    Ho = (H - kh) // stride + 1
+    Wo = (Wd - kw) // stride + 1
+    for c in range(C):
+        for u in range(kh):
+            for v in range(kw):
+                r = (c * kh + u) * kw + v
+                for p in range(Ho):
+                    src = (c * H + p * stride + u) * Wd + v
+                    dst = p * Wo
+                    for q in range(Wo):
+                        cols[r, dst + q] = x[src + q * stride]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def col2im_add(dcols, C, H, Wd, kh, kw, stride, dx):
+    """The adjoint of :func:`im2col`: scatter-add patch-column gradients back onto the image.
+
+    dx (flat C·H·W) += fold(dcols). Overlapping patches sum, which is exactly the chain rule
+    for an input pixel that several output positions read.
+    """
+    Ho = (H - kh) // stride + 1
+    Wo = (Wd - kw) // stride + 1
+    for c in range(C):
+        for u in range(kh):
+            for v in range(kw):
+                r = (c * kh + u) * kw + v
+                for p in range(Ho):
+                    dst = (c * H + p * stride + u) * Wd + v
+                    src = p * Wo
+                    for q in range(Wo):
+                        dx[dst + q * stride] += dcols[r, src + q]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_forward(x, C, H, Wd, Wm, b, kh, kw, stride, cols, z):
+    """Valid 2-D convolution of one image, by im2col and one matrix product.
+
+        cols = im2col(x)                     (C·kh·kw, Ho·Wo)
+        Z    = Wm @ cols + b[:, None]        (O, Ho·Wo), stored flat as (O, Ho, Wo)
+
+    Wm is the weight viewed as (O, C·kh·kw). ``cols`` is kept by the caller: the backward pass
+    reuses it instead of unfolding the image again. The product goes to BLAS sgemm.
+    """
+    im2col(x, C, H, Wd, kh, kw, stride, cols)
+    O = Wm.shape[0]
+    P = cols.shape[1]
+    Z2 = z.reshape((O, P))
+    np.dot(Wm, cols, Z2)
+    for o in range(O):
+        bo = b[o]
+        for p in range(P):
+            Z2[o, p] += bo
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward(cols, C, H, Wd, Wm, kh, kw, stride, dz, dWm, db, dcols, dx, need_dx):
+    """Gradients of one image's convolution, given dZ = ∂L/∂Z (flat (O, Ho, Wo)).
+
+        dWm += dZ @ colsᵀ          db += Σ_positions dZ
+        dcols = Wmᵀ @ dZ ;  dx += col2im(dcols)       (only if need_dx)
+
+    ``dcols`` is scratch of the shape of ``cols``. The first layer of a network never needs dx,
+    which skips its most expensive product.
+    """
+    O = Wm.shape[0]
+    P = cols.shape[1]
+    dZ2 = dz.reshape((O, P))
+    K = cols.shape[0]
+    gW = np.dot(dZ2, cols.T)
+    for o in range(O):
+        s = _ZERO
+        for p in range(P):
+            s += dZ2[o, p]
+        db[o] += s
+        for k in range(K):
+            dWm[o, k] += gW[o, k]
+    if need_dx:
+        np.dot(Wm.T, dZ2, dcols)
+        col2im_add(dcols, C, H, Wd, kh, kw, stride, dx)
+
+
+# --------------------------------------------------------------------------- activations
+@njit(nogil=True, cache=True, error_model="numpy")
+def relu_forward(Z):
+    """Y = max(Z, 0), in place (a layer stores only its post-activation output)."""
+    for i in range(Z.shape[0]):
+        if Z[i] < _ZERO:
+            Z[i] = _ZERO
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def relu_backward(Y, dY):
+    """dZ = dY · [Y > 0], in place in dY (Y is the stored post-activation)."""
+    for i in range(Y.shape[0]):
+        if Y[i] <= _ZERO:
+            dY[i] = _ZERO
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def tanh_forward(Z):
+    """Y = tanh(Z), in place."""
+    for i in range(Z.shape[0]):
+        Z[i] = np.tanh(Z[i])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def tanh_backward(Y, dY):
+    """dZ = dY · (1 − Y²), in place in dY (tanh′ written with the stored output Y)."""
+    for i in range(Y.shape[0]):
+        dY[i] *= _ONE - Y[i] * Y[i]
+
+
+# Flatten: the (C, H, W) activation is already stored row-major and flat, so flattening is the
+# identity on memory; its backward is the identity too. A conv layer followed by a dense layer
+# simply reads the conv output as a vector of C·H·W numbers.
+
+
+# --------------------------------------------------------------------------- softmax
+@njit(nogil=True, cache=True, error_model="numpy")
+def log_softmax_forward(z, logp):
+    """log π = z − logsumexp(z), computed with the max subtracted for stability."""
+    n = z.shape[0]
+    m = z[0]
+    for k in range(1, n):
+        if z[k] > m:
+            m = z[k]
+    s = _ZERO
+    for k in range(n):
+        s += np.exp(z[k] - m)
+    lse = m + np.log(s)
+    for k in range(n):
+        logp[k] = z[k] - lse
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def log_softmax_backward(logp, dlogp, dz):
+    """dz += dlogp − softmax(z) · Σ_k dlogp_k   (the Jacobian of log-softmax applied to dlogp)."""
+    n = logp.shape[0]
+    s = _ZERO
+    for k in range(n):
+        s += dlogp[k]
+    for k in range(n):
+        dz[k] += dlogp[k] - np.exp(logp[k]) * s
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def softmax_forward(z, p):
+    """π = exp(z − max z) / Σ exp(z − max z)."""
+    n = z.shape[0]
+    m = z[0]
+    for k in range(1, n):
+        if z[k] > m:
+            m = z[k]
+    s = _ZERO
+    for k in range(n):
+        e = np.exp(z[k] - m)
+        p[k] = e
+        s += e
+    inv = _ONE / s
+    for k in range(n):
+        p[k] *= inv
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def softmax_backward(p, dp, dz):
+    """dz += π ⊙ (dp − Σ_k π_k dp_k)   (the softmax Jacobian diag(π) − π πᵀ applied to dp)."""
+    n = p.shape[0]
+    s = _ZERO
+    for k in range(n):
+        s += p[k] * dp[k]
+    for k in range(n):
+        dz[k] += p[k] * (dp[k] - s)

@@ -1,0 +1,409 @@
+"""Networks: a small spec → one flat parameter array → whole-network forward and backward passes.
+
+A network is described by a :class:`NetworkSpec` (input shape, body layers, heads). From it,
+:class:`Network` computes a *layout*: where every layer's weights and biases live inside ONE
+contiguous float32 parameter array (``conv1/W``, ``fc1/b``, ``pi/W``, ``v/b``, ``q/W`` …), and where
+every layer's output lives inside a per-sample *workspace row*. The layout is also compiled into
+a small int64 *layer table* that the nopython passes below interpret, so a single compiled kernel
+runs the MLP, the small conv net and the Atari net alike, inside worker threads, without Python.
+
+Heads
+-----
+* ``"q"``: one linear output per action, Q(s, ·).
+* ``"actor_critic"``: a policy head ``pi`` (logits; π = softmax(logits)) and a value head ``v``
+  (one linear output) that share every body layer. Both heads read the body's last output, and
+  their input gradients add up there during backpropagation.
+
+Workspaces
+----------
+``obs`` is a (rows, input_size) float32 array of observations (already scaled). ``ws`` is a
+(rows, workspace_size) float32 array: row i holds the outputs of every layer for observation i
+(post-activation) and, for conv layers, the im2col patch matrix of that row. Because the acting
+forward pass writes these, the backward pass of a segment reuses them instead of recomputing the
+forward pass. ``delta`` has the shape of ``ws`` and holds ∂L/∂(layer outputs) during backward; its
+conv-patch area is reused as scratch for the patch gradients.
+
+Initialisation
+--------------
+Weights ~ U(−1/√fan_in, 1/√fan_in) (fan_in = n_in for dense, in_channels·kh·kw for conv), the
+default of Torch7 used by the paper's authors; biases 0. The policy head's weights are scaled by
+0.01 so the initial policy is close to uniform. Seeded with a NumPy PCG64 generator.
+"""
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from numba import njit
+
+from numba_a3c.nn.layers import (
+    conv2d_backward,
+    conv2d_forward,
+    dense_backward,
+    dense_forward,
+    relu_backward,
+    relu_forward,
+    tanh_backward,
+    tanh_forward,
+)
+
+# Layer kinds and activations as they appear in the layer table (and in checkpoint attributes).
+DENSE = 0
+CONV = 1
+ACT_NONE = 0
+ACT_RELU = 1
+ACT_TANH = 2
+ACTIVATIONS = {"linear": ACT_NONE, "relu": ACT_RELU, "tanh": ACT_TANH}
+
+# Columns of the layer table.
+T_KIND, T_ACT, T_IN, T_IN_SIZE, T_OUT, T_OUT_SIZE, T_W, T_B = 0, 1, 2, 3, 4, 5, 6, 7
+T_C, T_H, T_WD, T_O, T_HO, T_WO, T_KH, T_KW, T_STRIDE, T_COLS, T_NEED_DX = 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18
+T_COLUMNS = 19
+INPUT = -1  # T_IN value of a layer that reads the observation
+
+HEADS = ("q", "actor_critic")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One body layer. ``kind`` is "dense" (``size`` outputs) or "conv" (``size`` filters of
+    ``kernel``×``kernel`` at ``stride``); ``activation`` is "relu", "tanh" or "linear"."""
+
+    kind: str
+    size: int
+    activation: str = "relu"
+    kernel: int = 0
+    stride: int = 1
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What a network is: input shape, body layers, heads and number of actions.
+
+    ``input_shape`` is (n,) for vector observations or (C, H, W) for images; ``input_scale``
+    multiplies raw observations on the way in (1/255 for uint8 Atari frames).
+    """
+
+    input_shape: tuple
+    n_actions: int
+    body: tuple = field(default_factory=tuple)
+    heads: str = "actor_critic"
+    input_scale: float = 1.0
+
+    def to_dict(self):
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        d["body"] = [asdict(layer) for layer in self.body]
+        return d
+
+    @staticmethod
+    def from_dict(d):
+        return NetworkSpec(
+            input_shape=tuple(int(s) for s in d["input_shape"]),
+            n_actions=int(d["n_actions"]),
+            body=tuple(LayerSpec(**layer) for layer in d["body"]),
+            heads=str(d["heads"]),
+            input_scale=float(d["input_scale"]),
+        )
+
+
+def mlp_spec(obs_dim, n_actions, hidden=(64, 64), activation="relu", heads="actor_critic"):
+    """A multilayer perceptron for vector observations: obs → dense(h1) → … → heads."""
+    body = tuple(LayerSpec("dense", int(h), activation) for h in hidden)
+    return NetworkSpec((int(obs_dim),), int(n_actions), body, heads)
+
+
+def atari_spec(n_actions, heads="actor_critic"):
+    """The paper's network: 4×84×84 frames → conv 16 8×8/4 → conv 32 4×4/2 → dense 256 → heads."""
+    body = (LayerSpec("conv", 16, "relu", 8, 4), LayerSpec("conv", 32, "relu", 4, 2), LayerSpec("dense", 256, "relu"))
+    return NetworkSpec((4, 84, 84), int(n_actions), body, heads, input_scale=1.0 / 255.0)
+
+
+def small_conv_spec(input_shape, n_actions, heads="actor_critic", filters=16, hidden=128):
+    """A small conv net for small pixel observations (Catch): conv ``filters`` 3×3/1 → dense → heads."""
+    body = (LayerSpec("conv", int(filters), "relu", 3, 1), LayerSpec("dense", int(hidden), "relu"))
+    return NetworkSpec(tuple(int(s) for s in input_shape), int(n_actions), body, heads)
+
+
+@dataclass(frozen=True)
+class ParamEntry:
+    """Where one named tensor lives in the flat parameter array."""
+
+    name: str
+    offset: int
+    shape: tuple
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+
+class Network:
+    """A network's layout over one flat float32 parameter array, and its passes.
+
+    Attributes: ``spec``; ``params`` (list of :class:`ParamEntry`, in layer order);
+    ``n_params``; ``layers`` (list of dicts describing each layer, in order, with its name);
+    ``table`` (the int64 layer table the kernels read); ``input_size``; ``workspace_size``;
+    ``activation_size`` (the leading part of a workspace row that holds layer outputs);
+    ``out_q``/``out_pi``/``out_v`` (workspace offsets of the head outputs, −1 if absent).
+    """
+
+    def __init__(self, spec: NetworkSpec):
+        if spec.heads not in HEADS:
+            raise ValueError(f"unknown heads {spec.heads!r}; expected one of {HEADS}")
+        self.spec = spec
+        self.input_size = int(np.prod(spec.input_shape))
+        self.params = []
+        self.layers = []
+        rows = []
+        n_params = 0
+        ws = 0
+        cols_requests = []
+
+        def add_param(name, shape):
+            nonlocal n_params
+            entry = ParamEntry(name, n_params, tuple(int(s) for s in shape))
+            self.params.append(entry)
+            n_params += entry.size
+            return entry.offset
+
+        def add_output(size):
+            nonlocal ws
+            off = ws
+            ws += int(size)
+            return off
+
+        shape = tuple(spec.input_shape)
+        in_off, in_size = INPUT, self.input_size
+        n_conv = n_dense = 0
+        for layer in spec.body:
+            row = np.zeros(T_COLUMNS, np.int64)
+            if layer.activation not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {layer.activation!r}; expected one of {sorted(ACTIVATIONS)}")
+            row[T_ACT] = ACTIVATIONS[layer.activation]
+            if layer.kind == "conv":
+                if len(shape) != 3:
+                    raise ValueError("a conv layer needs a (channels, height, width) input")
+                n_conv += 1
+                name = f"conv{n_conv}"
+                C, H, Wd = shape
+                k, s = int(layer.kernel), int(layer.stride)
+                Ho, Wo = (H - k) // s + 1, (Wd - k) // s + 1
+                if Ho < 1 or Wo < 1:
+                    raise ValueError(f"{name}: a {k}×{k} kernel does not fit a {H}×{Wd} input")
+                O = int(layer.size)
+                row[T_KIND] = CONV
+                row[T_C], row[T_H], row[T_WD], row[T_O], row[T_HO], row[T_WO] = C, H, Wd, O, Ho, Wo
+                row[T_KH] = row[T_KW] = k
+                row[T_STRIDE] = s
+                row[T_W] = add_param(f"{name}/W", (O, C, k, k))
+                row[T_B] = add_param(f"{name}/b", (O,))
+                out_shape = (O, Ho, Wo)
+                cols_requests.append((len(rows), C * k * k * Ho * Wo))
+                self.layers.append(dict(name=name, type="conv", activation=layer.activation, stride=s,
+                                        kernel=k, input_shape=shape, output_shape=out_shape))
+            elif layer.kind == "dense":
+                n_dense += 1
+                name = f"fc{n_dense}"
+                n_in, n_out = in_size, int(layer.size)
+                row[T_KIND] = DENSE
+                row[T_W] = add_param(f"{name}/W", (n_in, n_out))
+                row[T_B] = add_param(f"{name}/b", (n_out,))
+                out_shape = (n_out,)
+                self.layers.append(dict(name=name, type="dense", activation=layer.activation, stride=1,
+                                        kernel=0, input_shape=(n_in,), output_shape=out_shape))
+            else:
+                raise ValueError(f"unknown layer kind {layer.kind!r}; expected 'dense' or 'conv'")
+            out_size = int(np.prod(out_shape))
+            row[T_IN], row[T_IN_SIZE] = in_off, in_size
+            row[T_OUT], row[T_OUT_SIZE] = add_output(out_size), out_size
+            row[T_NEED_DX] = 0 if in_off == INPUT else 1
+            rows.append(row)
+            shape, in_off, in_size = out_shape, int(row[T_OUT]), out_size
+
+        def add_head(name, n_out, scale_note):
+            row = np.zeros(T_COLUMNS, np.int64)
+            row[T_KIND], row[T_ACT] = DENSE, ACT_NONE
+            row[T_W] = add_param(f"{name}/W", (in_size, n_out))
+            row[T_B] = add_param(f"{name}/b", (n_out,))
+            row[T_IN], row[T_IN_SIZE] = in_off, in_size
+            row[T_OUT], row[T_OUT_SIZE] = add_output(n_out), n_out
+            row[T_NEED_DX] = 0 if in_off == INPUT else 1
+            rows.append(row)
+            self.layers.append(dict(name=name, type="dense", activation="linear", stride=1, kernel=0,
+                                    input_shape=(in_size,), output_shape=(n_out,), head=scale_note))
+            return int(row[T_OUT])
+
+        self.out_q = self.out_pi = self.out_v = -1
+        if spec.heads == "q":
+            self.out_q = add_head("q", spec.n_actions, "q")
+        else:
+            self.out_pi = add_head("pi", spec.n_actions, "pi")
+            self.out_v = add_head("v", 1, "v")
+
+        # Everything before this offset is a layer output (what backward must zero in ``delta``);
+        # after it come the conv layers' patch matrices.
+        self.activation_size = ws
+        for index, size in cols_requests:
+            rows[index][T_COLS] = add_output(size)
+        self.table = np.stack(rows)
+        self.n_params = n_params
+        self.workspace_size = ws
+        self._by_name = {p.name: p for p in self.params}
+
+    # ------------------------------------------------------------------ parameters
+    def init_params(self, seed=0, dtype=np.float32):
+        """A new flat parameter array, initialised as the module docstring says."""
+        rng = np.random.Generator(np.random.PCG64(seed))
+        theta = np.zeros(self.n_params, dtype=dtype)
+        for p in self.params:
+            if p.name.endswith("/W"):
+                fan_in = int(np.prod(p.shape[1:])) if len(p.shape) == 4 else p.shape[0]
+                bound = 1.0 / np.sqrt(fan_in)
+                w = rng.uniform(-bound, bound, size=p.size)
+                if p.name == "pi/W":
+                    w *= 0.01
+                theta[p.offset:p.offset + p.size] = w
+        return theta
+
+    def view(self, flat, name):
+        """The tensor ``name`` ("conv1/W", "v/b", …) as a view (not a copy) into ``flat``."""
+        try:
+            p = self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no parameter {name!r}; this network has {', '.join(self._by_name)}") from None
+        return flat[p.offset:p.offset + p.size].reshape(p.shape)
+
+    def views(self, flat):
+        """All named tensors of ``flat`` as views, in layer order."""
+        return {p.name: self.view(flat, p.name) for p in self.params}
+
+    # ------------------------------------------------------------------ buffers
+    def buffers(self, rows, dtype=np.float32):
+        """(obs, ws, delta) arrays for ``rows`` samples."""
+        return (np.zeros((rows, self.input_size), dtype), np.zeros((rows, self.workspace_size), dtype),
+                np.zeros((rows, self.workspace_size), dtype))
+
+    def forward(self, params, observations):
+        """Convenience forward pass of a batch (Python API; the workers use the kernels directly).
+
+        Returns Q-values (B, A) for a "q" network, or (logits (B, A), values (B,)) for an
+        actor-critic one.
+        """
+        x = np.asarray(observations).reshape(-1, self.input_size)
+        obs, ws, _ = self.buffers(x.shape[0], params.dtype)
+        obs[:] = x * np.asarray(self.spec.input_scale, params.dtype)
+        for i in range(x.shape[0]):
+            forward_row(self.table, params, obs, ws, i)
+        return self.outputs(ws)
+
+    def outputs(self, ws):
+        """Head outputs read from workspace rows: Q (B, A), or (logits (B, A), V (B,))."""
+        A = self.spec.n_actions
+        if self.out_q >= 0:
+            return ws[:, self.out_q:self.out_q + A].copy()
+        return ws[:, self.out_pi:self.out_pi + A].copy(), ws[:, self.out_v].copy()
+
+
+# ====================================================================== whole-network kernels
+@njit(nogil=True, cache=True, error_model="numpy")
+def forward_row(table, params, obs, ws, row):
+    """Forward pass of the observation ``obs[row]``, writing every layer's output into ``ws[row]``.
+
+    For each layer of the table, in order: Z = layer(input; W, b), then Y = activation(Z) in
+    place. Conv layers also leave their im2col patch matrix in ``ws[row]`` for the backward pass.
+    """
+    x = obs[row]
+    h = ws[row]
+    for l in range(table.shape[0]):
+        t = table[l]
+        in_off = t[T_IN]
+        n_in = t[T_IN_SIZE]
+        out_off = t[T_OUT]
+        n_out = t[T_OUT_SIZE]
+        w_off = t[T_W]
+        b_off = t[T_B]
+        if t[T_KIND] == DENSE:
+            W = params[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
+            b = params[b_off:b_off + n_out]
+            Z = ws[row:row + 1, out_off:out_off + n_out]
+            if in_off == INPUT:
+                dense_forward(obs[row:row + 1, 0:n_in], W, b, Z)
+            else:
+                dense_forward(ws[row:row + 1, in_off:in_off + n_in], W, b, Z)
+        else:
+            C, H, Wd, O = t[T_C], t[T_H], t[T_WD], t[T_O]
+            kh, kw, s = t[T_KH], t[T_KW], t[T_STRIDE]
+            K = C * kh * kw
+            P = t[T_HO] * t[T_WO]
+            Wm = params[w_off:w_off + O * K].reshape((O, K))
+            b = params[b_off:b_off + O]
+            cols = h[t[T_COLS]:t[T_COLS] + K * P].reshape((K, P))
+            z = h[out_off:out_off + n_out]
+            if in_off == INPUT:
+                conv2d_forward(x, C, H, Wd, Wm, b, kh, kw, s, cols, z)
+            else:
+                conv2d_forward(h[in_off:in_off + n_in], C, H, Wd, Wm, b, kh, kw, s, cols, z)
+        act = t[T_ACT]
+        if act == ACT_RELU:
+            relu_forward(h[out_off:out_off + n_out])
+        elif act == ACT_TANH:
+            tanh_forward(h[out_off:out_off + n_out])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def backward_rows(table, params, grads, obs, ws, delta, n_rows):
+    """Backpropagate through rows 0..n_rows−1 at once, accumulating into ``grads``.
+
+    On entry ``delta[:n_rows]`` is zero except at the head outputs, where the loss kernel wrote
+    ∂L/∂(head outputs). Layers are visited in reverse: the activation's backward turns ∂L/∂Y into
+    ∂L/∂Z in place, then the layer's backward adds ∂L/∂W, ∂L/∂b into ``grads`` (same flat layout
+    as ``params``) and ∂L/∂X into the ``delta`` of its input. Dense layers process all rows in one
+    call (their weights are read once per segment); conv layers go row by row through BLAS.
+    """
+    n = n_rows
+    for l in range(table.shape[0] - 1, -1, -1):
+        t = table[l]
+        in_off = t[T_IN]
+        n_in = t[T_IN_SIZE]
+        out_off = t[T_OUT]
+        n_out = t[T_OUT_SIZE]
+        w_off = t[T_W]
+        b_off = t[T_B]
+        act = t[T_ACT]
+        need_dx = t[T_NEED_DX] != 0
+        if act == ACT_RELU:
+            for i in range(n):
+                relu_backward(ws[i, out_off:out_off + n_out], delta[i, out_off:out_off + n_out])
+        elif act == ACT_TANH:
+            for i in range(n):
+                tanh_backward(ws[i, out_off:out_off + n_out], delta[i, out_off:out_off + n_out])
+        if t[T_KIND] == DENSE:
+            W = params[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
+            dW = grads[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
+            db = grads[b_off:b_off + n_out]
+            dZ = delta[0:n, out_off:out_off + n_out]
+            if in_off == INPUT:
+                dense_backward(obs[0:n, 0:n_in], W, dZ, dW, db, dZ, False)
+            else:
+                dense_backward(ws[0:n, in_off:in_off + n_in], W, dZ, dW, db,
+                               delta[0:n, in_off:in_off + n_in], need_dx)
+        else:
+            C, H, Wd, O = t[T_C], t[T_H], t[T_WD], t[T_O]
+            kh, kw, s = t[T_KH], t[T_KW], t[T_STRIDE]
+            K = C * kh * kw
+            P = t[T_HO] * t[T_WO]
+            Wm = params[w_off:w_off + O * K].reshape((O, K))
+            dWm = grads[w_off:w_off + O * K].reshape((O, K))
+            db = grads[b_off:b_off + O]
+            c0 = t[T_COLS]
+            for i in range(n):
+                h = ws[i]
+                d = delta[i]
+                cols = h[c0:c0 + K * P].reshape((K, P))
+                dcols = d[c0:c0 + K * P].reshape((K, P))
+                dz = d[out_off:out_off + n_out]
+                if in_off == INPUT:
+                    conv2d_backward(cols, C, H, Wd, Wm, kh, kw, s, dz, dWm, db, dcols, dz, False)
+                else:
+                    conv2d_backward(cols, C, H, Wd, Wm, kh, kw, s, dz, dWm, db, dcols,
+                                    d[in_off:in_off + n_in], need_dx)
