@@ -15,6 +15,15 @@ def cli():
     """
 
 
+def _register():
+    from numba_a3c.cli.train import train
+
+    cli.add_command(train)
+
+
+_register()
+
+
 def main():
     cli()
 

@@ -6,7 +6,6 @@ under the target parameters θ⁻. One-step Q-learning and Sarsa differ in one l
 A time-limit truncation is not terminal: its discount stays γ and the target bootstraps.
 """
 
-import numpy as np
 from numba import njit
 
 

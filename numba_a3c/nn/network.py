@@ -141,7 +141,9 @@ class Network:
     """A network's layout over one flat float32 parameter array, and its passes.
 
     Attributes: ``spec``; ``params`` (list of :class:`ParamEntry`, in layer order);
-    ``n_params``; ``layers`` (list of dicts describing each layer, in order, with its name);
+    ``n_params``; ``layers`` (list of dicts describing each layer, in order: name, type,
+    activation, stride, kernel, input (the name of the layer it reads, or "observation"),
+    input_shape, output_shape, and head=True for output heads);
     ``table`` (the int64 layer table the kernels read); ``input_size``; ``workspace_size``;
     ``activation_size`` (the leading part of a workspace row that holds layer outputs);
     ``out_q``/``out_pi``/``out_v`` (workspace offsets of the head outputs, −1 if absent).
@@ -174,6 +176,7 @@ class Network:
 
         shape = tuple(spec.input_shape)
         in_off, in_size = INPUT, self.input_size
+        in_name = "observation"
         n_conv = n_dense = 0
         for layer in spec.body:
             row = np.zeros(T_COLUMNS, np.int64)
@@ -200,7 +203,7 @@ class Network:
                 out_shape = (O, Ho, Wo)
                 cols_requests.append((len(rows), C * k * k * Ho * Wo))
                 self.layers.append(dict(name=name, type="conv", activation=layer.activation, stride=s,
-                                        kernel=k, input_shape=shape, output_shape=out_shape))
+                                        kernel=k, input=in_name, input_shape=shape, output_shape=out_shape))
             elif layer.kind == "dense":
                 n_dense += 1
                 name = f"fc{n_dense}"
@@ -210,7 +213,7 @@ class Network:
                 row[T_B] = add_param(f"{name}/b", (n_out,))
                 out_shape = (n_out,)
                 self.layers.append(dict(name=name, type="dense", activation=layer.activation, stride=1,
-                                        kernel=0, input_shape=(n_in,), output_shape=out_shape))
+                                        kernel=0, input=in_name, input_shape=(n_in,), output_shape=out_shape))
             else:
                 raise ValueError(f"unknown layer kind {layer.kind!r}; expected 'dense' or 'conv'")
             out_size = int(np.prod(out_shape))
@@ -218,9 +221,9 @@ class Network:
             row[T_OUT], row[T_OUT_SIZE] = add_output(out_size), out_size
             row[T_NEED_DX] = 0 if in_off == INPUT else 1
             rows.append(row)
-            shape, in_off, in_size = out_shape, int(row[T_OUT]), out_size
+            shape, in_off, in_size, in_name = out_shape, int(row[T_OUT]), out_size, name
 
-        def add_head(name, n_out, scale_note):
+        def add_head(name, n_out):
             row = np.zeros(T_COLUMNS, np.int64)
             row[T_KIND], row[T_ACT] = DENSE, ACT_NONE
             row[T_W] = add_param(f"{name}/W", (in_size, n_out))
@@ -230,15 +233,15 @@ class Network:
             row[T_NEED_DX] = 0 if in_off == INPUT else 1
             rows.append(row)
             self.layers.append(dict(name=name, type="dense", activation="linear", stride=1, kernel=0,
-                                    input_shape=(in_size,), output_shape=(n_out,), head=scale_note))
+                                    input=in_name, input_shape=(in_size,), output_shape=(n_out,), head=True))
             return int(row[T_OUT])
 
         self.out_q = self.out_pi = self.out_v = -1
         if spec.heads == "q":
-            self.out_q = add_head("q", spec.n_actions, "q")
+            self.out_q = add_head("q", spec.n_actions)
         else:
-            self.out_pi = add_head("pi", spec.n_actions, "pi")
-            self.out_v = add_head("v", 1, "v")
+            self.out_pi = add_head("pi", spec.n_actions)
+            self.out_v = add_head("v", 1)
 
         # Everything before this offset is a layer output (what backward must zero in ``delta``);
         # after it come the conv layers' patch matrices.

@@ -1,0 +1,65 @@
+"""Asynchronous advantage actor-critic, A3C (Algorithm S3 of Mnih et al. 2016).
+
+Per thread::
+
+    dθ ← 0;  θ′ ← θ;  t_start ← t;  get s_t
+    repeat  a_t ~ π(·|s_t; θ′);  take it, observe r_t, s_{t+1};  t ← t + 1;  T ← T + 1
+    until s_t terminal or t − t_start == t_max
+    R ← 0 if s_t terminal else V(s_t; θ′)
+    for i = t−1 down to t_start:
+        R ← r_i + γ R;   A ← R − V(s_i; θ′)
+        dθ ← dθ + ∇θ′ log π(a_i|s_i; θ′) A + β ∇θ′ H(π(s_i; θ′))      (policy, ascent)
+        dθ ← dθ + ∂(½ A²)/∂θ′                                           (value, descent)
+    apply dθ to θ
+
+The policy and the value share the body; π is a softmax head, V a linear head. There is no
+target network. A time-limit truncation is not terminal: R bootstraps from V(s_t; θ′).
+:func:`segment_gradient` is the part after ``until``; the forward passes of the segment's
+states were computed while acting, under the same θ′, and are reused by the backward pass.
+"""
+
+from numba import njit
+
+from numba_a3c.algorithms.state import (
+    CF_BETA,
+    CF_GAMMA,
+    CI_N_ACTIONS,
+    CI_OUT_PI,
+    CI_OUT_V,
+    SEG_TERMINAL,
+    TF_ENTROPY,
+    TF_LOSS,
+    TF_VALUE,
+    TI_SEGMENT_END,
+)
+from numba_a3c.nn.losses import a3c_loss
+from numba_a3c.nn.network import backward_rows, forward_row
+from numba_a3c.targets import n_step_returns
+
+
+@njit(nogil=True, cache=True)
+def segment_gradient(L, n):
+    """dθ′ for the segment s_0 … s_{n−1}; returns the total loss (policy − β·entropy + value)."""
+    A = L.config_i[CI_N_ACTIONS]
+    pi_off = L.config_i[CI_OUT_PI]
+    v_off = L.config_i[CI_OUT_V]
+    beta = L.config_f[CF_BETA]
+    if L.thread_i[TI_SEGMENT_END] == SEG_TERMINAL:
+        bootstrap = 0.0
+    else:
+        forward_row(L.table, L.theta_local, L.obs, L.ws, n)  # R ← V(s_n; θ′)
+        bootstrap = L.ws[n, v_off]
+    n_step_returns(L.rewards, L.config_f[CF_GAMMA], bootstrap, n, L.returns)
+    value = 0.0
+    for i in range(n):
+        value += L.ws[i, v_off]
+    policy_loss, value_loss, entropy = a3c_loss(
+        L.ws[:, pi_off:pi_off + A], L.ws[:, v_off:v_off + 1], L.actions, L.returns, beta,
+        L.delta[:, pi_off:pi_off + A], L.delta[:, v_off:v_off + 1], L.scratch[A:2 * A], n,
+    )
+    backward_rows(L.table, L.theta_local, L.grads, L.obs, L.ws, L.delta, n)
+    loss = policy_loss - beta * entropy + value_loss
+    L.thread_f[TF_LOSS] = loss
+    L.thread_f[TF_ENTROPY] = entropy / n
+    L.thread_f[TF_VALUE] = value / n
+    return loss

@@ -1,0 +1,246 @@
+"""The actor-learner loop shared by the four methods, as nopython step functions.
+
+Every method in the paper has the same skeleton: act for a while, then turn what was seen into a
+gradient and apply it to the shared parameters. Here that skeleton is four functions:
+
+``begin_segment(L)``   θ′ ← θ (n-step Q and A3C only); the segment starts empty.
+``act(L)``             forward pass on s_n (its activations are kept for the backward pass),
+                       then ε-greedy (Q methods) or a sample of π (A3C); returns a_n.
+``observe(L, r, terminal, truncated, episode_over)``
+                       records r_n after the environment wrote s_{n+1} into ``L.obs[n+1]``;
+                       counts T ← T + 1 and t ← t + 1; returns True when the segment is over.
+``end_segment(L)``     computes the targets (the only place where the methods differ, each in
+                       its own module: :mod:`.onestep`, :mod:`.nstep_q`, :mod:`.a3c`),
+                       backpropagates, clips, applies the optimiser to the shared θ, refreshes
+                       θ⁻ when due, and carries s_n over as the next segment's s_0.
+
+:func:`numba_a3c.workers.run_native` runs them with a native (Numba) environment entirely in
+nopython code; the gymnasium and Atari workers call the same functions from a Python loop, so
+both paths train identically.
+"""
+
+import numpy as np
+from numba import njit
+
+from numba_a3c.algorithms import a3c, nstep_q, onestep
+from numba_a3c.algorithms.state import (
+    A3C,
+    BUDGET_DONE,
+    C_PAUSE_AT,
+    C_STATUS,
+    C_STOP,
+    C_T,
+    C_TARGET_NEXT,
+    C_TARGET_UPDATES,
+    CF_CLIP_NORM,
+    CF_LR,
+    CF_REWARD_CLIP,
+    CF_RMS_ALPHA,
+    CF_RMS_EPS,
+    CI_ACTIVATION_SIZE,
+    CI_ALGO,
+    CI_ANNEAL_LR,
+    CI_BUDGET,
+    CI_OPTIMIZER,
+    CI_T_MAX,
+    CI_TARGET_INTERVAL,
+    DIVERGED,
+    MOMENTUM,
+    NSTEP_Q,
+    OK,
+    ONESTEP_Q,
+    SARSA,
+    SEG_CUT,
+    SEG_NONE,
+    SEG_TERMINAL,
+    SEG_TRUNCATED,
+    SHARED_RMSPROP,
+    STOPPED,
+    TF_EPISODE_RETURN,
+    TF_GRAD_NORM,
+    TF_LR,
+    TI_EPISODE_OVER,
+    TI_EPISODE_STEPS,
+    TI_EPISODES,
+    TI_N,
+    TI_PENDING_ACTION,
+    TI_SEGMENT_END,
+    TI_STEPS,
+    TI_UPDATES,
+)
+from numba_a3c.atomics import atomic_add, atomic_cas
+from numba_a3c.algorithms.policies import choose_action, learning_rate_at
+from numba_a3c.nn.network import forward_row
+from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_update
+
+
+@njit(nogil=True, cache=True)
+def acting_params(L):
+    """θ for the one-step methods (they act and learn on the shared parameters), θ′ otherwise."""
+    algo = L.config_i[CI_ALGO]
+    if algo == ONESTEP_Q or algo == SARSA:
+        return L.theta
+    return L.theta_local
+
+
+# ----------------------------------------------------------------------------- the step functions
+@njit(nogil=True, cache=True)
+def begin_segment(L):
+    """``dθ ← 0; θ′ ← θ; t_start ← t`` (Algorithms S2 and S3). dθ is already zero (end_segment zeroes it)."""
+    algo = L.config_i[CI_ALGO]
+    if algo == NSTEP_Q or algo == A3C:
+        L.theta_local[:] = L.theta
+    L.thread_i[TI_N] = 0
+    L.thread_i[TI_SEGMENT_END] = SEG_NONE
+
+
+@njit(nogil=True, cache=True)
+def act(L):
+    """``a_n ← policy(s_n)`` with a forward pass whose activations the backward pass reuses."""
+    n = L.thread_i[TI_N]
+    forward_row(L.table, acting_params(L), L.obs, L.ws, n)
+    pending = L.thread_i[TI_PENDING_ACTION]
+    if pending >= 0:
+        # Sarsa chose this action (a′) before its last update; it is taken now, as in the paper.
+        a = pending
+        L.thread_i[TI_PENDING_ACTION] = -1
+    else:
+        a = choose_action(L, n)
+    L.actions[n] = a
+    return a
+
+
+@njit(nogil=True, cache=True)
+def observe(L, reward, terminal, truncated, episode_over):
+    """Record the transition (s_n, a_n, r_n, s_{n+1}); returns True when the segment must end.
+
+    ``terminal``: s_{n+1} is terminal for learning (no bootstrap; on Atari also a lost life).
+    ``truncated``: a time limit ended the episode; s_{n+1} is not terminal and bootstraps.
+    ``episode_over``: the environment must be reset (the episode statistics are logged).
+    The caller has already written s_{n+1} into ``L.obs[n + 1]``.
+    """
+    n = L.thread_i[TI_N]
+    c = L.config_f[CF_REWARD_CLIP]
+    r = reward
+    if c > 0.0:
+        r = min(max(r, -c), c)
+    L.rewards[n] = r
+    n += 1
+    L.thread_i[TI_N] = n
+    t = L.thread_i[TI_STEPS] + 1
+    L.thread_i[TI_STEPS] = t
+    T = atomic_add(L.counters, C_T, 1) + 1
+    L.thread_i[TI_EPISODE_STEPS] += 1
+    L.thread_f[TF_EPISODE_RETURN] += reward
+    if episode_over:
+        k = L.thread_i[TI_EPISODES]
+        row = k % L.episode_log.shape[0]
+        L.episode_log[row, 0] = T
+        L.episode_log[row, 1] = L.thread_f[TF_EPISODE_RETURN]
+        L.episode_log[row, 2] = L.thread_i[TI_EPISODE_STEPS]
+        L.thread_i[TI_EPISODES] = k + 1
+        L.thread_i[TI_EPISODE_STEPS] = 0
+        L.thread_f[TF_EPISODE_RETURN] = 0.0
+    L.thread_i[TI_EPISODE_OVER] = 1 if episode_over else 0
+
+    algo = L.config_i[CI_ALGO]
+    t_max = L.config_i[CI_T_MAX]
+    if terminal:
+        L.thread_i[TI_SEGMENT_END] = SEG_TERMINAL
+    elif truncated or episode_over:
+        L.thread_i[TI_SEGMENT_END] = SEG_TRUNCATED
+    elif algo == ONESTEP_Q or algo == SARSA:
+        # Algorithm 1: "if t mod I_AsyncUpdate == 0 or s is terminal" (t is the thread's own counter).
+        if t % t_max == 0 or n >= L.obs.shape[0] - 1:
+            L.thread_i[TI_SEGMENT_END] = SEG_CUT
+    elif n == t_max:
+        # Algorithms S2, S3: "until terminal s_t or t − t_start == t_max".
+        L.thread_i[TI_SEGMENT_END] = SEG_CUT
+    if L.thread_i[TI_SEGMENT_END] == SEG_NONE and (T >= L.config_i[CI_BUDGET] or L.counters[C_STOP] != 0):
+        L.thread_i[TI_SEGMENT_END] = SEG_CUT
+    return L.thread_i[TI_SEGMENT_END] != SEG_NONE
+
+
+@njit(nogil=True, cache=True)
+def apply_gradients(L):
+    """Clip dθ by global norm and apply the optimiser to the shared θ; dθ ← 0. Returns a status."""
+    norm = global_norm(L.grads)
+    L.thread_f[TF_GRAD_NORM] = norm
+    if not np.isfinite(norm):
+        return DIVERGED
+    scale = clip_scale(norm, L.config_f[CF_CLIP_NORM])
+    T = L.counters[C_T]
+    lr = learning_rate_at(T, L.config_f[CF_LR], L.config_i[CI_BUDGET], L.config_i[CI_ANNEAL_LR])
+    L.thread_f[TF_LR] = lr
+    opt = L.config_i[CI_OPTIMIZER]
+    if opt == SHARED_RMSPROP:
+        rmsprop_update(L.theta, L.grads, L.opt_shared, lr, L.config_f[CF_RMS_ALPHA], L.config_f[CF_RMS_EPS], scale)
+    elif opt == MOMENTUM:
+        momentum_update(L.theta, L.grads, L.opt_private, lr, L.config_f[CF_RMS_ALPHA], scale)
+    else:
+        rmsprop_update(L.theta, L.grads, L.opt_private, lr, L.config_f[CF_RMS_ALPHA], L.config_f[CF_RMS_EPS], scale)
+    L.grads[:] = 0.0
+    L.thread_i[TI_UPDATES] += 1
+    return OK
+
+
+@njit(nogil=True, cache=True)
+def maybe_refresh_target(L):
+    """``if T mod I_target == 0: θ⁻ ← θ``, done by the one thread that claims the crossing.
+
+    Threads add several steps between checks, so "T is a multiple" becomes "T has passed the
+    next refresh step"; a compare-and-swap on that step makes exactly one thread copy.
+    """
+    interval = L.config_i[CI_TARGET_INTERVAL]
+    if interval <= 0:
+        return
+    nxt = L.counters[C_TARGET_NEXT]
+    if L.counters[C_T] >= nxt:
+        if atomic_cas(L.counters, C_TARGET_NEXT, nxt, nxt + interval) == nxt:
+            L.theta_target[:] = L.theta
+            atomic_add(L.counters, C_TARGET_UPDATES, 1)
+
+
+@njit(nogil=True, cache=True)
+def end_segment(L):
+    """Targets → loss gradient → backprop → clip → optimiser → θ⁻ refresh → next segment's s_0.
+
+    Returns OK, DIVERGED (the loss or gradient is not finite: the run must stop), STOPPED (the
+    stop flag is up) or BUDGET_DONE (T reached T_max).
+    """
+    n = L.thread_i[TI_N]
+    if n > 0:
+        act_size = L.config_i[CI_ACTIVATION_SIZE]
+        L.delta[0:n, 0:act_size] = 0.0
+        algo = L.config_i[CI_ALGO]
+        if algo == A3C:
+            loss = a3c.segment_gradient(L, n)
+        elif algo == NSTEP_Q:
+            loss = nstep_q.segment_gradient(L, n)
+        else:
+            loss = onestep.segment_gradient(L, n, algo == SARSA)
+        status = OK
+        if not np.isfinite(loss):
+            status = DIVERGED
+        else:
+            status = apply_gradients(L)
+        if status != OK:
+            L.counters[C_STATUS] = status
+            L.counters[C_STOP] = 1
+            return status
+        if algo != A3C:
+            maybe_refresh_target(L)
+        if L.thread_i[TI_EPISODE_OVER] == 0:
+            L.obs[0, :] = L.obs[n, :]
+        else:
+            L.thread_i[TI_PENDING_ACTION] = -1
+    L.thread_i[TI_N] = 0
+    if L.counters[C_STOP] != 0:
+        return STOPPED
+    if L.counters[C_T] >= L.counters[C_PAUSE_AT]:
+        # A pause falls on a segment boundary, where the run's whole state is in the arrays, so a
+        # run paused here and resumed from a checkpoint continues exactly as if never paused.
+        return STOPPED
+    if L.counters[C_T] >= L.config_i[CI_BUDGET]:
+        return BUDGET_DONE
+    return OK

@@ -1,0 +1,268 @@
+"""HDF5 checkpoints: everything needed to inspect, evaluate, resume or reuse a run.
+
+Format version 1 (see docs/checkpoint-format.md for the reader's guide)::
+
+    /                      attrs: format = "numba_a3c checkpoint", format_version = 1, created (ISO 8601),
+                                  numba_a3c_version, numba_version, numpy_version, h5py_version, python_version
+    /config                attrs: one per TrainConfig field, plus "json" (the whole configuration)
+    /network               attrs: spec_json, layer_order (names, input to output), input_shape,
+                                  input_scale, heads, n_actions, n_params
+    /params/<layer>/W, b   float32 datasets in their natural shapes; group attrs: type ("dense" |
+                           "conv"), activation ("relu" | "tanh" | "linear"), stride, kernel, index,
+                           input (the layer it reads, or "observation"), input_shape, output_shape
+                           dense: y = act(x @ W + b), W (in, out)
+                           conv:  y = act(conv(x, W) + b), W (out, in, kh, kw), x (C, H, W), valid padding
+    /target_params/...     the target network θ⁻, same layout (Q methods only)
+    /optimizer             attrs: kind; datasets: g (shared RMSProp statistics, flat) and/or
+                           per_thread (threads, n_params: per-thread RMSProp g or momentum m)
+    /state                 attrs: global_step, wall_time, threads; datasets: counters, thread_int,
+                           thread_float (per-thread counters and statistics, column names in attrs),
+                           rng, env_rng (xoroshiro128+ states), env_state, observation (each
+                           thread's current observation)
+    /log/episodes          (n, 5) float64, appendable: global_step, thread, return, length, wall_time
+    /log/evaluations       (n, 7) float64, appendable: global_step, mean, std, min, max, episodes, wall_time
+
+Saving is atomic: the file is written beside its destination under a temporary name, flushed
+to disk, then renamed over it, so a crash or a full disk never leaves a broken checkpoint where
+a good one was.
+"""
+
+import datetime
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_NAME = "numba_a3c checkpoint"
+FORMAT_VERSION = 1
+EPISODE_COLUMNS = ("global_step", "thread", "return", "length", "wall_time")
+EVALUATION_COLUMNS = ("global_step", "mean", "std", "min", "max", "episodes", "wall_time")
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be used as a checkpoint; the message says why and what to do."""
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint, as loaded by :func:`load`."""
+
+    config: object            # TrainConfig
+    spec: object              # NetworkSpec
+    theta: np.ndarray
+    theta_target: np.ndarray | None
+    opt_shared: np.ndarray
+    opt_private: np.ndarray
+    counters: np.ndarray
+    thread_i: np.ndarray
+    thread_f: np.ndarray
+    rng: np.ndarray
+    env_rng: np.ndarray
+    env_state: np.ndarray
+    observation: np.ndarray
+    episodes: np.ndarray
+    evaluations: np.ndarray
+    wall_time: float
+    attrs: dict
+
+    @property
+    def global_step(self):
+        from numba_a3c.algorithms.state import C_T
+
+        return int(self.counters[C_T])
+
+
+def _versions():
+    import h5py
+    import numba
+
+    from numba_a3c import __version__
+
+    return dict(numba_a3c_version=__version__, numba_version=numba.__version__, numpy_version=np.__version__,
+                h5py_version=h5py.__version__, python_version=platform.python_version())
+
+
+def _write_params(group, network, flat):
+    order = []
+    by_layer = {}
+    for p in network.params:
+        layer, tensor = p.name.split("/")
+        by_layer.setdefault(layer, {})[tensor] = p
+    for index, layer in enumerate(network.layers):
+        name = layer["name"]
+        order.append(name)
+        g = group.create_group(name)
+        g.attrs["type"] = layer["type"]
+        g.attrs["activation"] = layer["activation"]
+        g.attrs["stride"] = int(layer["stride"])
+        g.attrs["kernel"] = int(layer["kernel"])
+        g.attrs["index"] = index
+        g.attrs["input_shape"] = np.asarray(layer["input_shape"], np.int64)
+        g.attrs["output_shape"] = np.asarray(layer["output_shape"], np.int64)
+        g.attrs["input"] = layer["input"]
+        for tensor, p in by_layer[name].items():
+            g.create_dataset(tensor, data=flat[p.offset:p.offset + p.size].reshape(p.shape))
+    return order
+
+
+def _read_params(group, network):
+    flat = np.zeros(network.n_params, np.float32)
+    for p in network.params:
+        layer, tensor = p.name.split("/")
+        if layer not in group or tensor not in group[layer]:
+            raise CheckpointError(f"the checkpoint has no dataset {group.name}/{p.name}; it is incomplete")
+        data = group[layer][tensor][()]
+        if data.shape != p.shape:
+            raise CheckpointError(f"{group.name}/{p.name} has shape {data.shape}, expected {p.shape}")
+        flat[p.offset:p.offset + p.size] = data.reshape(-1)
+    return flat
+
+
+def save(path, *, config, network, shared, episodes, evaluations, wall_time):
+    """Write a checkpoint of a run atomically to ``path``.
+
+    ``shared`` is the run's :class:`numba_a3c.workers.SharedState` (read while workers may still
+    be writing it: callers save at segment boundaries or accept a Hogwild-consistent snapshot);
+    ``episodes`` and ``evaluations`` are sequences of rows as in the format above.
+    """
+    import h5py
+
+    from numba_a3c.algorithms.state import C_T, TF_SIZE, TI_SIZE
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            for k, v in _versions().items():
+                f.attrs[k] = v
+            cfg = f.create_group("config")
+            d = config.to_dict()
+            cfg.attrs["json"] = json.dumps(d)
+            for k, v in d.items():
+                cfg.attrs[k] = np.asarray(v) if isinstance(v, list) else v
+            net = f.create_group("network")
+            spec = network.spec
+            net.attrs["spec_json"] = json.dumps(spec.to_dict())
+            net.attrs["input_shape"] = np.asarray(spec.input_shape, np.int64)
+            net.attrs["input_scale"] = float(spec.input_scale)
+            net.attrs["heads"] = spec.heads
+            net.attrs["n_actions"] = int(spec.n_actions)
+            net.attrs["n_params"] = int(network.n_params)
+            order = _write_params(f.create_group("params"), network, shared.theta.copy())
+            net.attrs["layer_order"] = np.asarray(order, dtype=h5py.string_dtype())
+            if config.algo != "a3c":
+                _write_params(f.create_group("target_params"), network, shared.theta_target.copy())
+            opt = f.create_group("optimizer")
+            opt.attrs["kind"] = config.optimizer
+            opt.attrs["description"] = {
+                "shared-rmsprop": "g <- a g + (1-a) d^2; theta <- theta - lr d / sqrt(g + eps); g shared",
+                "rmsprop": "as shared-rmsprop with one g per thread (per_thread)",
+                "momentum": "m <- a m + (1-a) d; theta <- theta - lr m; m per thread (per_thread)",
+            }[config.optimizer]
+            opt.create_dataset("g", data=shared.opt_shared.copy())
+            opt.create_dataset("per_thread", data=shared.opt_private.copy())
+            st = f.create_group("state")
+            st.attrs["global_step"] = int(shared.counters[C_T])
+            st.attrs["wall_time"] = float(wall_time)
+            st.attrs["threads"] = int(shared.n_threads)
+            st.create_dataset("counters", data=shared.counters.copy())
+            ti = st.create_dataset("thread_int", data=shared.thread_i.copy())
+            ti.attrs["columns"] = np.asarray(_columns("TI_", TI_SIZE), dtype=h5py.string_dtype())
+            tf = st.create_dataset("thread_float", data=shared.thread_f.copy())
+            tf.attrs["columns"] = np.asarray(_columns("TF_", TF_SIZE), dtype=h5py.string_dtype())
+            st.create_dataset("rng", data=shared.rng.copy())
+            st.create_dataset("env_rng", data=shared.env_rng.copy())
+            st.create_dataset("env_state", data=shared.env_state.copy())
+            st.create_dataset("observation", data=shared.obs[:, 0].copy())
+            log = f.create_group("log")
+            _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
+            _log_dataset(log, "evaluations", evaluations, EVALUATION_COLUMNS)
+            f.flush()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _columns(prefix, size):
+    from numba_a3c.algorithms import state
+
+    names = [""] * size
+    for k, v in vars(state).items():
+        if k.startswith(prefix) and k != prefix + "SIZE" and isinstance(v, int) and v < size:
+            names[v] = k[len(prefix):].lower()
+    return names
+
+
+def _log_dataset(group, name, rows, columns):
+    data = np.asarray(rows, np.float64).reshape(-1, len(columns))
+    ds = group.create_dataset(name, data=data, maxshape=(None, len(columns)), chunks=(1024, len(columns)))
+    ds.attrs["columns"] = np.asarray(columns, dtype="S")
+
+
+def load(path):
+    """Read a checkpoint; raises :class:`CheckpointError` with a one-line reason for any unusable file."""
+    import h5py
+
+    from numba_a3c.config import TrainConfig
+    from numba_a3c.nn.network import Network, NetworkSpec
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; give the checkpoint file (e.g. {path}/latest.h5)")
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not is_hdf5:
+        raise CheckpointError(f"{path} is not an HDF5 file; a numba_a3c checkpoint is an .h5 file written by "
+                              f"'asyncrl train'")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT_NAME:
+                raise CheckpointError(f"{path} is an HDF5 file but not a numba_a3c checkpoint (no format attribute "
+                                      f"'{FORMAT_NAME}')")
+            version = int(f.attrs.get("format_version", -1))
+            if version > FORMAT_VERSION:
+                raise CheckpointError(f"{path} has checkpoint format version {version}, newer than this numba_a3c "
+                                      f"reads ({FORMAT_VERSION}); upgrade numba_a3c")
+            if version < 1:
+                raise CheckpointError(f"{path} has an invalid format_version {version}")
+            config = TrainConfig.from_dict(json.loads(f["config"].attrs["json"]))
+            spec = NetworkSpec.from_dict(json.loads(f["network"].attrs["spec_json"]))
+            network = Network(spec)
+            theta = _read_params(f["params"], network)
+            target = _read_params(f["target_params"], network) if "target_params" in f else None
+            st = f["state"]
+            ckpt = Checkpoint(
+                config=config, spec=spec, theta=theta, theta_target=target,
+                opt_shared=f["optimizer/g"][()], opt_private=f["optimizer/per_thread"][()],
+                counters=st["counters"][()], thread_i=st["thread_int"][()], thread_f=st["thread_float"][()],
+                rng=st["rng"][()], env_rng=st["env_rng"][()], env_state=st["env_state"][()],
+                observation=st["observation"][()], episodes=f["log/episodes"][()],
+                evaluations=f["log/evaluations"][()], wall_time=float(st.attrs["wall_time"]),
+                attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
+            )
+    except CheckpointError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path} is damaged or incomplete ({type(exc).__name__}: {exc}); use another "
+                              f"checkpoint, e.g. best.h5 or an earlier one") from None
+    return ckpt

@@ -1,0 +1,108 @@
+"""The run configuration: one typed place for every hyperparameter, with presets from ``data/``.
+
+A value comes from, in increasing priority: the field's default below, the environment's
+preset (``data/presets/*.json``: its ``defaults``, then its entry for the algorithm), then what
+the user gave on the command line. The resolved configuration is printed at the start of a run
+and saved in the run directory and in every checkpoint, so a run can always be reproduced.
+The CLI builds its ``train`` options from these fields and their ``help`` metadata.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from numba_a3c.data import data_path
+
+ALGORITHMS = ("a3c", "nstep-q", "onestep-q", "sarsa")
+OPTIMIZERS = ("shared-rmsprop", "rmsprop", "momentum")
+NETWORKS = ("mlp", "conv", "atari")
+
+
+def _f(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run."""
+
+    algo: str = _f("a3c", "algorithm: a3c, nstep-q, onestep-q or sarsa", choices=ALGORITHMS)
+    env: str = _f("CartPole-v1", "environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0), any "
+                  "registered gymnasium id with discrete actions, or ALE/<Game>-v5")
+    threads: int = _f(2, "number of actor-learner threads (may exceed the number of cores)")
+    steps: int = _f(200_000, "global step budget T_max (environment steps summed over all threads)")
+    lr: float = _f(7e-4, "initial learning rate η (annealed linearly to 0 over the budget unless --no-anneal-lr)")
+    anneal_lr: bool = _f(True, "anneal the learning rate linearly to 0 over the budget")
+    gamma: float = _f(0.99, "discount factor γ")
+    t_max: int = _f(5, "segment length: t_max for n-step Q and A3C, I_AsyncUpdate for the one-step methods")
+    beta: float = _f(0.01, "entropy weight β (A3C)")
+    optimizer: str = _f("shared-rmsprop", "shared-rmsprop (the paper's), rmsprop (per-thread statistics) or "
+                        "momentum (per-thread momentum SGD)", choices=OPTIMIZERS)
+    rms_alpha: float = _f(0.99, "RMSProp decay α (also the momentum coefficient)")
+    rms_eps: float = _f(0.1, "RMSProp ε, inside the square root")
+    clip_norm: float = _f(40.0, "clip the gradient by this global norm (0: no clipping)")
+    target_interval: int = _f(10_000, "I_target: refresh the target network every this many global steps (Q methods)")
+    eps_anneal_steps: int = _f(100_000, "anneal ε from 1 to each thread's final ε over this many global steps")
+    reward_clip: float = _f(0.0, "clip training rewards to [-c, c] (0: no clipping; Atari uses 1)")
+    network: str = _f("mlp", "network: mlp (vector observations), conv (small images) or atari (4x84x84 frames)",
+                      choices=NETWORKS)
+    hidden: tuple = _f((64, 64), "hidden layer sizes of the MLP (or the dense layer of the conv net)")
+    activation: str = _f("relu", "hidden activation of the MLP: relu or tanh", choices=("relu", "tanh"))
+    seed: int = _f(0, "random seed (parameters, exploration and environments)")
+    eval_every: int = _f(0, "greedy evaluation every this many global steps, beside the workers (0: off)")
+    eval_episodes: int = _f(10, "episodes per evaluation (periodic and final)")
+    gym: bool = _f(False, "use the gymnasium environment even where a native (Numba) one exists")
+    save_every: int = _f(0, "save a checkpoint every this many global steps (0: only at the end)")
+    log_interval: float = _f(1.0, "seconds between progress lines")
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @staticmethod
+    def from_dict(d):
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
+        d = dict(d)
+        if "hidden" in d:
+            d["hidden"] = tuple(int(h) for h in d["hidden"])
+        return TrainConfig(**d)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def preset_file(env_id):
+    """The preset file that applies to ``env_id``: its own, the Atari one, or the generic one."""
+    name = env_id.replace("/", "_") + ".json"
+    path = data_path("presets", name)
+    if path.exists():
+        return path
+    if env_id.startswith("ALE/"):
+        return data_path("presets", "atari.json")
+    return data_path("presets", "default.json")
+
+
+def preset_values(env_id, algo):
+    """The preset's values for this environment and algorithm (a dict of TrainConfig fields)."""
+    with open(preset_file(env_id)) as fh:
+        preset = json.load(fh)
+    values = dict(preset.get("defaults", {}))
+    values.update(preset.get("algorithms", {}).get(algo, {}))
+    return values
+
+
+def resolve(overrides):
+    """A TrainConfig from the user's ``overrides`` (None values are ignored) on top of the presets."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    base = TrainConfig()
+    env = overrides.get("env", base.env)
+    algo = overrides.get("algo", base.algo)
+    values = base.to_dict()
+    values.update(preset_values(env, algo))
+    values.update(overrides)
+    values["env"], values["algo"] = env, algo
+    return TrainConfig.from_dict(values)

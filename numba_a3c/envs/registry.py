@@ -1,0 +1,102 @@
+"""Which environment an id means, what it looks like, and how to make one.
+
+Three kinds of environment run the same learners:
+
+* ``native``: implemented in Numba (:mod:`numba_a3c.envs.native`); the whole actor-learner loop,
+  environment included, runs in nopython code with the GIL released.
+* ``gym``: any registered gymnasium environment with a discrete action space and a Box
+  observation. Its ``step`` is Python and holds the GIL, so its threads share one core for the
+  environment part; the learner's kernels still run in parallel.
+* ``atari``: ``ALE/<Game>-v5`` through ale-py, with the DeepMind preprocessing.
+"""
+
+import difflib
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class EnvError(ValueError):
+    """An environment id that cannot be used, with a message that says what to do."""
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    env_id: str
+    kind: str               # "native", "gym" or "atari"
+    obs_shape: tuple
+    n_actions: int
+    native_id: int = -1     # ENV_* constant of a native environment
+    input_scale: float = 1.0
+    max_episode_steps: int = 0
+
+
+def _native_specs():
+    from numba_a3c.envs.native import NATIVE_ENVS
+
+    return NATIVE_ENVS
+
+
+def _gym_ids():
+    import gymnasium
+
+    return sorted(gymnasium.envs.registry.keys())
+
+
+def describe_env(env_id, force_gym=False):
+    """An :class:`EnvInfo` for ``env_id``; raises :class:`EnvError` for unknown or unusable ids."""
+    natives = _native_specs()
+    if env_id in natives and not force_gym:
+        s = natives[env_id]
+        return EnvInfo(env_id, "native", tuple(s.obs_shape), int(s.n_actions), int(s.env_id), 1.0,
+                       int(s.max_episode_steps))
+    if env_id.startswith("ALE/"):
+        from numba_a3c.envs.atari import describe_atari
+
+        return describe_atari(env_id)
+    import gymnasium
+
+    ids = _gym_ids()
+    if env_id not in ids:
+        if env_id in natives:
+            raise EnvError(f"{env_id} has no gymnasium version; drop --gym to use the native one")
+        close = difflib.get_close_matches(env_id, ids + list(natives), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise EnvError(f"unknown environment {env_id!r}.{hint} Use a native id "
+                       f"({', '.join(natives)}), a registered gymnasium id, or ALE/<Game>-v5.")
+    try:
+        env = gymnasium.make(env_id)
+    except Exception as exc:  # noqa: BLE001 - any failure to build it is the user's to know
+        raise EnvError(f"could not create {env_id}: {exc}") from None
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+        if not isinstance(act_space, gymnasium.spaces.Discrete):
+            raise EnvError(f"{env_id} has a {type(act_space).__name__} action space; these methods need "
+                           f"discrete actions (gymnasium.spaces.Discrete)")
+        if not isinstance(obs_space, gymnasium.spaces.Box):
+            raise EnvError(f"{env_id} has a {type(obs_space).__name__} observation space; a Box is needed")
+        steps = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 0
+        return EnvInfo(env_id, "gym", tuple(int(s) for s in obs_space.shape), int(act_space.n),
+                       max_episode_steps=int(steps))
+    finally:
+        env.close()
+
+
+def make_python_env(info, seed=None):
+    """A Python-stepped environment for ``info``: gymnasium's, or the native one's Python wrapper."""
+    if info.kind == "native":
+        from numba_a3c.envs.native import NativeEnv
+
+        return NativeEnv(info.env_id, seed=0 if seed is None else seed)
+    if info.kind == "atari":
+        from numba_a3c.envs.atari import make_atari_env
+
+        return make_atari_env(info.env_id, seed=seed)
+    import gymnasium
+
+    return gymnasium.make(info.env_id)
+
+
+def flat_observation(obs, scale, out):
+    """Write an observation, flattened and scaled, into the float32 row ``out``."""
+    np.multiply(np.asarray(obs).reshape(-1), scale, out=out, casting="unsafe")

@@ -1,0 +1,406 @@
+"""Worker threads: N actor-learners updating one shared parameter array without locks (Hogwild).
+
+This is the only module that knows about threads.
+
+Shared by all threads and written WITHOUT locks
+    ``theta``         θ, the flat float32 parameters (every update, by every thread)
+    ``opt_shared``    the shared RMSProp statistics g (every update, by every thread)
+    ``theta_target``  θ⁻ (Q methods): copied from θ by the one thread that claims each refresh
+Shared and written atomically
+    ``counters``      the global step T (atomic add: exact, no lost increments), the next θ⁻
+                      refresh step (compare-and-swap), the stop flag and the run status
+Shared, one row per thread, each row written only by its own thread (read by the main thread)
+    ``thread_i``, ``thread_f``, ``episode_log``, and the stacked per-thread arrays below
+Private to each thread (a block of a stacked array that no other thread touches)
+    θ′ ``theta_local``, dθ ``grads``, ``opt_private`` (per-thread RMSProp g / momentum m), the
+    segment buffers, the agent's and the environment's RNG states, the environment state.
+
+Lock-free writes can lose an update when two threads write the same float at once; they cannot
+tear a float or corrupt memory (each element is an aligned 4-byte store). Every kernel is
+compiled in the main thread before any worker starts. A worker that raises stops every other
+worker (the shared stop flag) and the trainer reports which thread failed and why.
+"""
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from numba_a3c.algorithms.learner import act, begin_segment, end_segment, observe
+from numba_a3c.algorithms.state import (
+    ALGORITHMS,
+    BUDGET_DONE,
+    C_PAUSE_AT,
+    C_SIZE,
+    C_STATUS,
+    C_STOP,
+    C_T,
+    C_TARGET_NEXT,
+    CF_BETA,
+    CF_CLIP_NORM,
+    CF_GAMMA,
+    CF_INPUT_SCALE,
+    CF_LR,
+    CF_REWARD_CLIP,
+    CF_RMS_ALPHA,
+    CF_RMS_EPS,
+    CF_SIZE,
+    CI_ACTIVATION_SIZE,
+    CI_ALGO,
+    CI_ANNEAL_LR,
+    CI_BUDGET,
+    CI_EPS_ANNEAL,
+    CI_N_ACTIONS,
+    CI_OPTIMIZER,
+    CI_OUT_PI,
+    CI_OUT_Q,
+    CI_OUT_V,
+    CI_SIZE,
+    CI_T_MAX,
+    CI_TARGET_INTERVAL,
+    DIVERGED,
+    EPISODE_LOG_CAPACITY,
+    OK,
+    OPTIMIZERS,
+    SHARED_RMSPROP,
+    STOPPED,
+    TF_EPS_FINAL,
+    TF_SIZE,
+    TI_EPISODE_OVER,
+    TI_EPISODES,
+    TI_N,
+    TI_PENDING_ACTION,
+    TI_SIZE,
+    TI_STEPS,
+    TI_THREAD,
+    NEVER,
+    Learner,
+    epsilon_finals,
+)
+from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step
+from numba_a3c.envs.registry import flat_observation, make_python_env
+from numba_a3c.rng import rng_seed
+
+ERROR = 4  # status of a run stopped by an exception in a worker
+
+
+class WorkerError(RuntimeError):
+    """A worker thread raised; ``thread`` is its index and ``error`` the exception."""
+
+    def __init__(self, thread, error):
+        super().__init__(f"worker thread {thread} failed: {type(error).__name__}: {error}")
+        self.thread = thread
+        self.error = error
+
+
+# ============================================================================ nopython loops
+@njit(nogil=True, cache=True)
+def run_native(L, env_id):
+    """The whole actor-learner loop for a native environment, in nopython code, GIL released.
+
+    Repeats segments (begin → act/step/observe … → end) until T reaches the budget, the stop
+    flag is raised, or the parameters diverge; returns the status. ``L.obs[0]`` must hold the
+    current state (the caller resets the environment once before the first call).
+    """
+    while True:
+        begin_segment(L)
+        while True:
+            n = L.thread_i[TI_N]
+            a = act(L)
+            r, terminal, truncated = env_step(env_id, L.env_state, a, L.env_rng, L.obs[n + 1])
+            if observe(L, r, terminal, truncated, terminal or truncated):
+                break
+        status = end_segment(L)
+        if L.thread_i[TI_EPISODE_OVER] != 0:
+            env_reset(env_id, L.env_state, L.env_rng, L.obs[0])
+            L.thread_i[TI_EPISODE_OVER] = 0
+        if status != OK:
+            return status
+
+
+@njit(nogil=True, cache=True)
+def reset_native(L, env_id):
+    """Reset a native environment into ``L.obs[0]`` (start of a run)."""
+    env_reset(env_id, L.env_state, L.env_rng, L.obs[0])
+    L.thread_i[TI_EPISODE_OVER] = 0
+
+
+@njit(nogil=True, cache=True)
+def python_env_begin(L):
+    """Start a segment and choose its first action (Python-environment loop)."""
+    begin_segment(L)
+    return act(L)
+
+
+@njit(nogil=True, cache=True)
+def python_env_step(L, reward, terminal, truncated, episode_over):
+    """Record a Python environment's step (s_{n+1} already in ``L.obs[n+1]``) and continue.
+
+    Returns the next action (≥ 0); −1 when the environment must be reset before the next
+    segment (call :func:`python_env_begin` after writing the reset state into ``L.obs[0]``); or
+    −2 − status when the run must stop (status = DIVERGED, STOPPED or BUDGET_DONE).
+    """
+    if observe(L, reward, terminal, truncated, episode_over):
+        status = end_segment(L)
+        if status != OK:
+            return -2 - status
+        if L.thread_i[TI_EPISODE_OVER] != 0:
+            return -1
+        begin_segment(L)
+    return act(L)
+
+
+# ============================================================================ shared state
+@dataclass
+class SharedState:
+    """Every array of a run: the shared ones and the stacked per-thread ones (see module docstring)."""
+
+    theta: np.ndarray
+    theta_target: np.ndarray
+    opt_shared: np.ndarray
+    counters: np.ndarray
+    config_i: np.ndarray
+    config_f: np.ndarray
+    thread_i: np.ndarray        # (N, TI_SIZE)
+    thread_f: np.ndarray        # (N, TF_SIZE)
+    episode_log: np.ndarray     # (N, capacity, 3)
+    opt_private: np.ndarray     # (N, P) or (N, 0)
+    rng: np.ndarray             # (N, 2) uint64, the agents' generators
+    env_rng: np.ndarray         # (N, 2) uint64, the environments' generators
+    env_state: np.ndarray       # (N, ENV_STATE_SIZE) float64, native environments' states
+    obs: np.ndarray             # (N, rows, input_size); obs[k, 0] is thread k's current state
+    private: list = field(default_factory=list)  # per-thread (theta_local, grads, ws, delta, tws, ...)
+
+    @property
+    def n_threads(self):
+        return self.thread_i.shape[0]
+
+
+def make_config_arrays(config, network):
+    """The config_i / config_f arrays the kernels read, from a TrainConfig and a Network."""
+    ci = np.zeros(CI_SIZE, np.int64)
+    cf = np.zeros(CF_SIZE, np.float64)
+    ci[CI_ALGO] = ALGORITHMS[config.algo]
+    ci[CI_T_MAX] = config.t_max
+    ci[CI_TARGET_INTERVAL] = config.target_interval if config.algo != "a3c" else 0
+    ci[CI_OPTIMIZER] = OPTIMIZERS[config.optimizer]
+    ci[CI_N_ACTIONS] = network.spec.n_actions
+    ci[CI_OUT_Q], ci[CI_OUT_PI], ci[CI_OUT_V] = network.out_q, network.out_pi, network.out_v
+    ci[CI_ACTIVATION_SIZE] = network.activation_size
+    ci[CI_BUDGET] = config.steps
+    ci[CI_EPS_ANNEAL] = config.eps_anneal_steps
+    ci[CI_ANNEAL_LR] = 1 if config.anneal_lr else 0
+    cf[CF_GAMMA] = config.gamma
+    cf[CF_LR] = config.lr
+    cf[CF_RMS_ALPHA] = config.rms_alpha
+    cf[CF_RMS_EPS] = config.rms_eps
+    cf[CF_BETA] = config.beta
+    cf[CF_CLIP_NORM] = config.clip_norm
+    cf[CF_REWARD_CLIP] = config.reward_clip
+    cf[CF_INPUT_SCALE] = network.spec.input_scale
+    return ci, cf
+
+
+def new_shared_state(config, network, theta=None):
+    """Fresh arrays for a run of ``config.threads`` threads, seeded from ``config.seed``."""
+    N = int(config.threads)
+    P = network.n_params
+    theta = network.init_params(config.seed) if theta is None else np.ascontiguousarray(theta, np.float32)
+    ci, cf = make_config_arrays(config, network)
+    counters = np.zeros(C_SIZE, np.int64)
+    counters[C_TARGET_NEXT] = ci[CI_TARGET_INTERVAL]
+    counters[C_PAUSE_AT] = NEVER
+    thread_i = np.zeros((N, TI_SIZE), np.int64)
+    thread_i[:, TI_THREAD] = np.arange(N)
+    thread_i[:, TI_PENDING_ACTION] = -1
+    thread_f = np.zeros((N, TF_SIZE), np.float64)
+    seeder = np.random.Generator(np.random.PCG64([config.seed, 1]))
+    thread_f[:, TF_EPS_FINAL] = epsilon_finals(seeder, N)
+    rng = np.zeros((N, 2), np.uint64)
+    env_rng = np.zeros((N, 2), np.uint64)
+    for k in range(N):
+        rng_seed(rng[k], np.uint64(config.seed * 1_000_003 + 2 * k + 1))
+        rng_seed(env_rng[k], np.uint64(config.seed * 1_000_003 + 2 * k + 2))
+    private_opt = 0 if ci[CI_OPTIMIZER] == SHARED_RMSPROP else P
+    return SharedState(
+        theta=theta,
+        theta_target=theta.copy(),
+        opt_shared=np.zeros(P if private_opt == 0 else 0, np.float32),
+        counters=counters,
+        config_i=ci,
+        config_f=cf,
+        thread_i=thread_i,
+        thread_f=thread_f,
+        episode_log=np.zeros((N, EPISODE_LOG_CAPACITY, 3), np.float64),
+        opt_private=np.zeros((N, private_opt), np.float32),
+        rng=rng,
+        env_rng=env_rng,
+        env_state=np.zeros((N, ENV_STATE_SIZE), np.float64),
+        obs=np.zeros((N, config.t_max + 1, network.input_size), np.float32),
+    )
+
+
+def make_learner(shared, network, k):
+    """Thread k's :class:`Learner`: the shared arrays plus its own private buffers."""
+    rows = shared.obs.shape[1]
+    P = network.n_params
+    needs_local = shared.config_i[CI_ALGO] in (ALGORITHMS["nstep-q"], ALGORITHMS["a3c"])
+    ws_size = network.workspace_size
+    A = network.spec.n_actions
+    return Learner(
+        table=network.table,
+        theta=shared.theta,
+        theta_target=shared.theta_target,
+        opt_shared=shared.opt_shared,
+        counters=shared.counters,
+        config_i=shared.config_i,
+        config_f=shared.config_f,
+        thread_i=shared.thread_i[k],
+        thread_f=shared.thread_f[k],
+        episode_log=shared.episode_log[k],
+        theta_local=np.zeros(P if needs_local else 0, np.float32),
+        grads=np.zeros(P, np.float32),
+        opt_private=shared.opt_private[k],
+        obs=shared.obs[k],
+        ws=np.zeros((rows, ws_size), np.float32),
+        delta=np.zeros((rows, ws_size), np.float32),
+        tws=np.zeros((rows, ws_size), np.float32),
+        actions=np.zeros(rows, np.int64),
+        rewards=np.zeros(rows, np.float32),
+        returns=np.zeros(rows, np.float32),
+        scratch=np.zeros(2 * A, np.float32),
+        rng=shared.rng[k],
+        env_rng=shared.env_rng[k],
+        env_state=shared.env_state[k],
+    )
+
+
+# ============================================================================ threads
+def compile_kernels(config, network, env_info):
+    """Compile (or load from the cache) every kernel a run needs, in this thread, before any worker
+    starts: a throw-away one-thread learner runs a few segments."""
+    warm = config.replace(threads=1, steps=2 * config.t_max + 1, seed=0)
+    shared = new_shared_state(warm, network)
+    L = make_learner(shared, network, 0)
+    if env_info.kind == "native":
+        reset_native(L, env_info.native_id)
+        run_native(L, env_info.native_id)
+    else:
+        L.obs[:] = 0.0
+        a = python_env_begin(L)
+        while a >= 0:
+            a = python_env_step(L, 0.0, False, False, False)
+
+
+class Workers:
+    """Starts N worker threads on a SharedState and stops them; knows nothing of progress or files."""
+
+    def __init__(self, shared, network, env_info, config):
+        self.shared = shared
+        self.network = network
+        self.env_info = env_info
+        self.config = config
+        self.learners = [make_learner(shared, network, k) for k in range(shared.n_threads)]
+        self.threads = []
+        self.errors = []           # (thread index, exception)
+        self.statuses = [None] * shared.n_threads
+        self._envs = [None] * shared.n_threads
+        self._lock = threading.Lock()
+
+    # -- environment start-up, in the main thread (deterministic order)
+    def reset_environments(self, fresh=True):
+        """Reset every thread's environment into obs[k, 0]. ``fresh=False`` (resume) keeps native
+        environments where they were; Python environments always start a new episode."""
+        for k, L in enumerate(self.learners):
+            if self.env_info.kind == "native":
+                if fresh:
+                    reset_native(L, self.env_info.native_id)
+            else:
+                env = make_python_env(self.env_info, seed=self.config.seed * 1000 + k)
+                obs, _ = env.reset(seed=self.config.seed * 1000 + k)
+                flat_observation(obs, np.float32(self.network.spec.input_scale), L.obs[0])
+                self._envs[k] = env
+                L.thread_i[TI_N] = 0
+
+    def start(self):
+        for k in range(self.shared.n_threads):
+            target = self._run_native if self.env_info.kind == "native" else self._run_python
+            t = threading.Thread(target=self._guard, args=(target, k), name=f"asyncrl-worker-{k}", daemon=True)
+            self.threads.append(t)
+        for t in self.threads:
+            t.start()
+
+    def _guard(self, target, k):
+        try:
+            self.statuses[k] = target(k)
+        except BaseException as exc:  # noqa: BLE001 - any failure must stop the run, whatever it is
+            with self._lock:
+                self.errors.append((k, exc))
+            self.shared.counters[C_STATUS] = ERROR
+            self.shared.counters[C_STOP] = 1
+
+    def _run_native(self, k):
+        return run_native(self.learners[k], self.env_info.native_id)
+
+    def _run_python(self, k):
+        L = self.learners[k]
+        env = self._envs[k]
+        scale = np.float32(self.network.spec.input_scale)
+        obs_buf = L.obs
+        thread_i = L.thread_i
+        a = python_env_begin(L)
+        while True:
+            obs, reward, terminated, truncated, info = env.step(int(a))
+            flat_observation(obs, scale, obs_buf[thread_i[TI_N] + 1])
+            life_lost = bool(info.get("life_lost", False)) if info else False
+            a = python_env_step(L, float(reward), bool(terminated) or life_lost, bool(truncated),
+                                bool(terminated or truncated))
+            if a == -1:
+                obs, _ = env.reset()
+                flat_observation(obs, scale, obs_buf[0])
+                thread_i[TI_EPISODE_OVER] = 0
+                a = python_env_begin(L)
+            elif a < -1:
+                return -2 - a
+
+    def stop(self):
+        """Raise the stop flag: every worker finishes its current segment and returns."""
+        self.shared.counters[C_STOP] = 1
+
+    def alive(self):
+        return any(t.is_alive() for t in self.threads)
+
+    def join(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self.threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not self.alive()
+
+    def close(self):
+        for env in self._envs:
+            if env is not None:
+                env.close()
+
+    @property
+    def status(self):
+        s = int(self.shared.counters[C_STATUS])
+        if s:
+            return s
+        if any(st == BUDGET_DONE for st in self.statuses):
+            return BUDGET_DONE
+        return STOPPED if self.shared.counters[C_STOP] else OK
+
+    def global_steps(self):
+        return int(self.shared.counters[C_T])
+
+    def thread_steps(self):
+        return self.shared.thread_i[:, TI_STEPS].copy()
+
+    def thread_episodes(self):
+        return self.shared.thread_i[:, TI_EPISODES].copy()
+
+
+__all__ = ["Workers", "WorkerError", "SharedState", "new_shared_state", "make_learner", "compile_kernels",
+           "run_native", "python_env_begin", "python_env_step", "DIVERGED", "ERROR", "C_T"]
