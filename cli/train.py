@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -67,49 +68,94 @@ def progress_line(p):
     return "  ".join(parts)
 
 
+def _install_sigterm():
+    """SIGTERM behaves like Ctrl-C: stop the workers, save, and say how to resume."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. inside a test runner's thread)
+        pass
+
+
+def _default_run_dir(config):
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.env.replace('/', '_')}-{config.algo}-{stamp}"
+
+
 @click.command()
 @_config_options
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
-              help="run directory for the configuration, the log and the final parameters "
-                   "[default: runs/<env>-<algo>-<time>]")
+              help="run directory: configuration, checkpoints (latest.h5, best.h5) and logs (episodes.csv, "
+                   "evaluations.csv) [default: runs/<env>-<algo>-<time>]")
+@click.option("--resume", "resume", type=click.Path(dir_okay=True), default=None,
+              help="continue the run saved in this checkpoint (or run directory) with its configuration")
+@click.option("--force", is_flag=True, help="allow --out to name a run directory that already exists")
+@click.option("--stop-at", "stop_at", type=click.IntRange(min=1), default=None,
+              help="pause at this global step (at a segment boundary) and save; resume later with --resume")
 @click.option("--quiet", is_flag=True, help="no progress lines, only the summary")
-def train(out, quiet, **options):
+def train(out, resume, force, stop_at, quiet, **options):
     """Train an agent. With no options: A3C on CartPole-v1 with the shipped preset.
 
     Every option not given comes from the preset for the environment and algorithm
     (data/presets); the resolved configuration is printed and saved in the run directory.
+    Ctrl-C (or SIGTERM) stops every thread, saves latest.h5 and prints how to resume.
     """
+    from numba_a3c.checkpoint import CheckpointError
     from numba_a3c.envs.registry import EnvError
     from numba_a3c.trainer import Trainer
 
-    config = resolve(options)
+    def on_progress(p):
+        click.echo(progress_line(p))
+
+    def on_eval(ev):
+        click.echo(f"evaluation at step {ev.steps:,}: mean return {ev.mean:.2f} over {len(ev.returns)} "
+                   f"episodes (min {ev.returns.min():.1f}, max {ev.returns.max():.1f})")
+
+    callbacks = dict(on_progress=None if quiet else on_progress, on_eval=on_eval)
     try:
-        trainer = Trainer(config, on_progress=None if quiet else lambda p: click.echo(progress_line(p)),
-                          on_eval=lambda ev: click.echo(
-                              f"evaluation at step {ev.steps:,}: mean return {ev.mean:.2f} over {len(ev.returns)} "
-                              f"episodes (min {ev.returns.min():.1f}, max {ev.returns.max():.1f})"))
-    except (EnvError, ValueError) as exc:
+        if resume:
+            ckpt_path = Path(resume)
+            if ckpt_path.is_dir():
+                ckpt_path = ckpt_path / "latest.h5"
+            run_dir = Path(out) if out else ckpt_path.parent
+            given = {k: v for k, v in options.items() if v is not None}
+            trainer = Trainer.from_checkpoint(ckpt_path, given, run_dir=run_dir, **callbacks)
+            config = trainer.config
+        else:
+            config = resolve(options)
+            run_dir = Path(out) if out else _default_run_dir(config)
+            if run_dir.exists() and any(run_dir.iterdir()) and not force:
+                raise click.UsageError(f"run directory {run_dir} already exists; use --force to reuse it, "
+                                       f"--resume {run_dir} to continue it, or another --out")
+            trainer = Trainer(config, run_dir=run_dir, **callbacks)
+    except (EnvError, ValueError, CheckpointError) as exc:
         raise click.UsageError(str(exc)) from None
-    run_dir = Path(out) if out else Path("runs") / f"{config.env.replace('/', '_')}-{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
     print_config(config)
     (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     net = trainer.network
+    done = int(trainer.shared.counters[0])
     click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
-               f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores")
+               f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
+               + (f"; resuming at step {done:,}" if resume else ""))
+    _install_sigterm()
     t0 = time.monotonic()
-    result = trainer.run()
-    import numpy as np
-
-    np.save(run_dir / "params.npy", trainer.shared.theta)
-    click.echo(f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s "
-               f"({result.steps_per_s:,.0f} steps/s), {result.episodes:,} episodes, total time "
-               f"{time.monotonic() - t0:.1f} s")
+    try:
+        result = trainer.run(stop_at=stop_at)
+    except KeyboardInterrupt:
+        click.echo("interrupted again: exiting now (the last checkpoint on disk is intact)", err=True)
+        sys.exit(130)
+    click.echo(f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s of training "
+               f"({result.steps_per_s:,.0f} steps/s this session), {result.episodes:,} episodes, "
+               f"{time.monotonic() - t0:.1f} s in all")
     if result.final_eval is not None:
         ev = result.final_eval
         click.echo(f"final greedy evaluation: mean return {ev.mean:.2f} ± {ev.returns.std():.2f} over "
                    f"{len(ev.returns)} episodes")
-    click.echo(f"run directory: {run_dir}")
+    click.echo(f"run directory: {run_dir} (latest.h5, best.h5, episodes.csv, evaluations.csv)")
+    if result.status == "stopped":
+        click.echo(f"to continue: asyncrl train --resume {run_dir / 'latest.h5'}")
     if result.error:
         click.echo(f"error: {result.error}", err=True)
         sys.exit(1)

@@ -76,6 +76,16 @@ class Checkpoint:
         return int(self.counters[C_T])
 
 
+def _publish(tmp, path):
+    """Give the temporary file the usual permissions, flush it to disk and rename it into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def _versions():
     import h5py
     import numba
@@ -122,12 +132,13 @@ def _read_params(group, network):
     return flat
 
 
-def save(path, *, config, network, shared, episodes, evaluations, wall_time):
+def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_rest=False):
     """Write a checkpoint of a run atomically to ``path``.
 
-    ``shared`` is the run's :class:`numba_a3c.workers.SharedState` (read while workers may still
-    be writing it: callers save at segment boundaries or accept a Hogwild-consistent snapshot);
-    ``episodes`` and ``evaluations`` are sequences of rows as in the format above.
+    ``shared`` is the run's :class:`numba_a3c.workers.SharedState`. ``at_rest`` says every worker
+    had stopped at a segment boundary when it was read: such a checkpoint resumes exactly
+    (environments included); one taken while workers ran is a Hogwild snapshot, and resuming it
+    starts fresh episodes. ``episodes`` and ``evaluations`` are sequences of rows as above.
     """
     import h5py
 
@@ -174,6 +185,7 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time):
             st.attrs["global_step"] = int(shared.counters[C_T])
             st.attrs["wall_time"] = float(wall_time)
             st.attrs["threads"] = int(shared.n_threads)
+            st.attrs["at_rest"] = bool(at_rest)
             st.create_dataset("counters", data=shared.counters.copy())
             ti = st.create_dataset("thread_int", data=shared.thread_i.copy())
             ti.attrs["columns"] = np.asarray(_columns("TI_", TI_SIZE), dtype=h5py.string_dtype())
@@ -187,9 +199,7 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time):
             _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
             _log_dataset(log, "evaluations", evaluations, EVALUATION_COLUMNS)
             f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -213,6 +223,24 @@ def _log_dataset(group, name, rows, columns):
     data = np.asarray(rows, np.float64).reshape(-1, len(columns))
     ds = group.create_dataset(name, data=data, maxshape=(None, len(columns)), chunks=(1024, len(columns)))
     ds.attrs["columns"] = np.asarray(columns, dtype="S")
+
+
+def write_csv(path, columns, rows):
+    """Write rows as CSV with a header, atomically (temporary file, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(",".join(columns) + "\n")
+            for row in rows:
+                fh.write(",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in row) + "\n")
+        _publish(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def load(path):
@@ -258,7 +286,8 @@ def load(path):
                 rng=st["rng"][()], env_rng=st["env_rng"][()], env_state=st["env_state"][()],
                 observation=st["observation"][()], episodes=f["log/episodes"][()],
                 evaluations=f["log/evaluations"][()], wall_time=float(st.attrs["wall_time"]),
-                attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
+                attrs={**{k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
+                       "at_rest": bool(st.attrs.get("at_rest", False))},
             )
     except CheckpointError:
         raise

@@ -7,19 +7,28 @@ end (budget reached, Ctrl-C, a failed worker or divergence) stops every thread a
 the final parameters. It prints nothing itself; callers pass ``on_progress`` / ``on_eval``.
 """
 
+import dataclasses
 import math
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from numba_a3c.algorithms.state import (
     BUDGET_DONE,
+    C_PAUSE_AT,
+    C_STATUS,
     C_STOP,
     C_T,
+    C_TARGET_NEXT,
+    C_TARGET_UPDATES,
+    CI_BUDGET,
     DIVERGED,
+    NEVER,
+    STOPPED,
     TF_EPSILON,
     TF_LR,
     TI_EPISODES,
@@ -29,7 +38,10 @@ from numba_a3c.evaluate import evaluate
 from numba_a3c.nn.network import Network, atari_spec, mlp_spec, small_conv_spec
 from numba_a3c.workers import ERROR, WorkerError, Workers, compile_kernels, new_shared_state
 
-STATUS_NAMES = {0: "running", 1: "diverged", 2: "stopped", 3: "finished", 4: "failed"}
+STATUS_NAMES = {0: "finished", 1: "diverged", 2: "stopped", 3: "finished", 4: "failed"}
+
+# Settings a resumed run may change: they do not alter what is learned (steps extends the budget).
+RESUMABLE_CHANGES = ("steps", "eval_every", "eval_episodes", "save_every", "log_interval")
 
 
 def network_spec(config, env_info):
@@ -82,7 +94,7 @@ class Evaluation:
 
 @dataclass
 class RunResult:
-    status: str               # "finished", "stopped" (interrupted), "diverged" or "failed"
+    status: str               # "finished", "stopped" (Ctrl-C / SIGTERM), "paused" (stop_at), "diverged", "failed"
     steps: int
     wall_time: float
     steps_per_s: float
@@ -93,9 +105,15 @@ class RunResult:
 
 
 class Trainer:
-    """One training run. ``run()`` blocks until it ends and returns a :class:`RunResult`."""
+    """One training run. ``run()`` blocks until it ends and returns a :class:`RunResult`.
 
-    def __init__(self, config, on_progress=None, on_eval=None, final_eval=True):
+    With a ``run_dir``, the run keeps there: ``latest.h5`` (every ``save_every`` steps and at the
+    end, also after Ctrl-C or a failed worker), ``best.h5`` (the parameters of the best
+    evaluation so far), ``episodes.csv`` and ``evaluations.csv``. After a divergence the last
+    good ``latest.h5`` is kept and the diverged state goes to ``diverged.h5`` for inspection.
+    """
+
+    def __init__(self, config, on_progress=None, on_eval=None, final_eval=True, run_dir=None):
         self.config = config
         self.env_info = describe_env(config.env, force_gym=config.gym)
         self.network = Network(network_spec(config, self.env_info))
@@ -103,13 +121,70 @@ class Trainer:
         self.on_progress = on_progress
         self.on_eval = on_eval
         self.final_eval = final_eval
+        self.run_dir = None if run_dir is None else Path(run_dir)
         self.episode_rows = []      # (global step, thread, return, length, wall time)
-        self.evaluations = []       # Evaluation
+        self.evaluations = []       # Evaluation objects of this session
+        self.eval_rows = []         # every evaluation of the run, as checkpoint rows
         self.wall_time_before = 0.0  # wall time of earlier sessions of a resumed run
+        self.resumed_consistent = False  # resumed from a checkpoint taken with every thread at rest
+        self.best_mean = -math.inf
         self._seen = np.zeros(self.shared.n_threads, np.int64)
         self._recent = deque(maxlen=100)
         self._eval_thread = None
         self._lock = threading.Lock()
+        self._next_save = 0
+
+    @classmethod
+    def from_checkpoint(cls, path, changes=None, **kwargs):
+        """A trainer that continues the run saved in ``path``.
+
+        ``changes`` may only touch settings that do not alter the learning itself (see
+        :data:`RESUMABLE_CHANGES`) or extend the budget; anything else raises ValueError.
+        """
+        from numba_a3c import checkpoint
+
+        ckpt = checkpoint.load(path)
+        config = ckpt.config
+        changes = {k: v for k, v in (changes or {}).items() if v is not None}
+        refused = sorted(k for k, v in changes.items() if k not in RESUMABLE_CHANGES and getattr(config, k) != v)
+        if refused:
+            pairs = ", ".join(f"--{k.replace('_', '-')} (checkpoint: {getattr(config, k)}, given: {changes[k]})"
+                              for k in refused)
+            raise ValueError(f"cannot resume with options that contradict the checkpoint: {pairs}; drop them or "
+                             f"start a new run")
+        if "steps" in changes and changes["steps"] < ckpt.global_step:
+            raise ValueError(f"--steps {changes['steps']} is below the {ckpt.global_step:,} steps already done")
+        config = config.replace(**changes)
+        trainer = cls(config, **kwargs)
+        trainer.restore(ckpt)
+        return trainer
+
+    def restore(self, ckpt):
+        """Load a checkpoint's parameters, optimiser state, counters, RNGs and logs into this run."""
+        sh = self.shared
+        if ckpt.thread_i.shape[0] != sh.n_threads:
+            raise ValueError("the checkpoint was written by a run with a different number of threads")
+        sh.theta[:] = ckpt.theta
+        if ckpt.theta_target is not None:
+            sh.theta_target[:] = ckpt.theta_target
+        sh.opt_shared[:] = ckpt.opt_shared
+        sh.opt_private[:] = ckpt.opt_private
+        for k in (C_T, C_TARGET_NEXT, C_TARGET_UPDATES):
+            sh.counters[k] = ckpt.counters[k]
+        sh.thread_i[:] = ckpt.thread_i
+        sh.thread_f[:] = ckpt.thread_f
+        sh.rng[:] = ckpt.rng
+        sh.env_rng[:] = ckpt.env_rng
+        sh.env_state[:] = ckpt.env_state
+        sh.obs[:, 0] = ckpt.observation
+        sh.config_i[CI_BUDGET] = self.config.steps
+        self.episode_rows = [tuple(r) for r in ckpt.episodes.tolist()]
+        self._recent.extend(r[2] for r in self.episode_rows[-100:])
+        self.eval_rows = [tuple(r) for r in ckpt.evaluations.tolist()]
+        self.best_mean = max((float(r[1]) for r in ckpt.evaluations), default=-math.inf)
+        self.wall_time_before = ckpt.wall_time
+        self._seen = sh.thread_i[:, TI_EPISODES].copy()
+        self.resumed_consistent = bool(ckpt.attrs.get("at_rest", False))
 
     # ------------------------------------------------------------------ pieces
     def drain_episodes(self, wall):
@@ -125,15 +200,41 @@ class Trainer:
                 self._recent.append(float(ret))
             self._seen[k] = counts[k]
 
-    def evaluate_now(self, params, steps, wall):
+    def evaluate_now(self, params, steps, wall, report=True):
         returns, _ = evaluate(self.network, params, self.env_info, episodes=self.config.eval_episodes,
-                              seed=self.config.seed + 7919 * (len(self.evaluations) + 1))
+                              seed=self.config.seed + 7919 * (len(self.eval_rows) + 1))
         ev = Evaluation(steps, wall, returns)
         with self._lock:
             self.evaluations.append(ev)
-        if self.on_eval is not None:
+            self.eval_rows.append(ev.row())
+            if self.run_dir is not None and ev.mean > self.best_mean:
+                self.best_mean = ev.mean
+                self.save(self.run_dir / "best.h5", theta=params)
+        if report and self.on_eval is not None:
             self.on_eval(ev)
         return ev
+
+    # ------------------------------------------------------------------ files
+    def save(self, path, theta=None, at_rest=False):
+        """Write a checkpoint of the run's current state (``theta`` replaces θ when given)."""
+        from numba_a3c import checkpoint
+
+        shared = self.shared if theta is None else dataclasses.replace(self.shared, theta=theta)
+        rows = list(self.episode_rows)
+        evals = list(self.eval_rows)
+        return checkpoint.save(path, config=self.config, network=self.network, shared=shared, episodes=rows,
+                               evaluations=evals, wall_time=self.wall_time_before + self._elapsed(),
+                               at_rest=at_rest)
+
+    def write_logs(self):
+        """episodes.csv and evaluations.csv in the run directory (written atomically too)."""
+        from numba_a3c.checkpoint import EPISODE_COLUMNS, EVALUATION_COLUMNS, write_csv
+
+        write_csv(self.run_dir / "episodes.csv", EPISODE_COLUMNS, self.episode_rows)
+        write_csv(self.run_dir / "evaluations.csv", EVALUATION_COLUMNS, self.eval_rows)
+
+    def _elapsed(self):
+        return 0.0 if self._t0 is None else time.monotonic() - self._t0
 
     def _start_eval(self, steps, wall):
         snapshot = self.shared.theta.copy()
@@ -156,14 +257,21 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ the run
-    def run(self, fresh=True):
+    _t0 = None
+
+    def run(self, stop_at=None):
+        """Train until the budget is spent (or ``stop_at`` global steps, at a segment boundary)."""
         config = self.config
         compile_kernels(config, self.network, self.env_info)
         workers = Workers(self.shared, self.network, self.env_info, config)
-        workers.reset_environments(fresh=fresh)
+        workers.reset_environments(fresh=not self.resumed_consistent)
+        self.shared.counters[C_STOP] = 0
+        self.shared.counters[C_STATUS] = 0
+        self.shared.counters[C_PAUSE_AT] = NEVER if stop_at is None else int(stop_at)
         steps_at_start = int(self.shared.counters[C_T])
         next_eval = self._next_multiple(steps_at_start, config.eval_every)
-        t0 = time.monotonic()
+        self._next_save = self._next_multiple(steps_at_start, config.save_every)
+        t0 = self._t0 = time.monotonic()
         next_log = t0 + config.log_interval
         interrupted = False
         workers.start()
@@ -192,6 +300,8 @@ class Trainer:
         self.drain_episodes(wall)
         if self._eval_thread is not None:
             self._eval_thread.join()
+        self._t0 = None
+        self.wall_time_before = wall
         T = int(self.shared.counters[C_T])
         status = workers.status
         error = ""
@@ -202,20 +312,33 @@ class Trainer:
         elif status == DIVERGED:
             error = (f"training diverged at step {T:,}: a loss or gradient became NaN or Inf. "
                      f"Try a lower learning rate (--lr {config.lr / 3:.2g}) or a smaller --clip-norm.")
-        name = "stopped" if interrupted else STATUS_NAMES.get(status, "finished")
-        if status == BUDGET_DONE:
-            name = "finished"
+        if interrupted:
+            name = "stopped"
+        elif status == STOPPED:
+            name = "paused"
+        else:
+            name = STATUS_NAMES.get(status, "finished")
         final = None
-        if self.final_eval and status not in (DIVERGED, ERROR) and not interrupted:
-            final = self.evaluate_now(self.shared.theta.copy(), T, wall)
-        self.wall_time_before = wall
+        if self.final_eval and status == BUDGET_DONE and not interrupted:
+            final = self.evaluate_now(self.shared.theta.copy(), T, wall, report=False)
+        if self.run_dir is not None:
+            if status == DIVERGED:
+                self.save(self.run_dir / "diverged.h5", at_rest=True)
+            else:
+                self.save(self.run_dir / "latest.h5", at_rest=True)
+            self.write_logs()
         return RunResult(status=name, steps=T, wall_time=wall,
                          steps_per_s=(T - steps_at_start) / elapsed if elapsed > 0 else 0.0,
                          episodes=int(self.shared.thread_i[:, TI_EPISODES].sum()), final_eval=final, error=error,
                          evaluations=list(self.evaluations))
 
     def on_tick(self, steps, wall):
-        """Called by the monitor loop about 50 times a second (checkpointing hooks in here)."""
+        """Called by the monitor loop about 50 times a second: periodic checkpoints."""
+        if self.run_dir is not None and self._next_save and steps >= self._next_save:
+            if np.isfinite(self.shared.theta).all():
+                self.save(self.run_dir / "latest.h5")
+                self.write_logs()
+            self._next_save = self._next_multiple(steps, self.config.save_every)
 
     @staticmethod
     def _next_multiple(T, every):

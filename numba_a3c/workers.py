@@ -390,7 +390,9 @@ class Workers:
             return s
         if any(st == BUDGET_DONE for st in self.statuses):
             return BUDGET_DONE
-        return STOPPED if self.shared.counters[C_STOP] else OK
+        if self.shared.counters[C_STOP] or any(st == STOPPED for st in self.statuses):
+            return STOPPED
+        return OK
 
     def global_steps(self):
         return int(self.shared.counters[C_T])
