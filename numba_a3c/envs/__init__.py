@@ -1,0 +1,1 @@
+"""Environments: native Numba ones, gymnasium, and Atari."""

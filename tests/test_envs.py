@@ -1,0 +1,146 @@
+"""Native environments against gymnasium's, step by step from the same state with the same actions."""
+
+import gymnasium
+import numpy as np
+import pytest
+
+from numba_a3c.envs.native import (
+    CATCH_COLS,
+    CATCH_ROWS,
+    ENV_STATE_SIZE,
+    NATIVE_ENVS,
+    NativeEnv,
+    env_reset,
+    env_step,
+)
+from numba_a3c.envs.registry import EnvError, describe_env
+from numba_a3c.rng import new_rng
+
+
+def _run_against_gym(name, set_gym_state, episodes=5, seed=0):
+    spec = NATIVE_ENVS[name]
+    rng = np.random.default_rng(seed)
+    gym_env = gymnasium.make(name)
+    steps_checked = 0
+    for episode in range(episodes):
+        state = np.zeros(ENV_STATE_SIZE)
+        obs = np.zeros(spec.obs_shape, np.float32)
+        agent_rng = new_rng(seed * 100 + episode)
+        env_reset(spec.env_id, state, agent_rng, obs)
+        gym_obs, _ = gym_env.reset(seed=episode)
+        set_gym_state(gym_env.unwrapped, state)
+        while True:
+            a = int(rng.integers(spec.n_actions))
+            r, term, trunc = env_step(spec.env_id, state, a, agent_rng, obs)
+            gym_obs, gr, gterm, gtrunc, _ = gym_env.step(a)
+            np.testing.assert_array_equal(obs, gym_obs, err_msg=f"{name} step {steps_checked}")
+            assert (r, term, trunc) == (gr, gterm, gtrunc), f"{name} step {steps_checked}"
+            steps_checked += 1
+            if term or trunc:
+                break
+    gym_env.close()
+    return steps_checked
+
+
+def test_cartpole_matches_gymnasium():
+    def set_state(env, state):
+        env.state = state[:4].copy()
+
+    assert _run_against_gym("CartPole-v1", set_state, episodes=20) > 200
+
+
+def test_cartpole_truncates_at_500_steps_like_gymnasium():
+    # A balancing controller (push towards the fall) keeps the pole up until the time limit.
+    state = np.zeros(ENV_STATE_SIZE)
+    obs = np.zeros(4, np.float32)
+    rng = new_rng(1)
+    env_reset(0, state, rng, obs)
+    gym_env = gymnasium.make("CartPole-v1")
+    gym_env.reset(seed=0)
+    gym_env.unwrapped.state = state[:4].copy()
+    for t in range(500):
+        a = 1 if obs[2] + 0.5 * obs[3] > 0 else 0
+        # The dynamics are chaotic and numba's cos/sin may differ from libm's by an ulp, so each
+        # step starts both from the same state; the time limit is gymnasium's TimeLimit wrapper.
+        gym_env.unwrapped.state = state[:4].copy()
+        r, term, trunc = env_step(0, state, a, rng, obs)
+        gobs, gr, gterm, gtrunc, _ = gym_env.step(a)
+        np.testing.assert_allclose(obs, gobs, rtol=1e-6, atol=1e-9)
+        assert (term, trunc) == (gterm, gtrunc)
+        if term:
+            pytest.fail("the controller should balance the pole")
+    assert trunc and not term and t == 499
+
+
+def test_acrobot_matches_gymnasium():
+    def set_state(env, state):
+        env.state = state[:4].copy()
+
+    assert _run_against_gym("Acrobot-v1", set_state, episodes=2) >= 1000
+
+
+def test_acrobot_reset_is_in_gymnasium_range():
+    state = np.zeros(ENV_STATE_SIZE)
+    obs = np.zeros(6, np.float32)
+    rng = new_rng(3)
+    for _ in range(100):
+        env_reset(1, state, rng, obs)
+        assert np.all(np.abs(state[:4]) <= 0.1) and state[4] == 0
+        assert state[0] == np.float32(state[0]), "initial angles are float32 values, as in gymnasium"
+
+
+def test_catch_rules():
+    env = NativeEnv("Catch-v0", seed=0)
+    outcomes = set()
+    for episode in range(40):
+        obs, _ = env.reset()
+        assert obs.shape == (1, CATCH_ROWS, CATCH_COLS) and obs.dtype == np.float32
+        assert obs.sum() == 2 and obs[0, 0].sum() == 1 and obs[0, -1, CATCH_COLS // 2] == 1
+        ball_col = int(np.argmax(obs[0, 0]))
+        # A policy that walks the paddle under the ball always catches it; staying put rarely does.
+        chase = episode % 2 == 0
+        for t in range(CATCH_ROWS - 1):
+            paddle = int(np.argmax(obs[0, -1]))
+            a = 1 + int(np.sign(ball_col - paddle)) if chase else 1
+            obs, r, term, trunc, _ = env.step(a)
+            if t < CATCH_ROWS - 2:
+                assert (r, term) == (0.0, False)
+                assert obs[0, t + 1, ball_col] == 1, "the ball falls one row per step, straight down"
+        assert term and not trunc
+        if chase:
+            assert r == 1.0
+        else:
+            assert r == (1.0 if ball_col == CATCH_COLS // 2 else -1.0)
+        outcomes.add(r)
+    assert outcomes == {1.0, -1.0}
+
+
+def test_paddle_stays_on_the_board():
+    env = NativeEnv("Catch-v0", seed=1)
+    obs, _ = env.reset()
+    for _ in range(CATCH_ROWS - 1):
+        obs, *_ = env.step(0)
+    assert obs[0, -1, 0] == 1
+
+
+@pytest.mark.parametrize("name", sorted(NATIVE_ENVS))
+def test_native_env_renders_rgb_frames(name):
+    env = NativeEnv(name, seed=0)
+    env.reset()
+    frame = env.render()
+    assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8
+    env.step(0)
+    assert env.render().shape == frame.shape
+
+
+def test_describe_env_kinds_and_errors():
+    assert describe_env("CartPole-v1").kind == "native"
+    assert describe_env("CartPole-v1", force_gym=True).kind == "gym"
+    assert describe_env("MountainCar-v0").kind == "gym"
+    assert describe_env("Catch-v0").obs_shape == (1, CATCH_ROWS, CATCH_COLS)
+    with pytest.raises(EnvError, match="Did you mean"):
+        describe_env("CartPole-v2")
+    with pytest.raises(EnvError, match="no gymnasium version"):
+        describe_env("Catch-v0", force_gym=True)
+    with pytest.raises(EnvError, match="discrete actions"):
+        describe_env("Pendulum-v1")
