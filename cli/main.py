@@ -15,10 +15,18 @@ def cli():
     """
 
 
-def _register():
-    from numba_a3c.cli.train import train
+# (module, command) of every subcommand. Each command lives in its own module and imports the
+# library only inside its function, so `asyncrl --help` stays fast.
+COMMANDS = [
+    ("numba_a3c.cli.train", "train"),
+]
 
-    cli.add_command(train)
+
+def _register():
+    import importlib
+
+    for module, name in COMMANDS:
+        cli.add_command(getattr(importlib.import_module(module), name))
 
 
 _register()
