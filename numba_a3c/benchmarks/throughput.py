@@ -1,0 +1,222 @@
+"""Throughput: environment steps per second of real training, per algorithm and thread count.
+
+Each measurement is one :class:`~numba_a3c.trainer.Trainer` run, the object ``asyncrl train``
+uses, with the environment's preset for the algorithm, no run directory, no periodic or final
+evaluation and a budget too large to end it. So the workers run exactly the code a user trains
+with: for a native environment :func:`~numba_a3c.workers.run_native` (environment, forward,
+backward, update, all in nopython code with the GIL released); for a gymnasium environment the
+Python loop around the same step functions. The trainer's own monitor loop (collecting finished
+episodes about 50 times a second) runs beside them, as it does in training.
+
+One measurement::
+
+    compile the kernels (Trainer.run does it before the clock starts)
+    start the workers;  discard the first ``warmup`` seconds (thread start, caches, ε annealing)
+    (t₀, T₀) ← clock and global step counter;  wait ``duration`` seconds;  (t₁, T₁) ← the same
+    throughput = (T₁ − T₀) / (t₁ − t₀)          then raise the stop flag
+
+T is the global step counter of the paper: environment steps summed over all threads (one agent
+step is one environment step here; no frame skip outside Atari). Each (algorithm, threads) cell
+is measured ``repeats`` times with fresh parameters (seed = repeat index) and reported as the
+median; the speed-up of n threads is median(n) / median(1 thread). Threads beyond the number of
+cores cannot add compute: there the speed-up shows what oversubscription costs (or does not).
+"""
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+from numba_a3c.algorithms.state import C_STOP, C_T
+from numba_a3c.benchmarks.report import OVERSUBSCRIBED_MARK, cores, fmt, machine, machine_lines, median, table
+from numba_a3c.config import ALGORITHMS, resolve
+from numba_a3c.envs.registry import describe_env
+from numba_a3c.trainer import Trainer
+
+#: A budget no measurement reaches: the run ends by the stop flag, never by its budget.
+ENDLESS = 10**15
+
+#: Issue 3's targets for A3C on native CartPole-v1 (reported, never asserted).
+TARGET_STEPS_PER_S_1_THREAD = 300_000
+TARGET_SPEEDUP_2_THREADS = 1.8
+TARGET_SPEEDUP_16_THREADS = 1.7
+
+
+class _Probe(Trainer):
+    """A Trainer whose monitor loop samples (clock, T) after the warm-up and stops the run after the window."""
+
+    def __init__(self, config, warmup, duration):
+        super().__init__(config, final_eval=False, run_dir=None)
+        self.warmup = float(warmup)
+        self.duration = float(duration)
+        self.window_start = None   # (monotonic time, T)
+        self.window_end = None
+
+    def on_tick(self, steps, wall):
+        if self.window_end is not None:
+            return
+        now = time.monotonic()
+        T = int(self.shared.counters[C_T])
+        if self.window_start is None:
+            if wall >= self.warmup:
+                self.window_start = (now, T)
+        elif now - self.window_start[0] >= self.duration:
+            self.window_end = (now, T)
+            self.shared.counters[C_STOP] = 1
+
+
+def bench_config(algo, env, threads, seed=0, gym=False):
+    """The preset configuration of ``algo`` on ``env`` with ``threads`` threads, made endless and quiet."""
+    return resolve(dict(algo=algo, env=env, threads=threads, seed=seed, gym=gym or None, steps=ENDLESS,
+                        eval_every=0, save_every=0, log_interval=3600.0))
+
+
+def measure_once(config, warmup=1.0, duration=2.0):
+    """Steps/s of one run over the window after ``warmup`` seconds; (steps/s, status).
+
+    status is "ok", or why the window could not be measured (the run diverged or failed first).
+    """
+    probe = _Probe(config, warmup, duration)
+    result = probe.run()
+    if probe.window_end is None:
+        reason = result.error or f"the run ended ({result.status}) before the measurement window closed"
+        return math.nan, reason
+    (t0, T0), (t1, T1) = probe.window_start, probe.window_end
+    return (T1 - T0) / (t1 - t0), "ok"
+
+
+@dataclass
+class ThroughputRow:
+    algo: str
+    env: str
+    env_kind: str             # "native" or "gym" (a Python environment: its step holds the GIL)
+    threads: int
+    cores: int
+    oversubscribed: bool      # threads > cores
+    samples: list             # steps/s of each repeat
+    steps_per_s: float        # median of the samples
+    speedup: float = math.nan  # steps_per_s / steps_per_s of 1 thread (nan without a 1-thread row)
+    status: str = "ok"
+
+
+@dataclass
+class ThroughputResult:
+    machine: dict
+    settings: dict
+    rows: list = field(default_factory=list)
+    targets: list = field(default_factory=list)
+
+    def to_dict(self):
+        return dict(benchmark="throughput", machine=self.machine, settings=self.settings,
+                    rows=[asdict(r) for r in self.rows], targets=self.targets)
+
+
+def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", gym=False, repeats=3, warmup=1.0,
+        duration=2.0, progress=None):
+    """Measure every (algorithm, thread count) cell; returns a :class:`ThroughputResult`."""
+    say = progress or (lambda msg: None)
+    n_cores = cores()
+    kind = describe_env(env, force_gym=gym).kind
+    result = ThroughputResult(machine=machine(), settings=dict(
+        env=env, gym=bool(gym), algos=list(algos), threads=list(threads), repeats=int(repeats),
+        warmup_s=float(warmup), duration_s=float(duration)))
+    for algo in algos:
+        base = None
+        for n in threads:
+            config = bench_config(algo, env, n, gym=gym)
+            samples, status = [], "ok"
+            for r in range(repeats):
+                value, why = measure_once(config.replace(seed=r), warmup, duration)
+                samples.append(value)
+                if why != "ok":
+                    status = why
+                say(f"{algo:>9}  {n:>2} threads  repeat {r + 1}/{repeats}: {fmt(value)} steps/s"
+                    + ("" if why == "ok" else f" ({why})"))
+            row = ThroughputRow(algo=algo, env=env, env_kind=kind, threads=int(n), cores=n_cores,
+                                oversubscribed=n > n_cores, samples=samples, steps_per_s=median(samples),
+                                status=status)
+            if n == 1:
+                base = row.steps_per_s
+            if base:
+                row.speedup = row.steps_per_s / base
+            result.rows.append(row)
+    result.targets = issue3_targets(result)
+    return result
+
+
+def issue3_targets(result):
+    """Issue 3's throughput targets (A3C, native CartPole-v1) against what was measured, where measured."""
+    if result.settings["env"] != "CartPole-v1" or result.settings["gym"]:
+        return []
+    rows = {r.threads: r for r in result.rows if r.algo == "a3c"}
+    out = []
+    if 1 in rows:
+        v = rows[1].steps_per_s
+        out.append(dict(target=f"A3C, 1 thread: >= {TARGET_STEPS_PER_S_1_THREAD:,} steps/s", measured=v,
+                        met=bool(v >= TARGET_STEPS_PER_S_1_THREAD)))
+        for n, goal in ((2, TARGET_SPEEDUP_2_THREADS), (16, TARGET_SPEEDUP_16_THREADS)):
+            if n in rows:
+                s = rows[n].speedup
+                out.append(dict(target=f"A3C, {n} threads on {rows[n].cores} cores: >= {goal}x of 1 thread",
+                                measured=s, met=bool(s >= goal)))
+    return out
+
+
+def format_result(result):
+    """The human-readable report: machine, table, footnotes, targets."""
+    lines = machine_lines(result.machine)
+    s = result.settings
+    lines.append(f"throughput: environment steps/s summed over threads, {s['env']}"
+                 f"{' (gymnasium, Python step)' if s['gym'] else ''}; median of {s['repeats']} runs, each "
+                 f"measured over {s['duration_s']:g} s after {s['warmup_s']:g} s of warm-up (compile excluded)")
+    lines.append("")
+    headers = ["algorithm", "env", "threads", "steps/s", "min", "max", "speed-up"]
+    rows = []
+    for r in result.rows:
+        finite = [x for x in r.samples if math.isfinite(x)]
+        rows.append([r.algo, f"{r.env} ({r.env_kind})", f"{r.threads}{OVERSUBSCRIBED_MARK if r.oversubscribed else ''}",
+                     fmt(r.steps_per_s), fmt(min(finite) if finite else math.nan),
+                     fmt(max(finite) if finite else math.nan), fmt(r.speedup, ".2f") + ("x" if math.isfinite(
+                         r.speedup) else "")])
+    lines.append(table(headers, rows, align=["<", "<"] + [">"] * 5))
+    n_cores = result.rows[0].cores if result.rows else cores()
+    if any(r.oversubscribed for r in result.rows):
+        lines.append(f"{OVERSUBSCRIBED_MARK} more threads than the {n_cores} cores: no extra compute; the speed-up "
+                     f"shows what oversubscription costs")
+    for r in result.rows:
+        if r.status != "ok":
+            lines.append(f"note: {r.algo} with {r.threads} threads: {r.status}")
+    if result.targets:
+        lines.append("")
+        lines.append("issue 3 targets (reported, not asserted):")
+        for t in result.targets:
+            measured = fmt(t["measured"], ",.0f") if "steps/s" in t["target"] else fmt(t["measured"], ".2f") + "x"
+            lines.append(f"  {t['target']}: measured {measured} -> {'met' if t['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def plot(result, path):
+    """Steps/s and speed-up against threads, one line per algorithm, the core count marked."""
+    from numba_a3c.benchmarks.report import require_matplotlib
+
+    plt = require_matplotlib()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for algo in dict.fromkeys(r.algo for r in result.rows):
+        rows = [r for r in result.rows if r.algo == algo]
+        xs = [r.threads for r in rows]
+        ax1.plot(xs, [r.steps_per_s for r in rows], marker="o", label=algo)
+        ax2.plot(xs, [r.speedup for r in rows], marker="o", label=algo)
+    n_cores = result.rows[0].cores if result.rows else cores()
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("threads")
+        ax.axvline(n_cores, color="grey", linestyle=":", label=f"{n_cores} cores")
+    ax1.set_ylabel("environment steps/s")
+    ax2.set_ylabel("speed-up over 1 thread")
+    ax2.axhline(1.0, color="grey", linewidth=0.5)
+    ax1.legend()
+    s = result.settings
+    fig.suptitle(f"asyncrl bench throughput: {s['env']}{' (gymnasium)' if s['gym'] else ''}, "
+                 f"median of {s['repeats']}; {result.machine['cpu']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
