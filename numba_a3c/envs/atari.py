@@ -1,0 +1,209 @@
+"""Atari 2600 games through ale-py, with the DeepMind preprocessing done in C++ off the GIL.
+
+``ALE/<Game>-v5`` names a game whose ROM ships inside the ale-py wheel (``ALE/Pong-v5``,
+``ALE/Breakout-v5``, ``ALE/SpaceInvaders-v5`` …). Every worker thread owns one
+:class:`AtariEnv`: an ``ale_py.vector_env.AtariVectorEnv`` with ONE emulator and ONE C++ worker
+thread. That class does the whole preprocessing in C++ and releases the GIL while it steps,
+so N Python worker threads emulate in parallel (the plain ``ALEInterface`` bindings hold the GIL
+and would serialise them; see ``asyncrl bench atari``, which measures both).
+
+The preprocessing (Mnih et al. 2015, used unchanged by Mnih et al. 2016):
+
+* action repeat 4: one agent step = 4 emulator frames with the chosen action; the frame
+  observed is the pixel-wise max of the last two of them (flicker removal);
+* 84×84 greyscale (the C++ side converts to luminance and resizes with area averaging);
+* the observation is the stack of the last 4 such frames, shape ``(4, 84, 84)``, dtype uint8,
+  OLDEST FIRST: ``obs[3]`` is the newest frame, and after a step ``obs[0:3]`` is the previous
+  ``obs[1:4]``. The network scales by 1/255 (:func:`numba_a3c.envs.registry.flat_observation`);
+* at the start of each episode a random number (0–30) of no-op steps, then FIRE for the
+  games that need it to start (Breakout …); the minimal action set (6 actions for Pong, 4 for
+  Breakout, 6 for Space Invaders);
+* no sticky actions (``repeat_action_probability`` 0, the papers' setting; gymnasium's own
+  ``ALE/*-v5`` uses 0.25); an episode is truncated after 108,000 frames (27,000 agent steps).
+
+Rewards and lives:
+
+* :meth:`AtariEnv.step` returns the RAW game reward (the score change), and also puts it in
+  ``info["raw_reward"]``. The learner clips it to [−1, 1] itself (``reward_clip`` = 1 in the
+  Atari preset), so episode returns logged during training and evaluation scores are game scores.
+* a lost life is reported as ``info["life_lost"] = True`` with ``terminated`` False: the worker
+  treats it as terminal for learning (no bootstrap across it) while the game, the episode
+  statistics and evaluation carry on.
+
+Auto-reset. The vector environment runs in gymnasium's ``SameStep`` auto-reset mode: the step
+that ends an episode already returns the first observation of the next one and puts the last
+observation of the finished one in ``info["final_obs"]``. :class:`AtariEnv` turns that back into
+the single-environment contract: the ending step returns the FINAL observation s_{t+1} (what an
+n-step target bootstraps from when the episode was truncated), and the next :meth:`reset` without
+a seed returns the already-prepared first observation of the new episode (no emulator work).
+``reset(seed=...)`` always starts a fresh, seeded episode.
+"""
+
+import difflib
+import functools
+import re
+
+import numpy as np
+
+from numba_a3c.envs.registry import EnvError, EnvInfo
+
+OBS_SHAPE = (4, 84, 84)
+FRAME_SKIP = 4
+NOOP_MAX = 30
+MAX_FRAMES_PER_EPISODE = 108_000
+_ID = re.compile(r"^ALE/([A-Za-z0-9]+)-v5$")
+
+
+def _roms():
+    from ale_py import roms
+
+    return roms.get_all_rom_ids()
+
+
+def _rom_to_name(rom):
+    return rom.title().replace("_", "")
+
+
+def _game_names():
+    """``{PascalCase name: rom id}`` for every ROM in the ale-py wheel."""
+    return {_rom_to_name(rom): rom for rom in _roms()}
+
+
+def rom_for(env_id):
+    """The ale-py ROM id (``pong``) for ``ALE/Pong-v5``; :class:`EnvError` with suggestions otherwise."""
+    names = _game_names()
+    m = _ID.match(env_id)
+    if m is None:
+        game = env_id.split("/", 1)[-1].split("-", 1)[0]
+        if game in names:
+            raise EnvError(f"unsupported Atari id {env_id!r}: use ALE/{game}-v5")
+        raise EnvError(f"unsupported Atari id {env_id!r}: use ALE/<Game>-v5, e.g. ALE/Pong-v5")
+    game = m.group(1)
+    if game in names:
+        return names[game]
+    lowered = {n.lower(): n for n in names}
+    if game.lower() in lowered:
+        raise EnvError(f"unknown Atari game {game!r}: did you mean ALE/{lowered[game.lower()]}-v5?")
+    close = difflib.get_close_matches(game, list(names), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(f'ALE/{c}-v5' for c in close)}?" if close else ""
+    raise EnvError(f"unknown Atari game {game!r}.{hint} The {len(names)} games that ship with ale-py are "
+                   f"listed by `python -c \"import ale_py.roms as r; print(r.get_all_rom_ids())\"` "
+                   f"(write them in PascalCase: space_invaders -> ALE/SpaceInvaders-v5)")
+
+
+@functools.lru_cache(maxsize=None)
+def _minimal_actions(rom):
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+    ale = ale_py.ALEInterface()
+    ale.loadROM(ale_py.roms.get_rom_path(rom))
+    return tuple(int(a.value) for a in ale.getMinimalActionSet())
+
+
+def describe_atari(env_id):
+    """The :class:`EnvInfo` of ``ALE/<Game>-v5``: kind "atari", (4, 84, 84) uint8 frames scaled by
+    1/255, the minimal action set, 27,000 agent steps per episode at most."""
+    rom = rom_for(env_id)
+    return EnvInfo(env_id, "atari", OBS_SHAPE, len(_minimal_actions(rom)), input_scale=1.0 / 255.0,
+                   max_episode_steps=MAX_FRAMES_PER_EPISODE // FRAME_SKIP)
+
+
+def action_meanings(env_id):
+    """The names of the minimal action set, in action-index order (``NOOP``, ``FIRE`` …)."""
+    import ale_py
+
+    rom = rom_for(env_id)
+    return [ale_py.Action(a).name for a in _minimal_actions(rom)]
+
+
+class AtariEnv:
+    """One preprocessed Atari game with gymnasium's ``reset``/``step``/``render``/``close``.
+
+    ``step`` releases the GIL while the emulator runs (4 frames, max-pool, resize, stack).
+    Observations are uint8 ``(4, 84, 84)`` arrays, oldest frame first, valid until the next call
+    (copy them to keep them). ``render()`` returns the agent's view as an RGB uint8 image: the
+    newest 84×84 greyscale frame enlarged ``render_scale`` times (the C++ preprocessing does not
+    keep the full-colour screen).
+    """
+
+    def __init__(self, env_id, seed=None, noop_max=NOOP_MAX, repeat_action_probability=0.0, render_scale=4):
+        import ale_py
+        from ale_py.vector_env import AtariVectorEnv
+
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+        self.env_id = env_id
+        self.rom = rom_for(env_id)
+        self._vec = AtariVectorEnv(
+            self.rom, 1, num_threads=1, autoreset_mode="SameStep",
+            img_height=OBS_SHAPE[1], img_width=OBS_SHAPE[2], grayscale=True, stack_num=OBS_SHAPE[0],
+            frameskip=FRAME_SKIP, maxpool=True, noop_max=noop_max, episodic_life=False, life_loss_info=False,
+            reward_clipping=False, use_fire_reset=True, max_num_frames_per_episode=MAX_FRAMES_PER_EPISODE,
+            repeat_action_probability=repeat_action_probability, full_action_space=False)
+        self._ale = self._vec.ale
+        self.action_space = self._vec.single_action_space
+        self.observation_space = self._vec.single_observation_space
+        self.n_actions = int(self.action_space.n)
+        self.render_scale = int(render_scale)
+        self._action = np.zeros(1, np.int32)
+        self._paddle = np.ones(1, np.float32)
+        self._seed = seed
+        self._next_obs = None    # first observation of the episode the vector env already started
+        self._next_lives = 0
+        self._lives = 0
+        self._last = None
+        self._started = False
+
+    def reset(self, *, seed=None, options=None):
+        """Start an episode: a fresh seeded one when ``seed`` is given (or on the first call), else
+        the one the emulator already began when the last episode ended."""
+        if seed is None and not self._started:
+            seed = self._seed
+        if seed is not None or self._next_obs is None:
+            obs, info = self._vec.reset(seed=None if seed is None else int(seed))
+            obs, lives = obs[0], int(info["lives"][0])
+        else:
+            obs, lives = self._next_obs, self._next_lives
+        self._started = True
+        self._next_obs = None
+        self._lives = lives
+        self._last = obs
+        return obs, {"lives": lives}
+
+    def step(self, action):
+        """One agent step (4 frames). Returns ``(obs, raw_reward, terminated, truncated, info)``;
+        ``info`` holds ``raw_reward``, ``lives`` and ``life_lost``."""
+        self._action[0] = action
+        self._ale.send(self._action, self._paddle)
+        obs, rewards, terms, truncs, info = self._ale.recv()
+        terminated, truncated = bool(terms[0]), bool(truncs[0])
+        lives = int(info["lives"][0])
+        reward = float(rewards[0])
+        if terminated or truncated:
+            self._next_obs, self._next_lives = obs[0], lives
+            obs = info["final_obs"][0]
+            life_lost = False
+        else:
+            obs = obs[0]
+            life_lost = lives < self._lives
+            self._lives = lives
+        self._last = obs
+        return obs, reward, terminated, truncated, {"raw_reward": reward, "lives": lives, "life_lost": life_lost}
+
+    def render(self):
+        """The newest frame the agent sees, as an RGB uint8 image (84·k × 84·k × 3)."""
+        if self._last is None:
+            raise RuntimeError("call reset() before render()")
+        k = self.render_scale
+        frame = np.repeat(np.repeat(self._last[-1], k, axis=0), k, axis=1)
+        return np.repeat(frame[:, :, None], 3, axis=2)
+
+    def close(self):
+        if self._vec is not None:
+            self._vec.close()
+            self._vec = None
+
+
+def make_atari_env(env_id, seed=None):
+    """A preprocessed :class:`AtariEnv` for ``ALE/<Game>-v5`` (first ``reset()`` uses ``seed``)."""
+    return AtariEnv(env_id, seed=seed)
