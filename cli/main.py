@@ -19,6 +19,8 @@ def cli():
 # library only inside its function, so `asyncrl --help` stays fast.
 COMMANDS = [
     ("numba_a3c.cli.train", "train"),
+    ("numba_a3c.cli.inspect", "inspect"),
+    ("numba_a3c.cli.eval", "eval_"),
 ]
 
 

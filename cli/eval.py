@@ -1,0 +1,80 @@
+"""``asyncrl eval``: play episodes with a saved policy."""
+
+import json
+import time
+
+import click
+
+
+class BadInput(click.ClickException):
+    """A file or request that cannot be used: one line on stderr, exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+@click.command("eval")
+@click.argument("path")
+@click.option("--episodes", "-n", type=click.IntRange(min=1), default=10, show_default=True,
+              help="number of episodes")
+@click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=None,
+              help="ε-greedy: a random action with probability E [default: greedy]")
+@click.option("--stochastic", is_flag=True, help="sample actions from the policy π (A3C checkpoints)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the environments and of exploration")
+@click.option("--max-steps", type=click.IntRange(min=0), default=0,
+              help="cap each episode at this many steps [default: the environment's own limit]")
+@click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
+@click.option("--record", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE.gif",
+              help="write the first episode as an animated GIF (needs the 'record' extra: pillow)")
+@click.option("--fps", type=click.IntRange(1, 100), default=30, show_default=True, help="frames per second of --record")
+def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record, fps):
+    """Evaluate the policy saved in PATH: greedy by default, ε-greedy or stochastic.
+
+    PATH is a checkpoint (.h5), a run directory (its latest.h5) or the name of a shipped
+    checkpoint, e.g. CartPole-v1-a3c or Catch-v0-a3c. Prints each episode's return and length,
+    then the mean and standard deviation.
+    """
+    from numba_a3c import checkpoint
+    from numba_a3c.checkpoint import CheckpointError
+    from numba_a3c.envs.registry import EnvError
+    from numba_a3c.inspection import InspectError, evaluate_checkpoint, find_checkpoint, require, write_gif
+
+    if stochastic and epsilon is not None:
+        raise BadInput("--stochastic and --epsilon exclude each other: sample π, or act ε-greedily")
+    mode = "stochastic" if stochastic else "epsilon" if epsilon is not None else "greedy"
+    try:
+        if record:
+            require("PIL.Image", "record")
+        file = find_checkpoint(path)
+        ckpt = checkpoint.load(file)
+        if stochastic and ckpt.spec.heads != "actor_critic":
+            raise BadInput(f"--stochastic samples the policy π, but this {ckpt.config.algo} checkpoint has "
+                                   f"Q values only; use --epsilon E")
+        t0 = time.monotonic()
+        returns, lengths, frames = evaluate_checkpoint(ckpt, episodes=episodes, mode=mode, epsilon=epsilon or 0.0,
+                                                       seed=seed, max_steps=max_steps, record=bool(record))
+        elapsed = time.monotonic() - t0
+        if record:
+            write_gif(frames, record, fps=fps)
+    except (CheckpointError, InspectError, EnvError) as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"{exc.filename or record}: {exc.strerror or exc}") from None
+    cfg = ckpt.config
+    policy = {"greedy": "greedy", "stochastic": "stochastic (a ~ π)"}.get(mode) or f"ε-greedy (ε={epsilon:g})"
+    result = dict(checkpoint=str(file), env=cfg.env, algo=cfg.algo, global_step=ckpt.global_step, mode=mode,
+                  epsilon=epsilon if mode == "epsilon" else None, seed=seed, episodes=episodes,
+                  returns=[float(r) for r in returns], lengths=[int(n) for n in lengths],
+                  mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),
+                  max=float(returns.max()), mean_length=float(lengths.mean()), wall_time=elapsed,
+                  recording=str(record) if record else None)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{file}: {cfg.algo} on {cfg.env} after {ckpt.global_step:,} steps; {policy} policy, seed {seed}")
+    for e, (r, n) in enumerate(zip(returns, lengths)):
+        click.echo(f"  episode {e + 1:>4}: return {r:10.2f}  length {int(n):>6,}")
+    click.echo(f"mean return {result['mean']:.2f} ± {result['std']:.2f} (min {result['min']:.2f}, max "
+               f"{result['max']:.2f}) over {episodes} episodes, mean length {result['mean_length']:.1f}; "
+               f"{elapsed:.2f} s")
+    if record:
+        click.echo(f"recorded episode 1 ({len(frames)} frames, return {returns[0]:.2f}) to {record}")

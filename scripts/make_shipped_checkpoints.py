@@ -1,0 +1,76 @@
+"""Train the small checkpoints shipped in data/checkpoints/ and check that they play well.
+
+    python scripts/make_shipped_checkpoints.py              # all of them (about 15 s of training)
+    python scripts/make_shipped_checkpoints.py Catch-v0-a3c # just one
+
+Every hyperparameter is given explicitly below (not taken from data/presets), so a preset being
+retuned never changes what is shipped. Each run uses one thread and a fixed seed, so it is
+deterministic on a given machine (numba/BLAS versions may still change the last bits elsewhere).
+The final checkpoint of the run (its latest.h5, with the whole training log) is copied to
+data/checkpoints/<name>.h5, then evaluated greedily over 100 episodes; the script fails if a
+checkpoint does not reach its threshold.
+"""
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OUT_DIR = REPO / "data" / "checkpoints"
+
+COMMON = dict(threads=1, seed=0, gamma=0.99, t_max=5, beta=0.01, optimizer="shared-rmsprop", rms_alpha=0.99,
+              rms_eps=0.1, clip_norm=40.0, anneal_lr=True, reward_clip=0.0, gym=False, save_every=0,
+              log_interval=60.0)
+
+# name -> (configuration, minimum greedy mean return over 100 episodes)
+SHIPPED = {
+    "CartPole-v1-a3c": (dict(COMMON, algo="a3c", env="CartPole-v1", network="mlp", hidden=[32], activation="tanh",
+                             steps=200_000, lr=0.003, eval_every=50_000, eval_episodes=10), 475.0),
+    "Catch-v0-a3c": (dict(COMMON, algo="a3c", env="Catch-v0", network="conv", hidden=[32], activation="relu",
+                          steps=100_000, lr=0.002, eval_every=25_000, eval_episodes=20), 0.9),
+}
+
+
+def make(name, config_values, threshold, out_dir):
+    from numba_a3c import checkpoint
+    from numba_a3c.config import TrainConfig
+    from numba_a3c.inspection import evaluate_checkpoint
+    from numba_a3c.trainer import Trainer
+
+    config = TrainConfig.from_dict(config_values)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(config, run_dir=tmp)
+        result = trainer.run()
+        if result.status != "finished":
+            raise SystemExit(f"{name}: training ended with status {result.status} {result.error}")
+        dest = out_dir / f"{name}.h5"
+        shutil.copyfile(Path(tmp) / "latest.h5", dest)
+    ckpt = checkpoint.load(dest)
+    returns, _, _ = evaluate_checkpoint(ckpt, episodes=100, seed=12345)
+    ok = returns.mean() >= threshold
+    print(f"{name}: {ckpt.global_step:,} steps, {len(ckpt.episodes):,} episodes, {time.monotonic() - t0:.1f} s; "
+          f"greedy mean return {returns.mean():.2f} ± {returns.std():.2f} over 100 episodes (seed 12345; need "
+          f">= {threshold}); {dest.relative_to(REPO) if dest.is_relative_to(REPO) else dest} "
+          f"{dest.stat().st_size / 1024:.0f} KiB{'' if ok else '  FAILED'}")
+    return ok
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"which to make (default: all of {', '.join(SHIPPED)})")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="output folder [default: data/checkpoints]")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in SHIPPED]
+    if unknown:
+        parser.error(f"unknown name(s) {', '.join(unknown)}; choose from {', '.join(SHIPPED)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = [make(n, *SHIPPED[n], args.out) for n in (args.names or SHIPPED)]
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
