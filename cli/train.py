@@ -14,6 +14,18 @@ import click
 from numba_a3c.config import TrainConfig, resolve
 
 
+class _Choice(click.Choice):
+    """click.Choice that suggests the closest choice for a typo (``--algo a3d``: did you mean a3c?)."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            from numba_a3c.validation import suggest
+
+            self.fail(f"{value!r} is not one of {', '.join(self.choices)}.{suggest(value, self.choices)}", param, ctx)
+
+
 def _config_options(func):
     """Add one click option per TrainConfig field (defaults None: presets fill what is not given)."""
     for f in reversed(dataclasses.fields(TrainConfig)):
@@ -28,7 +40,7 @@ def _config_options(func):
                                help=f"{help_text} [default: preset or {','.join(map(str, default))}]",
                                callback=_parse_hidden)
         elif "choices" in f.metadata:
-            opt = click.option(name, f.name, type=click.Choice(f.metadata["choices"]), default=None,
+            opt = click.option(name, f.name, type=_Choice(f.metadata["choices"]), default=None,
                                help=f"{help_text} [default: preset or {default}]")
         else:
             typ = type(default)
@@ -68,14 +80,35 @@ def progress_line(p):
     return "  ".join(parts)
 
 
-def _install_sigterm():
-    """SIGTERM behaves like Ctrl-C: stop the workers, save, and say how to resume."""
+class _ForcedExit(BaseException):
+    """Raised by the signal handler on a second Ctrl-C / SIGTERM: leave at once.
+
+    A BaseException, so the trainer's shutdown does not catch it; a checkpoint being written at
+    that moment is abandoned (its temporary file removed), and the previous one stays intact.
+    """
+
+
+def _install_signal_handlers(trainer):
+    """First Ctrl-C or SIGTERM: stop every thread, save, print how to resume. Second: exit now.
+    Returns the list the handler appends each signal number to."""
+    received = []
+
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        received.append(signum)
+        if len(received) == 1:
+            trainer.request_stop()
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            os.write(2, f"\n{name}: stopping every thread and saving latest.h5 "
+                        f"(press Ctrl-C again to exit at once, without saving)\n".encode())
+        else:
+            raise _ForcedExit
+
     try:
+        signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (e.g. inside a test runner's thread)
         pass
+    return received
 
 
 def _default_run_dir(config):
@@ -104,6 +137,7 @@ def train(out, resume, force, stop_at, quiet, **options):
     from numba_a3c.checkpoint import CheckpointError
     from numba_a3c.envs.registry import EnvError
     from numba_a3c.trainer import Trainer
+    from numba_a3c.validation import check_config, check_environment, check_resume, check_run_dir, check_stop_at
 
     def on_progress(p):
         click.echo(progress_line(p))
@@ -113,39 +147,47 @@ def train(out, resume, force, stop_at, quiet, **options):
                    f"episodes (min {ev.returns.min():.1f}, max {ev.returns.max():.1f})")
 
     callbacks = dict(on_progress=None if quiet else on_progress, on_eval=on_eval)
+    # Everything is checked before anything is created: a refused run leaves no file behind.
     try:
         if resume:
-            ckpt_path = Path(resume)
-            if ckpt_path.is_dir():
-                ckpt_path = ckpt_path / "latest.h5"
+            ckpt_path = check_resume(resume)
             run_dir = Path(out) if out else ckpt_path.parent
+            check_run_dir(run_dir, force=force, resuming_from=ckpt_path)
             given = {k: v for k, v in options.items() if v is not None}
             trainer = Trainer.from_checkpoint(ckpt_path, given, run_dir=run_dir, **callbacks)
             config = trainer.config
         else:
             config = resolve(options)
+            check_config(config)
+            check_environment(config)
             run_dir = Path(out) if out else _default_run_dir(config)
-            if run_dir.exists() and any(run_dir.iterdir()) and not force:
-                raise click.UsageError(f"run directory {run_dir} already exists; use --force to reuse it, "
-                                       f"--resume {run_dir} to continue it, or another --out")
+            check_run_dir(run_dir, force=force)
             trainer = Trainer(config, run_dir=run_dir, **callbacks)
+        done = int(trainer.shared.counters[0])
+        check_stop_at(stop_at, done)
     except (EnvError, ValueError, CheckpointError) as exc:
         raise click.UsageError(str(exc)) from None
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        raise click.UsageError(f"cannot write the run directory {run_dir}: {exc}") from None
     print_config(config)
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     net = trainer.network
-    done = int(trainer.shared.counters[0])
     click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
                f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
                + (f"; resuming at step {done:,}" if resume else ""))
-    _install_sigterm()
+    received = _install_signal_handlers(trainer)
     t0 = time.monotonic()
     try:
         result = trainer.run(stop_at=stop_at)
-    except KeyboardInterrupt:
-        click.echo("interrupted again: exiting now (the last checkpoint on disk is intact)", err=True)
-        sys.exit(130)
+    except (_ForcedExit, KeyboardInterrupt):
+        last = run_dir / "latest.h5"
+        kept = f"the last checkpoint {last} is intact" if last.exists() else "no checkpoint was saved"
+        click.echo(f"interrupted again: exiting now; {kept}", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # at once: worker threads may still be inside nopython code
     click.echo(f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s of training "
                f"({result.steps_per_s:,.0f} steps/s this session), {result.episodes:,} episodes, "
                f"{time.monotonic() - t0:.1f} s in all")
@@ -153,9 +195,12 @@ def train(out, resume, force, stop_at, quiet, **options):
         ev = result.final_eval
         click.echo(f"final greedy evaluation: mean return {ev.mean:.2f} ± {ev.returns.std():.2f} over "
                    f"{len(ev.returns)} episodes")
-    click.echo(f"run directory: {run_dir} (latest.h5, best.h5, episodes.csv, evaluations.csv)")
-    if result.status == "stopped":
+    files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
+    click.echo(f"run directory: {run_dir} ({files})")
+    if result.status in ("stopped", "paused", "failed") and (run_dir / "latest.h5").exists():
         click.echo(f"to continue: asyncrl train --resume {run_dir / 'latest.h5'}")
     if result.error:
         click.echo(f"error: {result.error}", err=True)
         sys.exit(1)
+    if result.status == "stopped" and received:
+        sys.exit(128 + received[0])  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM

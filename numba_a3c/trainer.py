@@ -5,6 +5,20 @@ threads, compiles the kernels, then watches the run from the main thread: it col
 episodes, reports progress, starts periodic greedy evaluations beside the workers, and at the
 end (budget reached, Ctrl-C, a failed worker or divergence) stops every thread and evaluates
 the final parameters. It prints nothing itself; callers pass ``on_progress`` / ``on_eval``.
+
+Faults (see docs/robustness.md)
+    * A worker that raises (its environment's ``step`` included) raises the shared stop flag; the
+      other workers end their segment, ``latest.h5`` is saved and the run ends "failed" with the
+      thread, the exception and where it was raised.
+    * Divergence: a learner that computes a non-finite loss or gradient norm stops the run on
+      that very update; the monitor also checks θ itself every ``THETA_CHECK_INTERVAL`` seconds
+      (a NaN weight behind a dead ReLU shows in no loss) and every finished episode's return.
+      The last good ``latest.h5`` is kept; the diverged state goes to ``diverged.h5``.
+    * :meth:`Trainer.request_stop` (the CLI calls it on Ctrl-C / SIGTERM) stops the workers at
+      their next step; the run saves and ends "stopped".
+    * Nothing waits forever: workers get ``STOP_TIMEOUT`` seconds to stop once the stop flag is
+      up (a Python environment blocked in ``step`` is left behind, and the checkpoint is then a
+      snapshot rather than a state at rest), and so does a periodic evaluation still running.
 """
 
 import dataclasses
@@ -30,15 +44,27 @@ from numba_a3c.algorithms.state import (
     NEVER,
     STOPPED,
     TF_EPSILON,
+    TF_GRAD_NORM,
+    TF_LOSS,
     TF_LR,
     TI_EPISODES,
 )
 from numba_a3c.envs.registry import describe_env
 from numba_a3c.evaluate import evaluate
 from numba_a3c.nn.network import Network, atari_spec, mlp_spec, small_conv_spec
-from numba_a3c.workers import ERROR, WorkerError, Workers, compile_kernels, new_shared_state
+from numba_a3c.workers import (
+    ERROR,
+    WorkerError,
+    Workers,
+    compile_kernels,
+    describe_exception,
+    new_shared_state,
+)
 
 STATUS_NAMES = {0: "finished", 1: "diverged", 2: "stopped", 3: "finished", 4: "failed"}
+
+STOP_TIMEOUT = 2.0            # seconds workers (and an evaluation) get to stop once asked
+THETA_CHECK_INTERVAL = 0.1    # seconds between the monitor's checks that θ is finite
 
 # Settings a resumed run may change: they do not alter what is learned (steps extends the budget).
 RESUMABLE_CHANGES = ("steps", "eval_every", "eval_episodes", "save_every", "log_interval")
@@ -114,6 +140,9 @@ class Trainer:
     """
 
     def __init__(self, config, on_progress=None, on_eval=None, final_eval=True, run_dir=None):
+        from numba_a3c.validation import check_config
+
+        check_config(config)
         self.config = config
         self.env_info = describe_env(config.env, force_gym=config.gym)
         self.network = Network(network_spec(config, self.env_info))
@@ -131,8 +160,14 @@ class Trainer:
         self._seen = np.zeros(self.shared.n_threads, np.int64)
         self._recent = deque(maxlen=100)
         self._eval_thread = None
+        self._eval_error = None      # (exception, where) of a failed periodic evaluation
         self._lock = threading.Lock()
         self._next_save = 0
+        self._stop_requested = False
+        self._closed = False         # set when a run ends: a late evaluation must not write files
+        self._fault = ""             # a fault the monitor found (a failed save or evaluation)
+        self._divergence = ""        # what the monitor found non-finite
+        self.last_good_save = None   # (path, global step) of the last latest.h5 written
 
     @classmethod
     def from_checkpoint(cls, path, changes=None, **kwargs):
@@ -196,6 +231,11 @@ class Trainer:
             first = max(int(self._seen[k]), int(counts[k]) - cap)
             for idx in range(first, int(counts[k])):
                 T, ret, length = log[k, idx % cap]
+                if not math.isfinite(ret) and not self._divergence:
+                    self._divergence = (f"thread {k}'s episode ending at step {int(T):,} returned {ret} "
+                                        f"(the environment's rewards, or values learned from them, are not finite)")
+                    self.shared.counters[C_STATUS] = DIVERGED
+                    self.shared.counters[C_STOP] = 1
                 self.episode_rows.append((int(T), k, float(ret), int(length), wall))
                 self._recent.append(float(ret))
             self._seen[k] = counts[k]
@@ -205,6 +245,8 @@ class Trainer:
                               seed=self.config.seed + 7919 * (len(self.eval_rows) + 1))
         ev = Evaluation(steps, wall, returns)
         with self._lock:
+            if self._closed:          # the run ended without waiting for this evaluation
+                return ev
             self.evaluations.append(ev)
             self.eval_rows.append(ev.row())
             if self.run_dir is not None and ev.mean > self.best_mean:
@@ -238,9 +280,23 @@ class Trainer:
 
     def _start_eval(self, steps, wall):
         snapshot = self.shared.theta.copy()
-        self._eval_thread = threading.Thread(target=self.evaluate_now, args=(snapshot, steps, wall),
+        self._eval_thread = threading.Thread(target=self._guarded_eval, args=(snapshot, steps, wall),
                                              name="asyncrl-eval", daemon=True)
         self._eval_thread.start()
+
+    def _guarded_eval(self, snapshot, steps, wall):
+        """A periodic evaluation, in its own thread: a failure stops the run instead of vanishing."""
+        try:
+            self.evaluate_now(snapshot, steps, wall)
+        except BaseException as exc:  # noqa: BLE001 - reported by the monitor, which stops the run
+            self._eval_error = exc
+            self.shared.counters[C_STOP] = 1
+
+    def request_stop(self):
+        """Ask a running ``run()`` to stop: workers end at their next step, the run saves and
+        returns "stopped". Safe to call from a signal handler or another thread."""
+        self._stop_requested = True
+        self.shared.counters[C_STOP] = 1
 
     def progress(self, elapsed, steps_at_start):
         T = int(self.shared.counters[C_T])
@@ -260,20 +316,33 @@ class Trainer:
     _t0 = None
 
     def run(self, stop_at=None):
-        """Train until the budget is spent (or ``stop_at`` global steps, at a segment boundary)."""
+        """Train until the budget is spent (or ``stop_at`` global steps, at a segment boundary).
+
+        Ends early, always with every thread stopped (or given up on after ``STOP_TIMEOUT``) and
+        the run saved, on :meth:`request_stop` or Ctrl-C ("stopped"), a worker's exception or a
+        failed save ("failed"), or divergence ("diverged"). A second KeyboardInterrupt (or any
+        other exception) during that shutdown propagates; checkpoints already on disk stay intact
+        because every save is atomic.
+        """
         config = self.config
         compile_kernels(config, self.network, self.env_info)
         workers = Workers(self.shared, self.network, self.env_info, config)
         workers.reset_environments(fresh=not self.resumed_consistent)
-        self.shared.counters[C_STOP] = 0
-        self.shared.counters[C_STATUS] = 0
-        self.shared.counters[C_PAUSE_AT] = NEVER if stop_at is None else int(stop_at)
-        steps_at_start = int(self.shared.counters[C_T])
+        counters = self.shared.counters
+        counters[C_STOP] = 1 if self._stop_requested else 0
+        counters[C_STATUS] = 0
+        counters[C_PAUSE_AT] = NEVER if stop_at is None else int(stop_at)
+        self._closed = False
+        self._fault = self._divergence = ""
+        self._eval_error = None
+        steps_at_start = int(counters[C_T])
         next_eval = self._next_multiple(steps_at_start, config.eval_every)
         self._next_save = self._next_multiple(steps_at_start, config.save_every)
         t0 = self._t0 = time.monotonic()
         next_log = t0 + config.log_interval
+        next_theta_check = t0 + THETA_CHECK_INTERVAL
         interrupted = False
+        stop_since = None
         workers.start()
         try:
             while workers.alive():
@@ -281,7 +350,18 @@ class Trainer:
                 now = time.monotonic()
                 wall = self.wall_time_before + now - t0
                 self.drain_episodes(wall)
-                T = int(self.shared.counters[C_T])
+                if now >= next_theta_check:
+                    self._check_finite()
+                    next_theta_check = now + THETA_CHECK_INTERVAL
+                if self._eval_error is not None and not self._fault:
+                    self._fault = "the periodic evaluation failed: " + describe_exception(self._eval_error)
+                if counters[C_STOP]:
+                    # Stopping: no new evaluations or saves; give the workers STOP_TIMEOUT seconds.
+                    stop_since = now if stop_since is None else stop_since
+                    if now - stop_since > STOP_TIMEOUT:
+                        break
+                    continue
+                T = int(counters[C_T])
                 if next_eval and T >= next_eval and T < config.steps:
                     if self._eval_thread is None or not self._eval_thread.is_alive():
                         self._start_eval(T, wall)
@@ -292,52 +372,144 @@ class Trainer:
                 self.on_tick(T, wall)
         except KeyboardInterrupt:
             interrupted = True
-            self.shared.counters[C_STOP] = 1
-        workers.join()
-        workers.close()
+            counters[C_STOP] = 1
+            workers.join(timeout=STOP_TIMEOUT)
+        except BaseException:
+            # Anything else in the monitor (a callback raising, a second signal): stop the
+            # workers, briefly wait for them, and let it propagate.
+            counters[C_STOP] = 1
+            self._closed = True
+            workers.join(timeout=STOP_TIMEOUT)
+            raise
+        stuck = workers.join(timeout=0.0 if stop_since is not None or interrupted else None) is False
+        stuck_threads = [k for k, t in enumerate(workers.threads) if t.is_alive()]
+        if not stuck:
+            self._close_envs(workers)
         elapsed = time.monotonic() - t0
         wall = self.wall_time_before + elapsed
         self.drain_episodes(wall)
-        if self._eval_thread is not None:
-            self._eval_thread.join()
+        self._check_finite()
+        self._finish_eval(wait=not (interrupted or self._stop_requested or counters[C_STATUS]))
         self._t0 = None
         self.wall_time_before = wall
-        T = int(self.shared.counters[C_T])
+        T = int(counters[C_T])
         status = workers.status
-        error = ""
+        interrupted = interrupted or self._stop_requested
+        errors = []
         if workers.errors:
             k, exc = workers.errors[0]
-            error = str(WorkerError(k, exc))
+            errors.append(str(WorkerError(k, exc)))
+            if len(workers.errors) > 1:
+                others = sorted({j for j, _ in workers.errors[1:]})
+                errors[-1] += f" (threads {', '.join(map(str, others))} failed too)"
             status = ERROR
-        elif status == DIVERGED:
-            error = (f"training diverged at step {T:,}: a loss or gradient became NaN or Inf. "
-                     f"Try a lower learning rate (--lr {config.lr / 3:.2g}) or a smaller --clip-norm.")
-        if interrupted:
+        if self._fault:
+            errors.append(self._fault)
+            if status != DIVERGED:
+                status = ERROR
+        if status == DIVERGED and not workers.errors:
+            errors.append(self._divergence_message(T))
+        if stuck_threads:
+            errors.append(f"worker thread(s) {', '.join(map(str, stuck_threads))} did not stop within "
+                          f"{STOP_TIMEOUT:g} s (blocked in the environment?); the checkpoint is a snapshot taken "
+                          f"while they ran")
+        if status == ERROR or status == DIVERGED:
+            name = STATUS_NAMES[status]
+        elif interrupted:
             name = "stopped"
         elif status == STOPPED:
             name = "paused"
         else:
             name = STATUS_NAMES.get(status, "finished")
         final = None
-        if self.final_eval and status == BUDGET_DONE and not interrupted:
+        if self.final_eval and status == BUDGET_DONE and not interrupted and not errors:
             final = self.evaluate_now(self.shared.theta.copy(), T, wall, report=False)
+        with self._lock:
+            self._closed = True
         if self.run_dir is not None:
-            if status == DIVERGED:
-                self.save(self.run_dir / "diverged.h5", at_rest=True)
-            else:
-                self.save(self.run_dir / "latest.h5", at_rest=True)
-            self.write_logs()
+            try:
+                self._save_at_end(status, at_rest=not stuck_threads)
+                self.write_logs()
+            except OSError as exc:
+                errors.append(f"could not write the run directory {self.run_dir}: {exc}")
+                if name not in ("failed", "diverged"):
+                    name = "failed"
         return RunResult(status=name, steps=T, wall_time=wall,
                          steps_per_s=(T - steps_at_start) / elapsed if elapsed > 0 else 0.0,
-                         episodes=int(self.shared.thread_i[:, TI_EPISODES].sum()), final_eval=final, error=error,
-                         evaluations=list(self.evaluations))
+                         episodes=int(self.shared.thread_i[:, TI_EPISODES].sum()), final_eval=final,
+                         error="; ".join(errors), evaluations=list(self.evaluations))
+
+    # ------------------------------------------------------------------ fault handling
+    def _check_finite(self):
+        """Stop the run as diverged if θ holds a NaN or Inf (the learners see only losses and
+        gradients; a NaN weight feeding a dead ReLU shows in neither)."""
+        if not self._divergence and not np.isfinite(self.shared.theta).all():
+            bad = int(np.size(self.shared.theta) - np.isfinite(self.shared.theta).sum())
+            self._divergence = f"{bad:,} of the {self.network.n_params:,} parameters became NaN or Inf"
+            self.shared.counters[C_STATUS] = DIVERGED
+            self.shared.counters[C_STOP] = 1
+
+    def _divergence_message(self, T):
+        tf = self.shared.thread_f
+        found = [f"thread {k}'s loss became {tf[k, TF_LOSS]:g} (gradient norm {tf[k, TF_GRAD_NORM]:g})"
+                 for k in range(tf.shape[0])
+                 if not (math.isfinite(tf[k, TF_LOSS]) and math.isfinite(tf[k, TF_GRAD_NORM]))][:2]
+        if self._divergence:
+            found.append(self._divergence)
+        found = "; ".join(found) or "a loss or gradient became NaN or Inf"
+        keep = (f"the last good checkpoint {self.last_good_save[0]} (step {self.last_good_save[1]:,}) is kept"
+                if self.last_good_save else "no checkpoint was saved before it (use --save-every to keep one)")
+        return (f"training diverged at step {T:,}: {found}. Try a lower learning rate "
+                f"(--lr {self.config.lr / 3:.2g}) or a smaller --clip-norm; {keep}")
+
+    def _finish_eval(self, wait):
+        """Wait for a periodic evaluation still running (at most STOP_TIMEOUT when stopping)."""
+        t = self._eval_thread
+        if t is None:
+            return
+        if wait:
+            while t.is_alive() and not self._stop_requested:
+                t.join(0.1)
+        t.join(STOP_TIMEOUT)
+        with self._lock:
+            self._closed = t.is_alive()   # a late evaluation must not write best.h5 any more
+        if self._eval_error is not None and not self._fault:
+            self._fault = "the periodic evaluation failed: " + describe_exception(self._eval_error)
+
+    @staticmethod
+    def _close_envs(workers):
+        try:
+            workers.close()
+        except Exception:  # noqa: BLE001 - a failing env.close() must not lose the checkpoint
+            pass
+
+    def _save_at_end(self, status, at_rest):
+        """latest.h5 unless θ is not finite (then diverged.h5, keeping the last good latest.h5)."""
+        finite = bool(np.isfinite(self.shared.theta).all())
+        if status == DIVERGED or not finite:
+            self.save(self.run_dir / "diverged.h5", at_rest=at_rest)
+        else:
+            self.save(self.run_dir / "latest.h5", at_rest=at_rest)
+            self.last_good_save = (self.run_dir / "latest.h5", int(self.shared.counters[C_T]))
 
     def on_tick(self, steps, wall):
-        """Called by the monitor loop about 50 times a second: periodic checkpoints."""
+        """Called by the monitor loop about 50 times a second: periodic checkpoints.
+
+        A checkpoint is written only from finite parameters; a failed write (disk full, directory
+        removed) stops the run as failed rather than training on without a way to resume.
+        """
         if self.run_dir is not None and self._next_save and steps >= self._next_save:
-            if np.isfinite(self.shared.theta).all():
-                self.save(self.run_dir / "latest.h5")
-                self.write_logs()
+            theta = self.shared.theta.copy()
+            if np.isfinite(theta).all():
+                try:
+                    self.save(self.run_dir / "latest.h5", theta=theta)
+                    self.write_logs()
+                except OSError as exc:
+                    self._fault = f"could not save a checkpoint in {self.run_dir}: {exc}"
+                    self.shared.counters[C_STATUS] = ERROR
+                    self.shared.counters[C_STOP] = 1
+                    return
+                self.last_good_save = (self.run_dir / "latest.h5", steps)
             self._next_save = self._next_multiple(steps, self.config.save_every)
 
     @staticmethod

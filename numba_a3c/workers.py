@@ -86,11 +86,23 @@ from numba_a3c.rng import rng_seed
 ERROR = 4  # status of a run stopped by an exception in a worker
 
 
+def describe_exception(exc):
+    """``Type: message (at file:line in function)`` of an exception, from its innermost frame."""
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        code = tb.tb_frame.f_code
+        where = f" (at {code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name})"
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
 class WorkerError(RuntimeError):
     """A worker thread raised; ``thread`` is its index and ``error`` the exception."""
 
     def __init__(self, thread, error):
-        super().__init__(f"worker thread {thread} failed: {type(error).__name__}: {error}")
+        super().__init__(f"worker thread {thread} failed: {describe_exception(error)}")
         self.thread = thread
         self.error = error
 

@@ -1,0 +1,80 @@
+"""Gymnasium environments that misbehave on purpose, for tests/test_robustness.py.
+
+Importing this module registers them; a test runs the real CLI with them in a subprocess::
+
+    python -c "import robustness_envs; from numba_a3c.cli.main import main; main()" train --env Robust/FailingStep-v0
+
+Each is a trivial 4-dimensional random walk with two actions and 20-step episodes; only the
+environment of worker thread 1 misbehaves (the trainer seeds thread k's environment with
+``seed * 1000 + k``), after ``FAULT_AFTER`` of its steps:
+
+* ``Robust/FailingStep-v0``: ``step`` raises RuntimeError.
+* ``Robust/NaNReward-v0``: ``step`` returns a NaN reward.
+* ``Robust/BlockingStep-v0``: ``step`` never returns (it sleeps forever).
+"""
+
+import time
+
+import gymnasium
+import numpy as np
+
+FAULT_AFTER = 300
+FAULTY_THREAD = 1
+
+
+class _Walk(gymnasium.Env):
+    fault = None
+
+    def __init__(self):
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+        self.action_space = gymnasium.spaces.Discrete(2)
+        self.faulty = False
+        self.steps = 0
+        self.t = 0
+        self.x = np.zeros(4, np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.faulty = seed % 1000 == FAULTY_THREAD
+        self.t = 0
+        self.x = self.np_random.normal(size=4).astype(np.float32)
+        return self.x.copy(), {}
+
+    def step(self, action):
+        self.steps += 1
+        self.t += 1
+        reward = 1.0 if action == (self.x[0] > 0) else 0.0
+        if self.faulty and self.steps >= FAULT_AFTER:
+            if self.fault == "raise":
+                raise RuntimeError(f"injected failure at step {self.steps}")
+            if self.fault == "nan":
+                reward = float("nan")
+            if self.fault == "block":
+                while True:
+                    time.sleep(1.0)
+        self.x = self.np_random.normal(size=4).astype(np.float32)
+        return self.x.copy(), reward, False, self.t >= 20, {}
+
+
+class FailingStep(_Walk):
+    fault = "raise"
+
+
+class NaNReward(_Walk):
+    fault = "nan"
+
+
+class BlockingStep(_Walk):
+    fault = "block"
+
+
+class Healthy(_Walk):
+    fault = None
+
+
+for _name, _cls in (("FailingStep", FailingStep), ("NaNReward", NaNReward), ("BlockingStep", BlockingStep),
+                    ("Healthy", Healthy)):
+    _id = f"Robust/{_name}-v0"
+    if _id not in gymnasium.envs.registry:
+        gymnasium.register(_id, entry_point=_cls)
