@@ -23,6 +23,7 @@ setup(
         "numba_a3c.nn",
         "numba_a3c.envs",
         "numba_a3c.algorithms",
+        "numba_a3c.benchmarks",
         "numba_a3c.cli",
         "numba_a3c.data",
     ],

@@ -1,0 +1,283 @@
+"""Atari throughput: agent steps per second, where the time of a step goes, and resident memory.
+
+Three measurements (``asyncrl bench atari``):
+
+1. **Emulator scaling.** N Python threads, each owning its own game, step it with random actions
+   for ``seconds``. Two ways of running the game are compared:
+
+   * ``vector``: :class:`numba_a3c.envs.atari.AtariEnv`, the one training uses
+     (``AtariVectorEnv(num_envs=1, num_threads=1)``: emulator + DeepMind preprocessing in C++,
+     GIL released while it steps);
+   * ``ale``: a plain ``ale_py.ALEInterface`` doing 4 ``act`` calls and one greyscale screen copy
+     per agent step (the emulator alone, no resize or stack; its bindings hold the GIL).
+
+   ``speed-up(N) = steps/s with N threads ÷ steps/s with 1``: close to N (up to the number of
+   cores) when the threads really run in parallel, about 1 when a lock serialises them.
+
+2. **Training throughput.** The real worker threads (:class:`numba_a3c.workers.Workers`, the
+   same objects ``asyncrl train`` starts) run ``algo`` with the Atari preset on ``env_id``;
+   after ``warmup`` seconds the global step counter T is read twice, ``seconds`` apart::
+
+       steps/s = (T₁ − T₀) / (t₁ − t₀)       (agent steps summed over threads; 1 step = 4 frames)
+
+   The process's resident memory (VmRSS) is read at the end of each run, with every thread's
+   environment, network buffers and the shared parameters alive.
+
+3. **Where a step's time goes**, in ONE thread, by timing each call of the training loop
+   separately (``time.perf_counter`` around each; the loop is the worker's, unrolled)::
+
+       emulator+preprocessing   env.step (4 frames, max-pool, 84×84 greyscale, stack; C++)
+       to float32               flat_observation (uint8 → float32 × 1/255)
+       forward + action         act: the forward pass of s_n and the policy's choice
+       record step              observe: reward clip, counters, episode log
+       sync θ′ ← θ              begin_segment (A3C / n-step Q copy θ once per segment)
+       backward                 end_segment minus update: targets, loss gradient, backprop
+       update                   apply_gradients alone (norm, clip, shared RMSProp on all θ),
+                                timed on a separate copy of the state so training is not disturbed
+
+   Per-segment costs are divided by the steps of the segment. The sum is the time of one agent
+   step in one thread; its inverse is the single-thread rate that the pieces explain.
+"""
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from numba_a3c.algorithms.learner import act, apply_gradients, begin_segment, end_segment, observe
+from numba_a3c.algorithms.state import C_STOP, C_T, TI_EPISODE_OVER, TI_N
+from numba_a3c.config import resolve
+from numba_a3c.envs.atari import FRAME_SKIP, make_atari_env, rom_for
+from numba_a3c.envs.registry import describe_env, flat_observation
+from numba_a3c.nn.network import Network
+from numba_a3c.trainer import network_spec
+from numba_a3c.workers import Workers, compile_kernels, make_learner, new_shared_state
+
+#: Issue 4's target: the paper's whole-machine rate (80M agent steps in a day on 16 cores).
+TARGET_STEPS_PER_S = 926
+#: Issue 4's memory target for 16 Atari threads.
+TARGET_RSS_MB_16_THREADS = 1536
+#: An endless budget: measurements end by the stop flag.
+ENDLESS = 10**15
+
+
+def rss_mb():
+    """Resident memory of this process in MiB (Linux /proc; NaN elsewhere)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+# ----------------------------------------------------------------------------- 1. emulator scaling
+def _vector_stepper(env_id, seed):
+    env = make_atari_env(env_id, seed=seed)
+    env.reset(seed=seed)
+    n = env.n_actions
+
+    def step(a):
+        _, _, term, trunc, _ = env.step(a % n)
+        if term or trunc:
+            env.reset()
+
+    return step, env.close
+
+
+def _ale_stepper(env_id, seed):
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+    ale = ale_py.ALEInterface()
+    ale.setInt("random_seed", int(seed))
+    ale.setFloat("repeat_action_probability", 0.0)
+    ale.loadROM(ale_py.roms.get_rom_path(rom_for(env_id)))
+    actions = ale.getMinimalActionSet()
+    screen = np.zeros(ale.getScreenDims(), np.uint8)
+
+    def step(a):
+        action = actions[a % len(actions)]
+        for _ in range(FRAME_SKIP):
+            ale.act(action)
+        ale.getScreenGrayscale(screen)
+        if ale.game_over():
+            ale.reset_game()
+
+    return step, (lambda: None)
+
+
+def emulator_rate(env_id, threads, seconds, kind="vector"):
+    """Agent steps/s summed over ``threads`` threads each stepping its own game (random actions)."""
+    make = _vector_stepper if kind == "vector" else _ale_stepper
+    steppers = [make(env_id, 100 + k) for k in range(threads)]
+    counts = [0] * threads
+    go = threading.Event()
+    stop = threading.Event()
+
+    def loop(k):
+        step = steppers[k][0]
+        acts = np.random.default_rng(k).integers(0, 18, 4096)
+        go.wait()
+        i = 0
+        while not stop.is_set():
+            step(int(acts[i & 4095]))
+            i += 1
+        counts[k] = i
+
+    ts = [threading.Thread(target=loop, args=(k,), daemon=True) for k in range(threads)]
+    for t in ts:
+        t.start()
+    t0 = time.perf_counter()
+    go.set()
+    time.sleep(seconds)
+    stop.set()
+    for t in ts:
+        t.join()
+    dt = time.perf_counter() - t0
+    for _, close in steppers:
+        close()
+    return sum(counts) / dt
+
+
+# ----------------------------------------------------------------------------- 2. training throughput
+def _setup(env_id, algo, threads, seed=0):
+    config = resolve({"env": env_id, "algo": algo, "threads": threads, "steps": ENDLESS, "eval_every": 0,
+                      "save_every": 0, "seed": seed})
+    info = describe_env(env_id)
+    network = Network(network_spec(config, info))
+    return config, info, network
+
+
+def training_rate(env_id, algo, threads, seconds, warmup):
+    """(steps/s, RSS MiB at the end) of the real worker threads with the Atari preset."""
+    config, info, network = _setup(env_id, algo, threads)
+    compile_kernels(config, network, info)
+    shared = new_shared_state(config, network)
+    workers = Workers(shared, network, info, config)
+    workers.reset_environments()
+    workers.start()
+    try:
+        time.sleep(warmup)
+        t0, T0 = time.perf_counter(), int(shared.counters[C_T])
+        time.sleep(seconds)
+        t1, T1 = time.perf_counter(), int(shared.counters[C_T])
+        memory = rss_mb()
+    finally:
+        shared.counters[C_STOP] = 1
+        workers.join(60)
+        workers.close()
+    if workers.errors:
+        k, exc = workers.errors[0]
+        raise RuntimeError(f"worker thread {k} failed: {type(exc).__name__}: {exc}")
+    return (T1 - T0) / (t1 - t0), memory
+
+
+# ----------------------------------------------------------------------------- 3. per-piece breakdown
+PIECES = ("emulator+preprocessing", "to float32", "forward + action", "record step", "sync θ′ ← θ",
+          "backward", "update")
+
+
+def step_breakdown(env_id, algo, steps, seed=0):
+    """Milliseconds per agent step of each piece of the training loop, in one thread.
+
+    Runs ``steps`` agent steps of real training (the worker loop of
+    :meth:`numba_a3c.workers.Workers._run_python`, unrolled so each call is timed alone).
+    """
+    config, info, network = _setup(env_id, algo, 1, seed)
+    compile_kernels(config, network, info)
+    shared = new_shared_state(config, network)
+    L = make_learner(shared, network, 0)
+    spare = make_learner(new_shared_state(config, network), network, 0)   # for timing the update alone
+    env = make_atari_env(env_id, seed=seed)
+    scale = np.float32(network.spec.input_scale)
+    obs, _ = env.reset(seed=seed)
+    flat_observation(obs, scale, L.obs[0])
+    t = dict.fromkeys(PIECES, 0.0)
+    clock = time.perf_counter
+    end_total = 0.0
+    segments = 0
+    update_total = 0.0
+    done_steps = 0
+    while done_steps < steps:
+        c0 = clock()
+        begin_segment(L)
+        t["sync θ′ ← θ"] += clock() - c0
+        while True:
+            c0 = clock()
+            a = act(L)
+            c1 = clock()
+            obs, r, term, trunc, inf = env.step(int(a))
+            c2 = clock()
+            flat_observation(obs, scale, L.obs[L.thread_i[TI_N] + 1])
+            c3 = clock()
+            over = observe(L, float(r), bool(term) or inf["life_lost"], bool(trunc), bool(term or trunc))
+            c4 = clock()
+            t["forward + action"] += c1 - c0
+            t["emulator+preprocessing"] += c2 - c1
+            t["to float32"] += c3 - c2
+            t["record step"] += c4 - c3
+            done_steps += 1
+            if over:
+                break
+        c0 = clock()
+        end_segment(L)
+        end_total += clock() - c0
+        segments += 1
+        c0 = clock()
+        apply_gradients(spare)
+        update_total += clock() - c0
+        if L.thread_i[TI_EPISODE_OVER]:
+            obs, _ = env.reset()
+            flat_observation(obs, scale, L.obs[0])
+            L.thread_i[TI_EPISODE_OVER] = 0
+    env.close()
+    t["update"] = update_total
+    t["backward"] = max(0.0, end_total - update_total)
+    return {k: 1000.0 * v / done_steps for k, v in t.items()}, done_steps, segments
+
+
+# ----------------------------------------------------------------------------- the whole benchmark
+@dataclass
+class AtariBenchmark:
+    env_id: str
+    algo: str
+    emulator: dict = field(default_factory=dict)     # kind -> {threads: steps/s}
+    training: dict = field(default_factory=dict)     # threads -> steps/s
+    memory_mb: dict = field(default_factory=dict)    # threads -> RSS MiB
+    breakdown_ms: dict = field(default_factory=dict)
+    breakdown_steps: int = 0
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def run(env_id="ALE/Pong-v5", algo="a3c", threads=(1, 2, 16), seconds=20.0, warmup=5.0, emulator_seconds=5.0,
+        emulator_threads=(1, 2), breakdown_steps=2000, on_line=print):
+    """Run the three measurements; ``on_line`` receives each result line as it is known."""
+    res = AtariBenchmark(env_id, algo)
+    for kind in ("vector", "ale"):
+        res.emulator[kind] = {}
+        for n in emulator_threads:
+            rate = emulator_rate(env_id, n, emulator_seconds, kind)
+            res.emulator[kind][n] = rate
+            one = res.emulator[kind][emulator_threads[0]]
+            on_line(f"emulator only  {kind:6s}  {n:2d} thread(s): {rate:8.0f} agent steps/s"
+                    f"  (x{rate / one:.2f} of {emulator_threads[0]})")
+    if breakdown_steps:
+        ms, done, segs = step_breakdown(env_id, algo, breakdown_steps)
+        res.breakdown_ms, res.breakdown_steps = ms, done
+        total = sum(ms.values())
+        on_line(f"one thread, {done} agent steps of {algo} in {segs} segments, ms per agent step:")
+        for k in PIECES:
+            on_line(f"  {k:24s} {ms[k]:7.3f} ms  {100 * ms[k] / total:5.1f} %")
+        on_line(f"  {'total':24s} {total:7.3f} ms  -> {1000 / total:.0f} agent steps/s in one thread")
+    for n in threads:
+        rate, mem = training_rate(env_id, algo, n, seconds, warmup)
+        res.training[n], res.memory_mb[n] = rate, mem
+        on_line(f"training {algo} {n:2d} thread(s): {rate:8.0f} agent steps/s ({rate * FRAME_SKIP:.0f} frames/s), "
+                f"RSS {mem:.0f} MiB")
+    return res

@@ -1,0 +1,196 @@
+"""Atari through ale-py: the DeepMind preprocessing, lives and raw scores, the worker loop, and a
+short training run of every method on a real ROM (Pong)."""
+
+import numpy as np
+import pytest
+
+from numba_a3c.algorithms.state import TI_EPISODES, TI_N
+from numba_a3c.config import TrainConfig, resolve
+from numba_a3c.envs.atari import describe_atari, make_atari_env
+from numba_a3c.envs.registry import EnvError, describe_env
+from numba_a3c.nn.network import Network
+from numba_a3c.trainer import Trainer, network_spec
+from numba_a3c.workers import Workers, compile_kernels, new_shared_state
+
+pytestmark = pytest.mark.atari
+
+
+# ----------------------------------------------------------------------------- description
+def test_describe_gives_frames_scale_and_minimal_action_set():
+    pong = describe_env("ALE/Pong-v5")
+    assert (pong.kind, pong.obs_shape, pong.n_actions) == ("atari", (4, 84, 84), 6)
+    assert pong.input_scale == pytest.approx(1 / 255)
+    assert pong.max_episode_steps == 27_000          # 108,000 frames at action repeat 4
+    assert describe_atari("ALE/Breakout-v5").n_actions == 4
+    assert describe_atari("ALE/SpaceInvaders-v5").n_actions == 6
+
+
+@pytest.mark.parametrize("env_id, expected", [
+    ("ALE/Pongg-v5", "Did you mean ALE/Pong-v5"),
+    ("ALE/spaceinvaders-v5", "did you mean ALE/SpaceInvaders-v5"),
+    ("ALE/Pong-v4", "use ALE/Pong-v5"),
+    ("ALE/NoSuchGame-v5", "unknown Atari game 'NoSuchGame'"),
+])
+def test_unknown_games_get_a_clear_error(env_id, expected):
+    with pytest.raises(EnvError, match=expected):
+        describe_env(env_id)
+
+
+def test_atari_ids_use_the_atari_preset():
+    c = resolve({"env": "ALE/Breakout-v5", "algo": "onestep-q"})
+    assert (c.network, c.threads, c.t_max, c.reward_clip, c.clip_norm) == ("atari", 16, 5, 1.0, 40.0)
+    assert (c.lr, c.rms_alpha, c.rms_eps, c.gamma) == (7e-4, 0.99, 0.1, 0.99)
+    assert c.target_interval * 4 == 40_000           # I_target: 40,000 frames
+    assert c.eps_anneal_steps * 4 == 4_000_000       # ε annealed over 4M frames
+
+
+# ----------------------------------------------------------------------------- preprocessing
+def test_observations_are_stacked_uint8_frames_oldest_first():
+    env = make_atari_env("ALE/Pong-v5", seed=0)
+    try:
+        obs, _ = env.reset(seed=3)
+        assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+        rng = np.random.default_rng(0)
+        changed = 0
+        for _ in range(60):
+            prev = obs.copy()
+            obs, *_ = env.step(int(rng.integers(6)))
+            assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+            np.testing.assert_array_equal(obs[:3], prev[1:])   # shifted by one: newest frame is obs[3]
+            changed += not np.array_equal(obs[3], prev[3])
+        assert changed > 30                                  # the newest frame is new
+        assert 0 < obs.mean() < 255
+        frame = env.render()
+        assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    finally:
+        env.close()
+
+
+def test_seeded_reset_is_reproducible():
+    def roll(seed):
+        env = make_atari_env("ALE/Pong-v5")
+        try:
+            obs, _ = env.reset(seed=seed)
+            out = [obs.copy()]
+            for a in [0, 2, 3, 1, 2, 2, 3, 0] * 5:
+                out.append(env.step(a)[0].copy())
+            return np.array(out)
+        finally:
+            env.close()
+
+    np.testing.assert_array_equal(roll(7), roll(7))
+
+
+def test_lives_raw_rewards_and_the_auto_reset():
+    """Space Invaders (3 lives, 5-30 points an invader) played at random to the end: a lost life
+    is flagged but neither terminates nor resets (the frame stack runs on); rewards are raw
+    scores; the ending step returns the final frame and reset() then gives the new episode."""
+    env = make_atari_env("ALE/SpaceInvaders-v5")
+    rng = np.random.default_rng(1)
+    try:
+        obs, info = env.reset(seed=11)
+        assert info["lives"] == 3
+        lives_lost, total, rewards = 0, 0.0, set()
+        for _ in range(20_000):
+            prev = obs.copy()
+            obs, r, terminated, truncated, info = env.step(int(rng.integers(6)))
+            assert info["raw_reward"] == r
+            rewards.add(r)
+            total += r
+            if info["life_lost"]:
+                lives_lost += 1
+                assert not terminated and info["lives"] == 3 - lives_lost
+                np.testing.assert_array_equal(obs[:3], prev[1:])
+            if terminated or truncated:
+                break
+        assert terminated and lives_lost == 2          # the third life's end is the game's end
+        assert max(rewards) > 1 and total > 1          # raw points, not clipped
+        final = obs.copy()
+        np.testing.assert_array_equal(final[:3], prev[1:])   # the finished episode's s_{t+1}
+        start, info = env.reset()
+        assert info["lives"] == 3 and not np.array_equal(start, final)
+        obs, r, terminated, truncated, info = env.step(0)
+        assert not (terminated or truncated) and not info["life_lost"]
+    finally:
+        env.close()
+
+
+# ----------------------------------------------------------------------------- the worker loop
+class _Spy:
+    """Wraps a worker's environment: records what the learner had done before each step."""
+
+    def __init__(self, env, learner):
+        self.env, self.L = env, learner
+        self.calls = []          # (TI_N, episodes) seen at each step call
+        self.steps = []          # (raw reward, life_lost, episode over)
+        self.resets = 0
+
+    def step(self, a):
+        self.calls.append((int(self.L.thread_i[TI_N]), int(self.L.thread_i[TI_EPISODES])))
+        obs, r, term, trunc, info = self.env.step(a)
+        self.steps.append((r, info["life_lost"], term or trunc))
+        return obs, r, term, trunc, info
+
+    def reset(self, **kw):
+        self.resets += 1
+        return self.env.reset(**kw)
+
+    def close(self):
+        self.env.close()
+
+
+def test_worker_loop_life_loss_is_terminal_for_learning_only():
+    """Through Workers._run_python: a lost life ends the segment (TI_N back to 0) without a reset
+    or a logged episode; the game's end logs ONE episode whose return is the raw score summed over
+    all lives and whose length counts every step; the learner itself saw rewards clipped to 1."""
+    config = TrainConfig(algo="a3c", env="ALE/SpaceInvaders-v5", threads=1, steps=1_500, network="atari",
+                         reward_clip=1.0, seed=2)
+    info = describe_env(config.env)
+    network = Network(network_spec(config, info))
+    compile_kernels(config, network, info)
+    shared = new_shared_state(config, network)
+    workers = Workers(shared, network, info, config)
+    workers.reset_environments()
+    L = workers.learners[0]
+    spy = _Spy(workers._envs[0], L)
+    workers._envs[0] = spy
+    clipped_seen = []
+    original_step = spy.step
+
+    def step(a):
+        clipped_seen.append(float(np.max(np.abs(L.rewards))))
+        return original_step(a)
+
+    spy.step = step
+    workers.start()
+    assert workers.join(timeout=300)
+    workers.close()
+    assert not workers.errors
+    assert max(clipped_seen) <= 1.0
+    over = [i for i, s in enumerate(spy.steps) if s[2]]
+    lost = [i for i, s in enumerate(spy.steps) if s[1]]
+    assert lost, "no life was lost in 1,500 random Space Invaders steps"
+    for i in lost:
+        if i + 1 < len(spy.calls):
+            assert spy.calls[i + 1][0] == 0                     # segment ended at the life loss
+            assert spy.calls[i + 1][1] == spy.calls[i][1]       # ... but no episode was logged
+    assert spy.resets == len(over) == int(L.thread_i[TI_EPISODES]) >= 1
+    first = over[0]
+    raw_return = sum(s[0] for s in spy.steps[: first + 1])
+    T, ret, length = shared.episode_log[0, 0]
+    assert ret == raw_return and raw_return > 1.0
+    assert length == first + 1
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.mark.parametrize("algo", ["a3c", "nstep-q", "onestep-q", "sarsa"])
+def test_every_method_trains_on_pong(algo):
+    config = resolve({"env": "ALE/Pong-v5", "algo": algo, "threads": 2, "steps": 150, "eval_every": 0,
+                      "save_every": 0, "target_interval": 50, "eps_anneal_steps": 100})
+    trainer = Trainer(config, final_eval=False)
+    theta0 = trainer.shared.theta.copy()
+    result = trainer.run()
+    assert result.status == "finished", result.error
+    assert result.steps >= 150
+    theta = trainer.shared.theta
+    assert np.all(np.isfinite(theta)) and not np.array_equal(theta, theta0)
