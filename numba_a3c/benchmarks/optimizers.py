@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from numba_a3c.benchmarks.report import fmt, machine, machine_lines, table
+from numba_a3c.benchmarks.report import fmt, json_ready, machine, machine_lines, table
 from numba_a3c.config import OPTIMIZERS, resolve
 from numba_a3c.trainer import Trainer
 
@@ -76,18 +76,21 @@ class OptimizerResult:
     summary: list = field(default_factory=list)
 
     def to_dict(self):
-        def clean(d):
-            return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+        """A JSON-ready dict (nan scores of diverged runs become None)."""
+        return json_ready(dict(benchmark="optimizers", machine=self.machine, settings=self.settings,
+                               runs=[asdict(r) for r in self.runs], summary=[asdict(s) for s in self.summary]))
 
-        return dict(benchmark="optimizers", machine=self.machine, settings=self.settings,
-                    runs=[clean(asdict(r)) for r in self.runs], summary=[clean(asdict(s)) for s in self.summary])
+
+def run_config(algo, env, optimizer, lr, seed, threads=2, steps=None, eval_episodes=10, gym=False):
+    """The preset configuration of one run with ``optimizer`` and learning rate ``lr``."""
+    return resolve(dict(algo=algo, env=env, optimizer=optimizer, lr=float(lr), seed=int(seed), threads=threads,
+                        steps=steps, gym=gym or None, eval_every=0, eval_episodes=eval_episodes, save_every=0,
+                        log_interval=3600.0))
 
 
 def train_once(algo, env, optimizer, lr, seed, threads=2, steps=None, eval_episodes=10, gym=False):
     """One preset run with ``optimizer`` and learning rate ``lr``; returns an :class:`OptimizerRun`."""
-    config = resolve(dict(algo=algo, env=env, optimizer=optimizer, lr=float(lr), seed=int(seed), threads=threads,
-                          steps=steps, gym=gym or None, eval_every=0, eval_episodes=eval_episodes, save_every=0,
-                          log_interval=3600.0))
+    config = run_config(algo, env, optimizer, lr, seed, threads, steps, eval_episodes, gym)
     result = Trainer(config, final_eval=True, run_dir=None).run()
     score = result.final_eval.mean if result.final_eval is not None else math.nan
     return OptimizerRun(optimizer=optimizer, lr=float(lr), seed=int(seed), score=float(score), status=result.status,
@@ -121,6 +124,8 @@ def run(algo="a3c", env="CartPole-v1", optimizers=OPTIMIZERS, runs=20, lr_low=1e
     if not 0 < lr_low < lr_high:
         raise ValueError(f"the learning-rate range must satisfy 0 < low < high (got {lr_low:g}, {lr_high:g})")
     lrs = sample_learning_rates(runs, lr_low, lr_high, seed)
+    for optimizer in optimizers:   # refuse a bad configuration before the first run, not in the middle
+        Trainer(run_config(algo, env, optimizer, lr_high, seed, threads, steps, eval_episodes, gym))
     budget = resolve(dict(algo=algo, env=env, steps=steps)).steps
     result = OptimizerResult(machine=machine(), settings=dict(
         algo=algo, env=env, gym=bool(gym), optimizers=list(optimizers), runs=int(runs), lr_low=float(lr_low),
@@ -181,9 +186,12 @@ def plot(result, path):
         ax1.scatter([r.lr for r in runs], scores, label=o, s=14)
         ax2.plot(range(1, len(scores) + 1), sorted(scores, reverse=True), marker=".", label=o)
     ax1.set_xscale("log")
+    ax1.set_xlim(s["lr_low"], s["lr_high"])
+    ax1.minorticks_off()
     ax1.set_xlabel("learning rate")
     ax1.set_ylabel("final greedy score")
     ax2.set_xlabel("run (sorted by score)")
+    ax2.xaxis.get_major_locator().set_params(integer=True)
     ax2.set_ylabel("final greedy score")
     for ax in (ax1, ax2):
         ax.axhline(s["threshold"], color="grey", linestyle=":")

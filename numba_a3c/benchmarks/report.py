@@ -39,8 +39,8 @@ def machine_lines(info):
     """Two lines for the top of a benchmark's output: the machine and the versions."""
     return [
         f"machine: {info['cpu']}, {info['usable_cores']} usable cores ({info['cores']} in all), {info['platform']}",
-        f"versions: numba_a3c {info['numba_a3c']}, python {info['python']}, numpy {info['numpy']}, "
-        f"numba {info['numba']}, scipy {info['scipy']}, gymnasium {info['gymnasium']}",
+        (f"versions: numba_a3c {info['numba_a3c']}, python {info['python']}, numpy {info['numpy']}, "
+         f"numba {info['numba']}, scipy {info['scipy']}, gymnasium {info['gymnasium']}"),
     ]
 
 
@@ -57,7 +57,7 @@ def table(headers, rows, align=None):
     align = align or ["<"] + [">"] * (len(headers) - 1)
 
     def line(cells):
-        return "  ".join(f"{str(c):{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
+        return "  ".join(f"{c!s:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
@@ -67,6 +67,17 @@ def fmt(x, spec=",.0f", missing="-"):
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return missing
     return format(x, spec)
+
+
+def json_ready(obj):
+    """``obj`` with every non-finite float (nan, inf) replaced by None, so json.dumps writes valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj
 
 
 def require_matplotlib():

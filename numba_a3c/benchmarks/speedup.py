@@ -39,7 +39,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from numba_a3c.algorithms.state import C_STOP
-from numba_a3c.benchmarks.report import OVERSUBSCRIBED_MARK, cores, fmt, machine, machine_lines, median, table
+from numba_a3c.benchmarks.report import (
+    OVERSUBSCRIBED_MARK,
+    cores,
+    fmt,
+    json_ready,
+    machine,
+    machine_lines,
+    median,
+    table,
+)
 from numba_a3c.config import ALGORITHMS, resolve
 from numba_a3c.data import data_path
 from numba_a3c.trainer import Trainer
@@ -75,6 +84,7 @@ class _TargetProbe(Trainer):
             self.shared.counters[C_STOP] = 1
 
     def on_tick(self, steps, wall):
+        super().on_tick(steps, wall)
         if (self.criterion == "train" and self.reached is None and len(self._recent) == self._recent.maxlen
                 and float(np.mean(self._recent)) >= self.target):
             self.reached = (wall, steps)
@@ -140,15 +150,9 @@ class SpeedupResult:
     rows: list = field(default_factory=list)
 
     def to_dict(self):
-        rows = []
-        for r in self.rows:
-            d = asdict(r)
-            for key in ("median_seconds", "median_steps", "speedup", "paper"):
-                d[key] = None if not math.isfinite(d[key]) else d[key]
-            for a in d["attempts"]:
-                a["seconds"] = None if not math.isfinite(a["seconds"]) else a["seconds"]
-            rows.append(d)
-        return dict(benchmark="speedup", machine=self.machine, settings=self.settings, rows=rows)
+        """A JSON-ready dict (a time that was never reached, inf, becomes None)."""
+        return json_ready(dict(benchmark="speedup", machine=self.machine, settings=self.settings,
+                               rows=[asdict(r) for r in self.rows]))
 
 
 def run_config(algo, env, threads, seed, criterion, eval_every, eval_episodes, steps=None, gym=False):
@@ -168,6 +172,8 @@ def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", seeds=(0,
         if env not in DEFAULT_TARGETS:
             raise ValueError(f"there is no default reference score for {env}; give one with --target")
         target = DEFAULT_TARGETS[env]
+    for algo in algos:   # refuse a bad configuration before the first run, not in the middle
+        Trainer(run_config(algo, env, max(threads), seeds[0], criterion, eval_every, eval_episodes, steps, gym))
     paper = paper_table2()
     n_cores = cores()
     result = SpeedupResult(machine=machine(), settings=dict(
@@ -249,7 +255,10 @@ def plot(result, path):
         paper = [(r.threads, r.paper) for r in rows if math.isfinite(r.paper)]
         if paper:
             ax.plot(*zip(*paper), linestyle="--", color=line.get_color(), alpha=0.6, label=f"{algo} (paper)")
+    ticks = sorted({r.threads for r in result.rows})
     ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("threads")
     ax.set_ylabel("speed-up to reference score")
     n_cores = result.machine["usable_cores"]

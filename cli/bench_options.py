@@ -1,0 +1,107 @@
+"""Options and output shared by the ``asyncrl bench`` training benchmarks (throughput, speedup, optimizers)."""
+
+import json
+from pathlib import Path
+
+import click
+
+
+def int_list(ctx, param, value):
+    """Parse "1,2,16" into (1, 2, 16): positive for thread counts, ≥ 0 for seeds."""
+    if value is None:
+        return None
+    lowest = 0 if param.name == "seeds" else 1
+    try:
+        items = tuple(int(v) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 1,2,16") from None
+    if not items:
+        raise click.BadParameter("give at least one value, e.g. 1,2,16")
+    if min(items) < lowest:
+        raise click.BadParameter(f"every value must be >= {lowest} (got {min(items)})")
+    if len(set(items)) != len(items):
+        raise click.BadParameter(f"{value!r} repeats a value")
+    return items
+
+
+def choice_list(choices):
+    """A click callback parsing "a3c,sarsa" into a tuple, each item one of ``choices``."""
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        items = tuple(v.strip() for v in str(value).split(",") if v.strip())
+        unknown = [v for v in items if v not in choices]
+        if unknown or not items:
+            raise click.BadParameter(f"{', '.join(unknown) or repr(value)}: expected a comma-separated list of "
+                                     f"{', '.join(choices)}")
+        return tuple(dict.fromkeys(items))
+    return parse
+
+
+def check_env(env, gym):
+    """Fail fast, with exit code 2, on an environment id the trainer cannot use."""
+    from numba_a3c.envs.registry import EnvError, describe_env
+
+    try:
+        return describe_env(env, force_gym=gym)
+    except EnvError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def check_plot(path):
+    """Before a long benchmark: matplotlib must be importable and the plot's folder must exist."""
+    if path is None:
+        return
+    from numba_a3c.benchmarks.report import require_matplotlib
+
+    try:
+        require_matplotlib()
+    except ImportError as exc:
+        raise click.UsageError(str(exc)) from None
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise click.UsageError(f"--plot {path}: the folder {folder} does not exist; create it or choose another path")
+
+
+def run_bench(module, **kwargs):
+    """``module.run(**kwargs)``; a configuration it refuses (before any work) becomes a usage error, exit code 2."""
+    try:
+        return module.run(**kwargs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def progress_printer(enabled=True):
+    """Progress lines go to stderr, so stdout holds only the report (or the JSON document)."""
+    if not enabled:
+        return None
+    return lambda msg: click.echo(msg, err=True)
+
+
+def finish(result, module, as_json, plot_path):
+    """Print the report (text, or JSON with --json), then write the plot if asked."""
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(module.format_result(result))
+    if plot_path:
+        module.plot(result, plot_path)
+        click.echo(f"plot written to {plot_path}", err=True)
+
+
+def common_options(func):
+    """--env, --gym, --json, --plot and --quiet, in that order in --help."""
+    for opt in reversed([
+        click.option("--env", default="CartPole-v1", show_default=True,
+                     help="environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0) or any gymnasium id "
+                          "with discrete actions"),
+        click.option("--gym", is_flag=True,
+                     help="use the gymnasium (Python) environment even where a native one exists: shows what a "
+                          "Python step, which holds the GIL, costs"),
+        click.option("--json", "as_json", is_flag=True, help="print the results as one JSON document on stdout"),
+        click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+                     help="also draw the results into this image (needs matplotlib: pip install 'numba_a3c[plot]')"),
+        click.option("--quiet", is_flag=True, help="no progress lines on stderr"),
+    ]):
+        func = opt(func)
+    return func

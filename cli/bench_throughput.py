@@ -1,0 +1,50 @@
+"""``asyncrl bench throughput``: environment steps/s of real training, per algorithm and thread count."""
+
+import click
+from numba_a3c.cli.bench_options import (
+    check_env,
+    check_plot,
+    choice_list,
+    common_options,
+    finish,
+    int_list,
+    progress_printer,
+    run_bench,
+)
+
+from numba_a3c.config import ALGORITHMS
+
+
+@click.command()
+@click.option("--algos", default=",".join(ALGORITHMS), show_default=True, callback=choice_list(ALGORITHMS),
+              help="comma-separated algorithms to measure")
+@click.option("--threads", default="1,2,4,8,16", show_default=True, callback=int_list, metavar="N[,N...]",
+              help="thread counts to measure (include 1: the speed-ups are relative to it)")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="runs per cell; the table shows their median")
+@click.option("--warmup", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="seconds of each run discarded before measuring (thread start, caches)")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="seconds measured in each run")
+@common_options
+def throughput(algos, threads, repeats, warmup, duration, env, gym, as_json, plot_path, quiet):
+    """Environment steps/s of real training for each algorithm and thread count.
+
+    Each cell runs the trainer that `asyncrl train` uses (the environment's preset, no
+    evaluation, no files), compiles first, discards --warmup seconds, then counts global steps
+    (summed over threads) for --duration seconds; the median of --repeats runs is shown, with
+    the speed-up over 1 thread. Rows with more threads than cores are marked. On the default
+    native CartPole-v1 the report ends with issue 3's throughput targets.
+
+    \b
+    Examples:
+      asyncrl bench throughput --threads 1,2,16
+      asyncrl bench throughput --algos a3c --gym --threads 1,2   # a Python env holds the GIL
+    """
+    from numba_a3c.benchmarks import throughput as bench
+
+    check_env(env, gym)
+    check_plot(plot_path)
+    result = run_bench(bench, algos=algos, threads=threads, env=env, gym=gym, repeats=repeats, warmup=warmup,
+                       duration=duration, progress=progress_printer(not quiet))
+    finish(result, bench, as_json, plot_path)
