@@ -19,7 +19,7 @@ Format version 1 (see docs/checkpoint-format.md for the reader's guide)::
                            thread_float (per-thread counters and statistics, column names in attrs),
                            rng, env_rng (xoroshiro128+ states), env_state, observation (each
                            thread's current observation)
-    /log/episodes          (n, 5) float64, appendable: global_step, thread, return, length, wall_time
+    /log/episodes          (n, 5) float64, appendable, gzip: global_step, thread, return, length, wall_time
     /log/evaluations       (n, 7) float64, appendable: global_step, mean, std, min, max, episodes, wall_time
 
 Saving is atomic: the file is written beside its destination under a temporary name, flushed
