@@ -6,7 +6,7 @@ import pytest
 
 from numba_a3c.algorithms.state import TI_EPISODES, TI_N
 from numba_a3c.config import TrainConfig, resolve
-from numba_a3c.envs.atari import describe_atari, make_atari_env
+from numba_a3c.envs.atari import AtariEnv, describe_atari, make_atari_env
 from numba_a3c.envs.registry import EnvError, describe_env
 from numba_a3c.nn.network import Network
 from numba_a3c.trainer import Trainer, network_spec
@@ -111,6 +111,27 @@ def test_lives_raw_rewards_and_the_auto_reset():
         assert info["lives"] == 3 and not np.array_equal(start, final)
         obs, r, terminated, truncated, info = env.step(0)
         assert not (terminated or truncated) and not info["life_lost"]
+    finally:
+        env.close()
+
+
+def test_truncation_returns_the_final_frame_to_bootstrap_from():
+    """A time limit (here 200 frames = 50 agent steps) truncates: the truncating step returns the
+    finished episode's s_{t+1} (the stack continues), and reset() then returns the new episode's s_0."""
+    env = AtariEnv("ALE/Pong-v5", max_frames_per_episode=200)
+    try:
+        obs, _ = env.reset(seed=5)
+        for t in range(1, 1000):
+            prev = obs.copy()
+            obs, r, terminated, truncated, info = env.step(t % 6)
+            np.testing.assert_array_equal(obs[:3], prev[1:])
+            if terminated or truncated:
+                break
+        assert truncated and not terminated and t <= 50
+        start, _ = env.reset()
+        assert not np.array_equal(start[:3], obs[1:])
+        obs2, *_ = env.step(0)
+        np.testing.assert_array_equal(obs2[:3], start[1:])
     finally:
         env.close()
 

@@ -182,10 +182,15 @@ PIECES = ("emulator+preprocessing", "to float32", "forward + action", "record st
 
 
 def step_breakdown(env_id, algo, steps, seed=0):
-    """Milliseconds per agent step of each piece of the training loop, in one thread.
+    """Per agent step, each piece of the training loop in one thread: wall ms and CPU ms.
 
     Runs ``steps`` agent steps of real training (the worker loop of
-    :meth:`numba_a3c.workers.Workers._run_python`, unrolled so each call is timed alone).
+    :meth:`numba_a3c.workers.Workers._run_python`, unrolled so each call is timed alone). Wall
+    time is ``time.perf_counter``; CPU time is ``time.process_time``, the CPU of the whole process
+    (so the emulator's own C++ thread is counted in "emulator+preprocessing"). On a busy machine
+    wall time includes waiting for a core; CPU time does not, and its sum predicts the rate of one
+    thread on an idle core.
+    Returns ``({piece: wall ms}, {piece: cpu ms}, steps, segments)``.
     """
     config, info, network = _setup(env_id, algo, 1, seed)
     compile_kernels(config, network, info)
@@ -196,48 +201,57 @@ def step_breakdown(env_id, algo, steps, seed=0):
     scale = np.float32(network.spec.input_scale)
     obs, _ = env.reset(seed=seed)
     flat_observation(obs, scale, L.obs[0])
-    t = dict.fromkeys(PIECES, 0.0)
-    clock = time.perf_counter
-    end_total = 0.0
-    segments = 0
-    update_total = 0.0
-    done_steps = 0
+    wall = dict.fromkeys(PIECES, 0.0)
+    cpu = dict.fromkeys(PIECES, 0.0)
+    end_piece = "backward"       # end_segment's whole time, the update is subtracted below
+    pc, pt = time.perf_counter, time.process_time
+
+    def mark():
+        return pc(), pt()
+
+    def add(piece, a, b):
+        wall[piece] += b[0] - a[0]
+        cpu[piece] += b[1] - a[1]
+
+    done_steps = segments = 0
     while done_steps < steps:
-        c0 = clock()
+        m0 = mark()
         begin_segment(L)
-        t["sync θ′ ← θ"] += clock() - c0
+        add("sync θ′ ← θ", m0, mark())
         while True:
-            c0 = clock()
+            m0 = mark()
             a = act(L)
-            c1 = clock()
+            m1 = mark()
             obs, r, term, trunc, inf = env.step(int(a))
-            c2 = clock()
+            m2 = mark()
             flat_observation(obs, scale, L.obs[L.thread_i[TI_N] + 1])
-            c3 = clock()
+            m3 = mark()
             over = observe(L, float(r), bool(term) or inf["life_lost"], bool(trunc), bool(term or trunc))
-            c4 = clock()
-            t["forward + action"] += c1 - c0
-            t["emulator+preprocessing"] += c2 - c1
-            t["to float32"] += c3 - c2
-            t["record step"] += c4 - c3
+            m4 = mark()
+            add("forward + action", m0, m1)
+            add("emulator+preprocessing", m1, m2)
+            add("to float32", m2, m3)
+            add("record step", m3, m4)
             done_steps += 1
             if over:
                 break
-        c0 = clock()
+        m0 = mark()
         end_segment(L)
-        end_total += clock() - c0
+        add(end_piece, m0, mark())
         segments += 1
-        c0 = clock()
+        m0 = mark()
         apply_gradients(spare)
-        update_total += clock() - c0
+        add("update", m0, mark())
         if L.thread_i[TI_EPISODE_OVER]:
             obs, _ = env.reset()
             flat_observation(obs, scale, L.obs[0])
             L.thread_i[TI_EPISODE_OVER] = 0
     env.close()
-    t["update"] = update_total
-    t["backward"] = max(0.0, end_total - update_total)
-    return {k: 1000.0 * v / done_steps for k, v in t.items()}, done_steps, segments
+    for d in (wall, cpu):
+        d[end_piece] = max(0.0, d[end_piece] - d["update"])
+    per_step = 1000.0 / done_steps
+    return ({k: v * per_step for k, v in wall.items()}, {k: v * per_step for k, v in cpu.items()},
+            done_steps, segments)
 
 
 # ----------------------------------------------------------------------------- the whole benchmark
@@ -248,7 +262,8 @@ class AtariBenchmark:
     emulator: dict = field(default_factory=dict)     # kind -> {threads: steps/s}
     training: dict = field(default_factory=dict)     # threads -> steps/s
     memory_mb: dict = field(default_factory=dict)    # threads -> RSS MiB
-    breakdown_ms: dict = field(default_factory=dict)
+    breakdown_ms: dict = field(default_factory=dict)        # piece -> wall ms per agent step
+    breakdown_cpu_ms: dict = field(default_factory=dict)    # piece -> CPU ms per agent step
     breakdown_steps: int = 0
 
     def to_dict(self):
@@ -268,13 +283,16 @@ def run(env_id="ALE/Pong-v5", algo="a3c", threads=(1, 2, 16), seconds=20.0, warm
             on_line(f"emulator only  {kind:6s}  {n:2d} thread(s): {rate:8.0f} agent steps/s"
                     f"  (x{rate / one:.2f} of {emulator_threads[0]})")
     if breakdown_steps:
-        ms, done, segs = step_breakdown(env_id, algo, breakdown_steps)
-        res.breakdown_ms, res.breakdown_steps = ms, done
-        total = sum(ms.values())
-        on_line(f"one thread, {done} agent steps of {algo} in {segs} segments, ms per agent step:")
+        ms, cpu, done, segs = step_breakdown(env_id, algo, breakdown_steps)
+        res.breakdown_ms, res.breakdown_cpu_ms, res.breakdown_steps = ms, cpu, done
+        total, total_cpu = sum(ms.values()), sum(cpu.values())
+        on_line(f"one thread, {done} agent steps of {algo} in {segs} segments, per agent step:")
+        on_line(f"  {'piece':24s} {'wall ms':>8s} {'share':>6s} {'CPU ms':>8s} {'share':>6s}")
         for k in PIECES:
-            on_line(f"  {k:24s} {ms[k]:7.3f} ms  {100 * ms[k] / total:5.1f} %")
-        on_line(f"  {'total':24s} {total:7.3f} ms  -> {1000 / total:.0f} agent steps/s in one thread")
+            on_line(f"  {k:24s} {ms[k]:8.3f} {100 * ms[k] / total:5.1f}% {cpu[k]:8.3f} "
+                    f"{100 * cpu[k] / max(total_cpu, 1e-12):5.1f}%")
+        on_line(f"  {'total':24s} {total:8.3f} {'':6s} {total_cpu:8.3f}   -> {1000 / total:.0f} agent steps/s "
+                f"in one thread ({1000 / max(total_cpu, 1e-12):.0f} on an idle core, from CPU time)")
     for n in threads:
         rate, mem = training_rate(env_id, algo, n, seconds, warmup)
         res.training[n], res.memory_mb[n] = rate, mem

@@ -127,7 +127,8 @@ class AtariEnv:
     keep the full-colour screen).
     """
 
-    def __init__(self, env_id, seed=None, noop_max=NOOP_MAX, repeat_action_probability=0.0, render_scale=4):
+    def __init__(self, env_id, seed=None, noop_max=NOOP_MAX, repeat_action_probability=0.0, render_scale=4,
+                 max_frames_per_episode=MAX_FRAMES_PER_EPISODE):
         import ale_py
         from ale_py.vector_env import AtariVectorEnv
 
@@ -138,7 +139,7 @@ class AtariEnv:
             self.rom, 1, num_threads=1, autoreset_mode="SameStep",
             img_height=OBS_SHAPE[1], img_width=OBS_SHAPE[2], grayscale=True, stack_num=OBS_SHAPE[0],
             frameskip=FRAME_SKIP, maxpool=True, noop_max=noop_max, episodic_life=False, life_loss_info=False,
-            reward_clipping=False, use_fire_reset=True, max_num_frames_per_episode=MAX_FRAMES_PER_EPISODE,
+            reward_clipping=False, use_fire_reset=True, max_num_frames_per_episode=int(max_frames_per_episode),
             repeat_action_probability=repeat_action_probability, full_action_space=False)
         self._ale = self._vec.ale
         self.action_space = self._vec.single_action_space
