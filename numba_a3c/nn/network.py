@@ -318,39 +318,45 @@ def forward_row(table, params, obs, ws, row):
     x = obs[row]
     h = ws[row]
     for l in range(table.shape[0]):
-        t = table[l]
-        in_off = t[T_IN]
-        n_in = t[T_IN_SIZE]
-        out_off = t[T_OUT]
-        n_out = t[T_OUT_SIZE]
-        w_off = t[T_W]
-        b_off = t[T_B]
-        if t[T_KIND] == DENSE:
+        in_off = table[l, T_IN]
+        n_in = table[l, T_IN_SIZE]
+        out_off = table[l, T_OUT]
+        n_out = table[l, T_OUT_SIZE]
+        w_off = table[l, T_W]
+        b_off = table[l, T_B]
+        if table[l, T_KIND] == DENSE:
             W = params[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
             b = params[b_off:b_off + n_out]
-            Z = ws[row:row + 1, out_off:out_off + n_out]
+            z = h[out_off:out_off + n_out]
             if in_off == INPUT:
-                dense_forward(obs[row:row + 1, 0:n_in], W, b, Z)
+                dense_forward(x[0:n_in], W, b, z)
             else:
-                dense_forward(ws[row:row + 1, in_off:in_off + n_in], W, b, Z)
+                dense_forward(h[in_off:in_off + n_in], W, b, z)
         else:
-            C, H, Wd, O = t[T_C], t[T_H], t[T_WD], t[T_O]
-            kh, kw, s = t[T_KH], t[T_KW], t[T_STRIDE]
+            C, H, Wd, O = table[l, T_C], table[l, T_H], table[l, T_WD], table[l, T_O]
+            kh, kw, s = table[l, T_KH], table[l, T_KW], table[l, T_STRIDE]
             K = C * kh * kw
-            P = t[T_HO] * t[T_WO]
+            P = table[l, T_HO] * table[l, T_WO]
             Wm = params[w_off:w_off + O * K].reshape((O, K))
             b = params[b_off:b_off + O]
-            cols = h[t[T_COLS]:t[T_COLS] + K * P].reshape((K, P))
+            cols = h[table[l, T_COLS]:table[l, T_COLS] + K * P].reshape((K, P))
             z = h[out_off:out_off + n_out]
             if in_off == INPUT:
                 conv2d_forward(x, C, H, Wd, Wm, b, kh, kw, s, cols, z)
             else:
                 conv2d_forward(h[in_off:in_off + n_in], C, H, Wd, Wm, b, kh, kw, s, cols, z)
-        act = t[T_ACT]
+        act = table[l, T_ACT]
         if act == ACT_RELU:
             relu_forward(h[out_off:out_off + n_out])
         elif act == ACT_TANH:
             tanh_forward(h[out_off:out_off + n_out])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _gather(src, off, size, n, dst):
+    """dst (n, size) ← src[0:n, off:off + size]: a contiguous copy of one layer's rows."""
+    for i in range(n):
+        dst[i] = src[i, off:off + size]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -361,44 +367,59 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows):
     ∂L/∂(head outputs). Layers are visited in reverse: the activation's backward turns ∂L/∂Y into
     ∂L/∂Z in place, then the layer's backward adds ∂L/∂W, ∂L/∂b into ``grads`` (same flat layout
     as ``params``) and ∂L/∂X into the ``delta`` of its input. Dense layers process all rows in one
-    call (their weights are read once per segment); conv layers go row by row through BLAS.
+    call, on contiguous copies of their rows (their weights are read once per segment); conv
+    layers go row by row through BLAS, reusing the patch matrices left by the forward pass.
     """
     n = n_rows
+    # Scratch for the dense layers' contiguous row copies (X, dZ, dX), sized for the widest one.
+    width = 1
+    for l in range(table.shape[0]):
+        if table[l, T_KIND] == DENSE:
+            width = max(width, table[l, T_IN_SIZE], table[l, T_OUT_SIZE])
+    scratch = np.empty(3 * n * width, ws.dtype)
     for l in range(table.shape[0] - 1, -1, -1):
-        t = table[l]
-        in_off = t[T_IN]
-        n_in = t[T_IN_SIZE]
-        out_off = t[T_OUT]
-        n_out = t[T_OUT_SIZE]
-        w_off = t[T_W]
-        b_off = t[T_B]
-        act = t[T_ACT]
-        need_dx = t[T_NEED_DX] != 0
+        in_off = table[l, T_IN]
+        n_in = table[l, T_IN_SIZE]
+        out_off = table[l, T_OUT]
+        n_out = table[l, T_OUT_SIZE]
+        w_off = table[l, T_W]
+        b_off = table[l, T_B]
+        act = table[l, T_ACT]
+        need_dx = table[l, T_NEED_DX] != 0
         if act == ACT_RELU:
             for i in range(n):
                 relu_backward(ws[i, out_off:out_off + n_out], delta[i, out_off:out_off + n_out])
         elif act == ACT_TANH:
             for i in range(n):
                 tanh_backward(ws[i, out_off:out_off + n_out], delta[i, out_off:out_off + n_out])
-        if t[T_KIND] == DENSE:
+        if table[l, T_KIND] == DENSE:
             W = params[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
             dW = grads[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
             db = grads[b_off:b_off + n_out]
-            dZ = delta[0:n, out_off:out_off + n_out]
+            X = scratch[0:n * n_in].reshape((n, n_in))
+            dZ = scratch[n * width:n * width + n * n_out].reshape((n, n_out))
+            dX = scratch[2 * n * width:2 * n * width + n * n_in].reshape((n, n_in))
+            _gather(delta, out_off, n_out, n, dZ)
             if in_off == INPUT:
-                dense_backward(obs[0:n, 0:n_in], W, dZ, dW, db, dZ, False)
+                _gather(obs, 0, n_in, n, X)
+                dense_backward(X, W, dZ, dW, db, dX, False)
             else:
-                dense_backward(ws[0:n, in_off:in_off + n_in], W, dZ, dW, db,
-                               delta[0:n, in_off:in_off + n_in], need_dx)
+                _gather(ws, in_off, n_in, n, X)
+                if need_dx:
+                    dX[:] = 0.0
+                dense_backward(X, W, dZ, dW, db, dX, need_dx)
+                if need_dx:
+                    for i in range(n):
+                        delta[i, in_off:in_off + n_in] += dX[i]
         else:
-            C, H, Wd, O = t[T_C], t[T_H], t[T_WD], t[T_O]
-            kh, kw, s = t[T_KH], t[T_KW], t[T_STRIDE]
+            C, H, Wd, O = table[l, T_C], table[l, T_H], table[l, T_WD], table[l, T_O]
+            kh, kw, s = table[l, T_KH], table[l, T_KW], table[l, T_STRIDE]
             K = C * kh * kw
-            P = t[T_HO] * t[T_WO]
+            P = table[l, T_HO] * table[l, T_WO]
             Wm = params[w_off:w_off + O * K].reshape((O, K))
             dWm = grads[w_off:w_off + O * K].reshape((O, K))
             db = grads[b_off:b_off + O]
-            c0 = t[T_COLS]
+            c0 = table[l, T_COLS]
             for i in range(n):
                 h = ws[i]
                 d = delta[i]
