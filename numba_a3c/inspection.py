@@ -15,6 +15,7 @@ Python data (dicts, lists, floats), so the same summary prints as text or as JSO
 """
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -364,8 +365,9 @@ def format_summary(s):
                        for t in o["per_thread"]])
     out.append("")
     bins = s["learning_curve"]["bins"]
+    has_episodes = any(b["episodes"] for b in bins)
     out.append(f"learning curve: episode return vs global step ({len(bins)} bins of "
-               f"{bins[0]['end'] - bins[0]['start']:,} steps)" if bins else "learning curve")
+               f"{bins[0]['end'] - bins[0]['start']:,} steps)" if has_episodes else "learning curve")
     out += text_plot([b["end"] for b in bins], [b["mean"] for b in bins], [b["min"] for b in bins],
                      [b["max"] for b in bins])
     out.append("")
@@ -472,8 +474,11 @@ def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, m
                 frames.append(np.asarray(frame, np.uint8).copy())
             count[0] += 1
 
-    returns, lengths = evaluate(network, ckpt.theta, env_info, episodes=episodes, mode=mode, epsilon=epsilon,
-                                seed=seed, max_steps=max_steps, on_frame=on_frame)
+    with warnings.catch_warnings():
+        # gymnasium warns on render() without a render mode; on_frame turns that into one clear error
+        warnings.filterwarnings("ignore", message=".*render method without specifying any render mode")
+        returns, lengths = evaluate(network, ckpt.theta, env_info, episodes=episodes, mode=mode, epsilon=epsilon,
+                                    seed=seed, max_steps=max_steps, on_frame=on_frame)
     if record:
         frames = frames[: int(lengths[0]) + 1]
     return returns, lengths, frames

@@ -309,3 +309,16 @@ def test_bad_input_through_the_installed_command(bad_files):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_inspect_a_run_paused_before_any_episode(tmp_path):
+    config = resolve(dict(algo="a3c", env="CartPole-v1", threads=1, steps=1000, seed=0, eval_every=0,
+                          log_interval=60.0))
+    result = Trainer(config, run_dir=tmp_path, final_eval=False).run(stop_at=1)
+    assert result.status == "paused" and result.episodes == 0
+    out = invoke("inspect", tmp_path)
+    assert out.exit_code == 0, out.output
+    assert "(no finished episodes yet)" in out.output and "evaluations: none" in out.output
+    s = json.loads(invoke("inspect", tmp_path, "--json").output)
+    assert s["progress"]["logged_episodes"] == 0 and s["progress"]["recent_return"] is None
+    assert all(b["mean"] is None for b in s["learning_curve"]["bins"])
