@@ -111,7 +111,9 @@ def _ale_stepper(env_id, seed):
 
 
 def emulator_rate(env_id, threads, seconds, kind="vector"):
-    """Agent steps/s summed over ``threads`` threads each stepping its own game (random actions)."""
+    """(agent steps/s summed over ``threads`` threads each stepping its own game with random actions,
+    cores used = process CPU seconds per wall second). A GIL-bound emulator stays near one core
+    whatever the thread count; one that releases the GIL uses up to ``threads`` cores."""
     make = _vector_stepper if kind == "vector" else _ale_stepper
     steppers = [make(env_id, 100 + k) for k in range(threads)]
     counts = [0] * threads
@@ -131,16 +133,16 @@ def emulator_rate(env_id, threads, seconds, kind="vector"):
     ts = [threading.Thread(target=loop, args=(k,), daemon=True) for k in range(threads)]
     for t in ts:
         t.start()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     go.set()
     time.sleep(seconds)
     stop.set()
     for t in ts:
         t.join()
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     for _, close in steppers:
         close()
-    return sum(counts) / dt
+    return sum(counts) / dt, cpu / dt
 
 
 # ----------------------------------------------------------------------------- 2. training throughput
@@ -260,6 +262,7 @@ class AtariBenchmark:
     env_id: str
     algo: str
     emulator: dict = field(default_factory=dict)     # kind -> {threads: steps/s}
+    emulator_cores: dict = field(default_factory=dict)   # kind -> {threads: cores used}
     training: dict = field(default_factory=dict)     # threads -> steps/s
     memory_mb: dict = field(default_factory=dict)    # threads -> RSS MiB
     breakdown_ms: dict = field(default_factory=dict)        # piece -> wall ms per agent step
@@ -275,13 +278,13 @@ def run(env_id="ALE/Pong-v5", algo="a3c", threads=(1, 2, 16), seconds=20.0, warm
     """Run the three measurements; ``on_line`` receives each result line as it is known."""
     res = AtariBenchmark(env_id, algo)
     for kind in ("vector", "ale"):
-        res.emulator[kind] = {}
+        res.emulator[kind], res.emulator_cores[kind] = {}, {}
         for n in emulator_threads:
-            rate = emulator_rate(env_id, n, emulator_seconds, kind)
-            res.emulator[kind][n] = rate
+            rate, used = emulator_rate(env_id, n, emulator_seconds, kind)
+            res.emulator[kind][n], res.emulator_cores[kind][n] = rate, used
             one = res.emulator[kind][emulator_threads[0]]
             on_line(f"emulator only  {kind:6s}  {n:2d} thread(s): {rate:8.0f} agent steps/s"
-                    f"  (x{rate / one:.2f} of {emulator_threads[0]})")
+                    f"  (x{rate / one:.2f} of {emulator_threads[0]}), {used:.2f} cores busy")
     if breakdown_steps:
         ms, cpu, done, segs = step_breakdown(env_id, algo, breakdown_steps)
         res.breakdown_ms, res.breakdown_cpu_ms, res.breakdown_steps = ms, cpu, done
