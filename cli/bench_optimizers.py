@@ -14,7 +14,7 @@ from numba_a3c.cli.bench_options import (
 from numba_a3c.config import ALGORITHMS, OPTIMIZERS
 
 
-@click.command()
+@click.command(short_help="Final score vs learning rate per optimizer (robustness).")
 @click.option("--algo", type=click.Choice(ALGORITHMS), default="a3c", show_default=True, help="algorithm to train")
 @click.option("--optimizers", default=",".join(OPTIMIZERS), show_default=True, callback=choice_list(OPTIMIZERS),
               help="comma-separated optimizers to compare")

@@ -15,7 +15,7 @@ from numba_a3c.cli.bench_options import (
 from numba_a3c.config import ALGORITHMS
 
 
-@click.command()
+@click.command(short_help="Environment steps/s per algorithm and thread count.")
 @click.option("--algos", default=",".join(ALGORITHMS), show_default=True, callback=choice_list(ALGORITHMS),
               help="comma-separated algorithms to measure")
 @click.option("--threads", default="1,2,4,8,16", show_default=True, callback=int_list, metavar="N[,N...]",
