@@ -322,3 +322,42 @@ def test_inspect_a_run_paused_before_any_episode(tmp_path):
     s = json.loads(invoke("inspect", tmp_path, "--json").output)
     assert s["progress"]["logged_episodes"] == 0 and s["progress"]["recent_return"] is None
     assert all(b["mean"] is None for b in s["learning_curve"]["bins"])
+
+
+@pytest.mark.atari
+def test_atari_checkpoint_reads_evaluates_and_records(tmp_path):
+    """The format covers the paper's conv net: the NumPy reader, eval --record and inspect on Pong."""
+    config = resolve(dict(algo="a3c", env="ALE/Pong-v5", threads=1, steps=100, seed=0, eval_every=0,
+                          log_interval=60.0))
+    Trainer(config, run_dir=tmp_path, final_eval=False).run()
+    path = tmp_path / "latest.h5"
+    namespace = {"__name__": "numpy_policy"}
+    exec(compile(doc_example(), "numpy_policy.py", "exec"), namespace)
+    layers, shape, scale = namespace["load_layers"](path)
+    assert shape == (4, 84, 84) and scale == pytest.approx(1 / 255)
+    ck = checkpoint.load(path)
+    x = np.random.default_rng(1).integers(0, 256, size=shape).astype(np.uint8)
+    outputs = namespace["forward"](layers, shape, scale, x)
+    logits, value = Network(ck.spec).forward(ck.theta, x[None].astype(np.float32))
+    np.testing.assert_allclose(outputs["pi"], logits[0], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(outputs["v"], value, rtol=1e-3, atol=1e-5)
+    s = json.loads(invoke("inspect", tmp_path, "--json").output)
+    assert [layer["name"] for layer in s["network"]["layers"]] == ["conv1", "conv2", "fc1", "pi", "v"]
+    args = ["eval", tmp_path, "-n", 1, "--max-steps", 20, "--json"]
+    if _has("PIL"):
+        args += ["--record", tmp_path / "pong.gif"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["lengths"] == [20]
+    if _has("PIL"):
+        from PIL import Image
+
+        with Image.open(tmp_path / "pong.gif") as im:
+            assert 1 < im.n_frames <= 21     # pillow merges identical consecutive frames
+
+
+def _has(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
