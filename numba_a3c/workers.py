@@ -66,9 +66,11 @@ from numba_a3c.algorithms.state import (
     OPTIMIZERS,
     SHARED_RMSPROP,
     STOPPED,
+    TF_EPISODE_RETURN,
     TF_EPS_FINAL,
     TF_SIZE,
     TI_EPISODE_OVER,
+    TI_EPISODE_STEPS,
     TI_EPISODES,
     TI_N,
     TI_PENDING_ACTION,
@@ -335,6 +337,11 @@ class Workers:
                 flat_observation(obs, np.float32(self.network.spec.input_scale), L.obs[0])
                 self._envs[k] = env
                 L.thread_i[TI_N] = 0
+                # A new episode: on resume the checkpoint's unfinished one is not continued, so its
+                # partial return, length and Sarsa's pending action must not leak into this one.
+                L.thread_i[TI_EPISODE_STEPS] = 0
+                L.thread_f[TF_EPISODE_RETURN] = 0.0
+                L.thread_i[TI_PENDING_ACTION] = -1
 
     def start(self):
         for k in range(self.shared.n_threads):

@@ -4,7 +4,7 @@ short training run of every method on a real ROM (Pong)."""
 import numpy as np
 import pytest
 
-from numba_a3c.algorithms.state import TI_EPISODES, TI_N
+from numba_a3c.algorithms.state import TF_EPISODE_RETURN, TI_EPISODE_STEPS, TI_EPISODES, TI_N, TI_PENDING_ACTION
 from numba_a3c.config import TrainConfig, resolve
 from numba_a3c.envs.atari import AtariEnv, describe_atari, make_atari_env
 from numba_a3c.envs.registry import EnvError, describe_env
@@ -201,6 +201,24 @@ def test_worker_loop_life_loss_is_terminal_for_learning_only():
     T, ret, length = shared.episode_log[0, 0]
     assert ret == raw_return and raw_return > 1.0
     assert length == first + 1
+
+
+def test_restarting_environments_drops_the_unfinished_episode():
+    """On resume the emulator cannot continue the checkpoint's episode: its partial return and
+    length are dropped so they do not inflate the first episode logged after the resume."""
+    config = TrainConfig(algo="sarsa", env="ALE/Pong-v5", threads=2, network="atari", seed=1)
+    info = describe_env(config.env)
+    network = Network(network_spec(config, info))
+    shared = new_shared_state(config, network)
+    shared.thread_i[:, TI_EPISODE_STEPS] = 123
+    shared.thread_f[:, TF_EPISODE_RETURN] = -7.0
+    shared.thread_i[:, TI_PENDING_ACTION] = 2
+    workers = Workers(shared, network, info, config)
+    workers.reset_environments(fresh=False)
+    workers.close()
+    assert np.all(shared.thread_i[:, TI_EPISODE_STEPS] == 0) and np.all(shared.thread_f[:, TF_EPISODE_RETURN] == 0)
+    assert np.all(shared.thread_i[:, TI_PENDING_ACTION] == -1)
+    assert np.all(shared.obs[:, 0].max(axis=1) > 0)               # each thread holds a first frame
 
 
 # ----------------------------------------------------------------------------- training
