@@ -80,17 +80,28 @@ def progress_line(p):
     return "  ".join(parts)
 
 
-class _ForcedExit(BaseException):
-    """Raised by the signal handler on a second Ctrl-C / SIGTERM: leave at once.
+def _exit_now(run_dir):
+    """The second Ctrl-C: leave at once. A checkpoint being written at this moment is abandoned
+    (its temporary file removed); the file it would have replaced is untouched, because a save
+    only ever renames a complete temporary file over it."""
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    last = Path(run_dir) / "latest.h5"
+    kept = f"the last checkpoint {last} is intact" if last.exists() else "no checkpoint was saved"
+    os.write(2, f"interrupted again: exiting now; {kept}\n".encode())
+    os._exit(130)
 
-    A BaseException, so the trainer's shutdown does not catch it; a checkpoint being written at
-    that moment is abandoned (its temporary file removed), and the previous one stays intact.
-    """
 
-
-def _install_signal_handlers(trainer):
+def _install_signal_handlers(trainer, run_dir):
     """First Ctrl-C or SIGTERM: stop every thread, save, print how to resume. Second: exit now.
-    Returns the list the handler appends each signal number to."""
+    Returns the list the handler appends each signal number to.
+
+    The second signal exits from inside the handler (``os._exit``) rather than by raising: an
+    exception raised by a signal handler is lost when it fires inside a ``__del__`` or weakref
+    callback, and worker threads may still be inside nopython code."""
     received = []
 
     def handler(signum, frame):
@@ -101,7 +112,7 @@ def _install_signal_handlers(trainer):
             os.write(2, f"\n{name}: stopping every thread and saving latest.h5 "
                         f"(press Ctrl-C again to exit at once, without saving)\n".encode())
         else:
-            raise _ForcedExit
+            _exit_now(run_dir)
 
     try:
         signal.signal(signal.SIGINT, handler)
@@ -177,17 +188,12 @@ def train(out, resume, force, stop_at, quiet, **options):
     click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
                f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
                + (f"; resuming at step {done:,}" if resume else ""))
-    received = _install_signal_handlers(trainer)
+    received = _install_signal_handlers(trainer, run_dir)
     t0 = time.monotonic()
     try:
         result = trainer.run(stop_at=stop_at)
-    except (_ForcedExit, KeyboardInterrupt):
-        last = run_dir / "latest.h5"
-        kept = f"the last checkpoint {last} is intact" if last.exists() else "no checkpoint was saved"
-        click.echo(f"interrupted again: exiting now; {kept}", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)  # at once: worker threads may still be inside nopython code
+    except KeyboardInterrupt:  # only where the handlers could not be installed
+        _exit_now(run_dir)
     click.echo(f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s of training "
                f"({result.steps_per_s:,.0f} steps/s this session), {result.episodes:,} episodes, "
                f"{time.monotonic() - t0:.1f} s in all")

@@ -18,7 +18,7 @@ import time
 import gymnasium
 import numpy as np
 
-FAULT_AFTER = 300
+FAULT_AFTER = 2000
 FAULTY_THREAD = 1
 
 

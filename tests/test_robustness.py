@@ -1,0 +1,375 @@
+"""Bad input, faults, interruption and long runs (issue 6; the table in docs/robustness.md).
+
+Signals are real: ``asyncrl train`` runs in a subprocess and gets SIGINT / SIGTERM. Worker
+failures come from real misbehaving gymnasium environments (tests/robustness_envs.py), run
+through the real CLI in a subprocess that imports them first.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from numba_a3c import checkpoint
+from numba_a3c.algorithms.state import C_T, TI_STEPS
+from numba_a3c.cli.main import cli
+from numba_a3c.config import resolve
+from numba_a3c.trainer import STOP_TIMEOUT, Trainer
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+# The CLI, with the misbehaving environments of robustness_envs.py registered.
+CLI = [sys.executable, "-c", "import robustness_envs; from numba_a3c.cli.main import main; main()"]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_cli(args, cwd, timeout=120):
+    return subprocess.run(CLI + ["train"] + args, cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class Running:
+    """``asyncrl train`` in a subprocess whose output lines are collected as they come."""
+
+    def __init__(self, args, cwd):
+        self.proc = subprocess.Popen(CLI + ["train"] + args, cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for(self, text, timeout=90.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return
+            if self.proc.poll() is not None:
+                time.sleep(0.2)
+                break
+            time.sleep(0.05)
+        if text not in self.output:
+            self.kill()
+            pytest.fail(f"never printed {text!r}; output:\n{self.output}")
+
+    def signal_and_time(self, sig, timeout=15.0):
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"did not exit within {timeout} s of {sig!r}; output:\n{self.output}")
+        self._reader.join(5)
+        return rc, time.monotonic() - t0
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ============================================================================ 1. bad input
+BAD_INPUTS = [
+    (["--algo", "a3d"], "Did you mean a3c"),
+    (["--optimizer", "rmsprob"], "Did you mean rmsprop"),
+    (["--env", "CartPol-v1"], "Did you mean CartPole-v1"),
+    (["--env", "NoSuchEnv-v9"], "unknown environment"),
+    (["--env", "Pendulum-v1"], "cannot train on Pendulum-v1"),
+    (["--env", "CartPole-v1", "--network", "conv"], "--network conv cannot read"),
+    (["--network", "atari"], "needs 4x84x84 frames"),
+    (["--threads", "0"], "--threads 0: must be between 1 and 256"),
+    (["--threads", "1000"], "--threads 1,000: must be between 1 and 256"),
+    (["--steps", "0"], "--steps 0"),
+    (["--steps", "-5"], "--steps -5"),
+    (["--lr", "0"], "--lr 0: the learning rate must be in (0, 1]"),
+    (["--lr", "5"], "--lr 5: the learning rate must be in (0, 1]"),
+    (["--lr", "nan"], "--lr nan: must be a finite number"),
+    (["--gamma", "0"], "--gamma 0: the discount factor must be in (0, 1]"),
+    (["--gamma", "1.5"], "--gamma 1.5"),
+    (["--t-max", "0"], "--t-max 0"),
+    (["--t-max", "100000"], "--t-max 100,000"),
+    (["--clip-norm", "-1"], "--clip-norm -1"),
+    (["--beta", "-0.1"], "--beta -0.1"),
+    (["--rms-alpha", "1"], "--rms-alpha 1"),
+    (["--rms-eps", "0"], "--rms-eps 0"),
+    (["--eval-episodes", "0"], "--eval-episodes 0"),
+    (["--eval-every", "-1"], "--eval-every -1"),
+    (["--save-every", "-1"], "--save-every -1"),
+    (["--target-interval", "0"], "--target-interval 0"),
+    (["--reward-clip", "-1"], "--reward-clip -1"),
+    (["--log-interval", "0"], "--log-interval 0"),
+    (["--seed", "-1"], "--seed -1"),
+    (["--hidden", "0"], "hidden sizes must be positive"),
+    (["--hidden", "64,x"], "not a comma-separated list"),
+    (["--hidden", "100000"], "--hidden 100,000"),
+    (["--threads", "256", "--hidden", "60000,60000"], "more than this machine has"),
+    (["--threads", "two"], "'two' is not a valid integer"),
+    (["--resume", "no/such/run"], "no such file or run directory"),
+    (["--stop-at", "0"], "0 is not in the range"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_refused_before_anything_is_created(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)  # without --out the run would go to ./runs/...
+    result = CliRunner().invoke(cli, ["train", "--quiet"] + args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1
+    assert list(tmp_path.iterdir()) == [], "a refused run created files"
+
+
+def test_output_directory_problems_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "old_run").mkdir()
+    (tmp_path / "old_run" / "latest.h5").write_text("not really")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "not_ckpt.h5").write_text("hello")
+    cases = [
+        (["--out", "a_file/run"], "a_file is a file, not a directory"),
+        (["--out", "/proc/no_such_dir/run"], "is not writable"),
+        (["--out", "old_run"], "already exists and is not empty; use --force"),
+        (["--resume", "empty"], "the directory has no latest.h5"),
+        (["--resume", "not_ckpt.h5"], "is not an HDF5 file"),
+    ]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for args, message in cases:
+        result = CliRunner().invoke(cli, ["train", "--quiet", "--steps", "100"] + args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_existing_run_directory_needs_force_or_resume(tmp_path):
+    out = tmp_path / "run"
+    first = CliRunner().invoke(cli, ["train", "--quiet", "--steps", "2000", "--threads", "1", "--out", str(out),
+                                     "--eval-every", "0", "--eval-episodes", "1"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(cli, ["train", "--quiet", "--steps", "2000", "--out", str(out)])
+    assert again.exit_code == 2 and "--force" in again.output
+    resumed = CliRunner().invoke(cli, ["train", "--quiet", "--resume", str(out), "--steps", "4000"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming at step" in resumed.output
+    forced = CliRunner().invoke(cli, ["train", "--quiet", "--steps", "2000", "--threads", "1", "--out", str(out),
+                                      "--force", "--eval-every", "0", "--eval-episodes", "1"])
+    assert forced.exit_code == 0, forced.output
+
+
+# ============================================================================ 2. faults during a run
+def test_worker_exception_stops_run_saves_and_names_the_thread(tmp_path):
+    t0 = time.monotonic()
+    r = run_cli(["--env", "Robust/FailingStep-v0", "--threads", "3", "--steps", "10000000", "--eval-every", "0",
+                 "--out", "run", "--quiet"], cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "worker thread 1 failed: RuntimeError: injected failure at step 2000" in r.stderr
+    assert "robustness_envs.py" in r.stderr and "in step" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert "failed:" in r.stdout and "to continue: asyncrl train --resume" in r.stdout
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert ck.global_step > 0 and np.isfinite(ck.theta).all()
+    assert time.monotonic() - t0 < 60
+
+
+def test_nan_reward_is_divergence_and_last_good_checkpoint_is_kept(tmp_path):
+    r = run_cli(["--env", "Robust/NaNReward-v0", "--threads", "2", "--steps", "10000000", "--eval-every", "0",
+                 "--save-every", "500", "--out", "run", "--quiet"], cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "diverged" in r.stdout
+    assert "training diverged at step" in r.stderr and "Try a lower learning rate (--lr" in r.stderr
+    assert "the last good checkpoint" in r.stderr and "is kept" in r.stderr
+    good = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert np.isfinite(good.theta).all()
+    bad = checkpoint.load(tmp_path / "run" / "diverged.h5")
+    assert bad.global_step >= good.global_step
+
+
+def test_huge_learning_rate_diverges_with_advice(tmp_path):
+    r = run_cli(["--algo", "nstep-q", "--lr", "1", "--clip-norm", "0", "--optimizer", "momentum",
+                 "--steps", "3000000", "--threads", "2", "--out", "run", "--quiet"], cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "training diverged at step" in r.stderr and "--lr 0.33" in r.stderr
+    assert (tmp_path / "run" / "diverged.h5").exists() and not (tmp_path / "run" / "latest.h5").exists()
+
+
+def test_non_finite_parameters_are_caught_by_the_monitor(tmp_path):
+    """A NaN in θ that no loss shows (e.g. behind a dead ReLU) still stops the run within a tick."""
+    config = resolve(dict(threads=2, steps=10**9, eval_every=0, log_interval=0.05))
+    holder = {}
+
+    def corrupt(p):
+        if "t" not in holder:
+            holder["t"] = time.monotonic()
+            trainer.shared.theta[3] = np.float32(np.inf)
+
+    trainer = Trainer(config, on_progress=corrupt, final_eval=False, run_dir=tmp_path)
+    result = trainer.run()
+    assert result.status == "diverged"
+    assert "parameters became NaN or Inf" in result.error and "lower learning rate" in result.error
+    assert time.monotonic() - holder["t"] < 5.0
+    assert (tmp_path / "diverged.h5").exists() and not (tmp_path / "latest.h5").exists()
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_saves_and_prints_resume(tmp_path, sig, code):
+    run = Running(["--steps", "1000000000", "--threads", "4", "--log-interval", "0.2", "--eval-every", "0",
+                   "--out", "run"], cwd=tmp_path)
+    run.wait_for("steps/s")
+    rc, took = run.signal_and_time(sig)
+    assert rc == code, run.output
+    assert took < 5.0, f"took {took:.1f} s to stop"
+    assert "stopping every thread" in run.output
+    assert "stopped:" in run.output
+    assert "to continue: asyncrl train --resume run/latest.h5" in run.output
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert ck.attrs["at_rest"] and ck.global_step > 0
+    assert int(ck.thread_i[:, TI_STEPS].sum()) == ck.global_step
+
+
+def test_second_sigint_exits_at_once_and_keeps_last_checkpoint(tmp_path):
+    # Periodic evaluations of 100,000 episodes are always running, and the first Ctrl-C waits up
+    # to STOP_TIMEOUT for the current one: the second Ctrl-C lands while the run is stopping.
+    run = Running(["--steps", "1000000000", "--threads", "2", "--log-interval", "0.2", "--eval-every", "20000",
+                   "--eval-episodes", "100000", "--save-every", "20000", "--out", "run"], cwd=tmp_path)
+    run.wait_for("steps/s")
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "run" / "latest.h5").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before = checkpoint.load(tmp_path / "run" / "latest.h5").global_step
+    run.proc.send_signal(signal.SIGINT)
+    run.wait_for("stopping every thread")
+    rc, took = run.signal_and_time(signal.SIGINT)
+    assert rc == 130, run.output
+    assert took < 1.0
+    assert "interrupted again: exiting now; the last checkpoint run/latest.h5 is intact" in run.output
+    assert "stopped:" not in run.output
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert ck.global_step >= before and np.isfinite(ck.theta).all()
+    assert not list((tmp_path / "run").glob(".*.tmp")), "a temporary checkpoint was left behind"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # an alarm inside a GC callback
+def test_interrupted_save_leaves_the_old_checkpoint_intact(tmp_path):
+    """A signal that interrupts checkpoint.save at any moment leaves the previous file whole."""
+    config = resolve(dict(threads=2, steps=1000, hidden=(1024, 1024), eval_every=0))
+    trainer = Trainer(config, final_eval=False)
+    path = tmp_path / "latest.h5"
+    trainer.save(path)
+    original = checkpoint.load(path).theta.copy()
+    trainer.shared.theta[:] += 1.0
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    interrupted = 0
+    try:
+        for delay in np.linspace(0.001, 0.08, 16):
+            signal.setitimer(signal.ITIMER_REAL, delay)
+            try:
+                trainer.save(path)
+            except KeyboardInterrupt:
+                interrupted += 1
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            theta = checkpoint.load(path).theta
+            assert np.array_equal(theta, original) or np.array_equal(theta, trainer.shared.theta)
+            if not np.array_equal(theta, original):
+                break
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    assert interrupted > 0, "no save was interrupted; the test did not test anything"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_blocked_environment_does_not_hang_the_stop(tmp_path):
+    run = Running(["--env", "Robust/BlockingStep-v0", "--threads", "2", "--steps", "1000000000",
+                   "--log-interval", "0.2", "--eval-every", "0", "--out", "run"], cwd=tmp_path)
+    run.wait_for("steps/s")
+    rc, took = run.signal_and_time(signal.SIGINT)
+    assert took < STOP_TIMEOUT + 4.0
+    assert rc == 1
+    assert "worker thread(s) 1 did not stop within" in run.output
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert not ck.attrs["at_rest"]
+
+
+# ============================================================================ 3. Hogwild safety
+@pytest.mark.parametrize("algo", ["a3c", "onestep-q"])
+def test_sixteen_threads_count_every_step_exactly(algo):
+    """16 lock-free threads on however few cores: no crash, finite θ, and T equals the sum of
+    the threads' own step counters (the atomic add loses nothing); T overshoots the budget by
+    at most one step per thread."""
+    budget = 400_000
+    config = resolve(dict(algo=algo, threads=16, steps=budget, eval_every=0))
+    trainer = Trainer(config, final_eval=False)
+    result = trainer.run()
+    assert result.status == "finished", result.error
+    T = int(trainer.shared.counters[C_T])
+    assert T == int(trainer.shared.thread_i[:, TI_STEPS].sum())
+    assert budget <= T <= budget + 15
+    assert (trainer.shared.thread_i[:, TI_STEPS] > 0).all()
+    assert np.isfinite(trainer.shared.theta).all()
+
+
+def test_atomic_add_loses_no_increment_under_contention():
+    from numba import njit
+
+    from numba_a3c.atomics import atomic_add
+
+    @njit(nogil=True)
+    def hammer(counters, n):
+        for _ in range(n):
+            atomic_add(counters, 0, 1)
+
+    counters = np.zeros(1, np.int64)
+    hammer(counters, 1)
+    counters[0] = 0
+    n, threads = 200_000, 16
+    ts = [threading.Thread(target=hammer, args=(counters, n)) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert counters[0] == n * threads
+
+
+# ============================================================================ 4. soak (short)
+def test_short_soak_passes():
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "soak.py"), "--seconds", "12", "--interval", "1.5",
+                        "--save-every", "300000", "--stall", "60"], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "soak passed" in r.stdout and "exact" in r.stdout
+    loaded = int(r.stdout.split("checkpoints loaded: ")[1].split()[0])
+    assert loaded >= 2
+
+
+@pytest.mark.slow
+def test_ten_minute_soak():
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "soak.py"), "--minutes", "10"], capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "soak passed" in r.stdout
