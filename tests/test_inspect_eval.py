@@ -20,7 +20,7 @@ from numba_a3c.nn.network import Network
 from numba_a3c.trainer import Trainer
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "checkpoint-format.md"
-SHIPPED = ("CartPole-v1-a3c", "Catch-v0-a3c")
+SHIPPED = ("CartPole-v1-a3c", "Catch-v0-a3c")   # A3C (actor-critic) checkpoints
 
 
 def invoke(*args):
@@ -61,21 +61,25 @@ def q_run(tmp_path_factory):
 # ---------------------------------------------------------------------- shipped checkpoints
 def test_shipped_checkpoints_are_installed_and_small():
     shipped = shipped_checkpoints()
-    assert set(SHIPPED) <= set(shipped)
-    for name in SHIPPED:
+    assert set(SHIPPED) | {"CartPole-v1-nstep-q"} <= set(shipped)
+    for name in shipped:
         assert shipped[name].stat().st_size < 300_000
         assert find_checkpoint(name) == shipped[name]
-    assert find_checkpoint("cartpole") == shipped["CartPole-v1-a3c"]   # case-insensitive unique prefix
+    assert find_checkpoint("catch") == shipped["Catch-v0-a3c"]   # case-insensitive unique prefix
     assert find_checkpoint("catch-v0-a3c.h5") == shipped["Catch-v0-a3c"]
+    assert find_checkpoint("cartpole-v1-nstep-q") == shipped["CartPole-v1-nstep-q"]
+    assert_bad_input(invoke("eval", "cartpole"), "several shipped checkpoints", "CartPole-v1-a3c",
+                     "CartPole-v1-nstep-q")
 
 
-@pytest.mark.parametrize("name, env, threshold", [("CartPole-v1-a3c", "CartPole-v1", 475.0),
-                                                  ("Catch-v0-a3c", "Catch-v0", 0.9)])
-def test_shipped_checkpoints_play_well(name, env, threshold):
+@pytest.mark.parametrize("name, env, algo, threshold", [("CartPole-v1-a3c", "CartPole-v1", "a3c", 475.0),
+                                                        ("CartPole-v1-nstep-q", "CartPole-v1", "nstep-q", 475.0),
+                                                        ("Catch-v0-a3c", "Catch-v0", "a3c", 0.9)])
+def test_shipped_checkpoints_play_well(name, env, algo, threshold):
     result = invoke("eval", name, "--episodes", 20, "--seed", 5, "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["env"] == env and out["algo"] == "a3c" and out["mode"] == "greedy"
+    assert out["env"] == env and out["algo"] == algo and out["mode"] == "greedy"
     assert len(out["returns"]) == 20
     assert out["mean"] == pytest.approx(np.mean(out["returns"]))
     assert out["mean"] >= threshold
@@ -90,7 +94,7 @@ def doc_example():
     return code[0]
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", SHIPPED + ("CartPole-v1-nstep-q",))
 def test_documented_numpy_reader_matches_the_package(name, tmp_path):
     namespace = {"__name__": "numpy_policy"}
     exec(compile(doc_example(), "numpy_policy.py", "exec"), namespace)
@@ -103,6 +107,11 @@ def test_documented_numpy_reader_matches_the_package(name, tmp_path):
         x = rng.integers(0, 2, size=shape).astype(np.float32) if len(shape) == 3 else \
             rng.normal(size=shape).astype(np.float32)
         outputs = namespace["forward"](layers, shape, scale, x)
+        if ck.spec.heads == "q":
+            q = net.forward(ck.theta, x[None])
+            np.testing.assert_allclose(outputs["q"], q[0], rtol=1e-4, atol=1e-5)
+            assert namespace["act"](outputs)[0] == int(np.argmax(q[0]))
+            continue
         logits, value = net.forward(ck.theta, x[None])
         np.testing.assert_allclose(outputs["pi"], logits[0], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(outputs["v"], value, rtol=1e-4, atol=1e-5)
