@@ -21,6 +21,7 @@ COMMANDS = [
     ("numba_a3c.cli.train", "train"),
     ("numba_a3c.cli.inspect", "inspect"),
     ("numba_a3c.cli.eval", "eval_"),
+    ("numba_a3c.cli.bench", "bench"),
 ]
 
 

@@ -1,0 +1,64 @@
+"""``asyncrl bench kernels``: how long the network, loss and optimiser kernels take on this machine."""
+
+import json
+
+import click
+
+
+def _us(seconds):
+    return f"{seconds * 1e6:,.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:,.2f} ms"
+
+
+@click.command("kernels", short_help="Time the network, loss and optimiser kernels; compile and start-up time.")
+@click.option("--repeats", default=30, show_default=True, type=click.IntRange(min=1),
+              help="measurements per kernel; the median is reported (a warm-up call comes first)")
+@click.option("--compile-times/--no-compile-times", default=True, show_default=True,
+              help="also measure cold compile and warm start-up, each in a fresh interpreter (~1 min)")
+@click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
+              help="time the same Atari network in PyTorch on one thread, if torch is installed")
+@click.option("--json", "as_json", is_flag=True, help="print the results as JSON (times in seconds)")
+def kernels(repeats, compile_times, with_torch, as_json):
+    """Median time of the numerical core's kernels, for the MLP (4→64→64→2 actions + value) and the
+    paper's Atari network (4×84×84 → conv 16 8×8/4 → conv 32 4×4/2 → dense 256 → 6 actions + value):
+
+    \b
+    forward          one observation (what acting costs)
+    segment          a t_max = 5 A3C segment: 5 forward passes, the loss, backpropagation
+    update           one shared-RMSProp step on all parameters
+    segment+update   a segment, then global norm, RMSProp step and dθ ← 0
+
+    plus cold compile time (empty Numba cache) and warm start-up time (import + every kernel
+    loaded from the cache), each the wall time of a fresh interpreter. Targets: Atari segment at
+    most PyTorch's one-thread time, Atari forward ≤ 0.8 ms, MLP segment+update ≤ 15 µs, warm
+    start-up ≤ 1.5 s, cold compile ≤ 60 s. Timings are only meaningful on an otherwise idle machine.
+    """
+    from numba_a3c.benchmarks import kernels as kb
+
+    progress = None if as_json else (lambda msg: click.echo(msg, err=True))
+    result = kb.run(repeats=repeats, compile_times=compile_times, torch=with_torch, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    m = result["machine"]
+    click.echo(f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable); python {m['python']}, "
+               f"numpy {m['numpy']}, numba {m['numba']}, scipy {m['scipy']}")
+    click.echo(f"median of {result['repeats']} measurements, t_max = {result['t_max']}")
+    rows = [("forward (1 observation)", "forward_s"), ("segment (5 steps fwd+bwd)", "segment_s"),
+            ("update (shared RMSProp)", "update_s"), ("segment + update", "segment_update_s")]
+    nets = result["networks"]
+    click.echo(f"{'':28s}" + "".join(f"{name + ' (' + format(e['n_params'], ',') + ' params)':>28s}"
+                                     for name, e in nets.items()))
+    for label, key in rows:
+        click.echo(f"{label:28s}" + "".join(f"{_us(e[key]):>28s}" for e in nets.values()))
+    t = result.get("torch")
+    if t is not None:
+        if "skipped" in t:
+            click.echo(f"PyTorch comparison skipped: {t['skipped']}")
+        else:
+            click.echo(f"PyTorch {t['version']} (1 thread), Atari: forward {_us(t['forward_s'])} "
+                       f"(ours/torch {t['forward_ratio']:.2f}), segment {_us(t['segment_s'])} "
+                       f"(ours/torch {t['segment_ratio']:.2f}); same weights: outputs differ by at most "
+                       f"{t['max_output_diff']:.1e}, gradients by {t['max_rel_grad_diff']:.1e} (relative)")
+    if "cold_compile_s" in result:
+        click.echo(f"cold compile of every kernel: {result['cold_compile_s']:.1f} s   "
+                   f"warm start-up (import + cached kernels ready): {result['warm_startup_s']:.2f} s")

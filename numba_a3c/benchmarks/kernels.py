@@ -1,0 +1,347 @@
+"""Kernel benchmark: how long the numerical core takes on this machine.
+
+For two networks, the MLP of the classic-control tasks (4 → 64 → 64 → 2 actions + 1 value, ReLU)
+and the paper's Atari network (4×84×84 → conv 16 8×8/4 → conv 32 4×4/2 → dense 256 → 6 actions
++ 1 value), it times, as the median over ``repeats`` measurements after a warm-up call:
+
+``forward``        :func:`~numba_a3c.nn.network.forward_row` of one observation (what acting costs);
+``segment``        an A3C segment of t_max = 5 steps: five forward passes (the acting passes, whose
+                   activations are kept), the A3C loss and :func:`~numba_a3c.nn.network.backward_rows`;
+``update``         one shared-RMSProp step on the whole flat parameter array;
+``segment_update`` a segment plus what ``apply_gradients`` does after it: global norm, RMSProp
+                   step, dθ ← 0 (what one A3C update costs a worker, environment excluded).
+
+Each measurement runs the kernel ``inner`` times inside one nopython loop (chosen so that a
+measurement lasts about a millisecond) and divides, so Python's call overhead is not counted:
+inside training, the workers call these kernels from nopython code too.
+
+It also measures, each in a fresh subprocess: the *cold compile* time (an empty temporary
+``NUMBA_CACHE_DIR``: import, then compile every kernel of the numerical core) and the *warm
+start-up* time (the same with the cache that the cold run filled: interpreter start, import, and
+every kernel loaded from the cache and called once).
+
+When PyTorch is importable, the same Atari network (with the same weights) is timed in PyTorch on
+one thread, side by side, as an optional point of comparison; torch is never a dependency.
+"""
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from numba import njit
+
+from numba_a3c.nn.losses import a3c_loss, q_loss
+from numba_a3c.nn.network import Network, atari_spec, backward_rows, forward_row, mlp_spec
+from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_update
+
+T_MAX = 5
+RMS_ALPHA = 0.99
+RMS_EPS = 0.1
+BETA = 0.01
+# Tiny, so that thousands of timed updates leave the parameters (and the timings) where they were.
+BENCH_LR = 1e-7
+
+
+# ----------------------------------------------------------------------------- timed nopython loops
+@njit(nogil=True, cache=True)
+def _forward_loop(table, params, obs, ws, inner):
+    for _ in range(inner):
+        forward_row(table, params, obs, ws, 0)
+
+
+@njit(nogil=True, cache=True)
+def a3c_segment(table, params, grads, obs, ws, delta, actions, returns, logp, n, act_size, pi_off, v_off, beta):
+    """Forward passes of rows 0..n−1, the A3C loss, and backpropagation into ``grads``."""
+    A = logp.shape[0]
+    for i in range(n):
+        forward_row(table, params, obs, ws, i)
+    delta[0:n, 0:act_size] = 0.0
+    losses = a3c_loss(ws[:, pi_off:pi_off + A], ws[:, v_off:v_off + 1], actions, returns, beta,
+                      delta[:, pi_off:pi_off + A], delta[:, v_off:v_off + 1], logp, n)
+    backward_rows(table, params, grads, obs, ws, delta, n)
+    return losses[0] + losses[1]
+
+
+@njit(nogil=True, cache=True)
+def _segment_loop(table, params, grads, obs, ws, delta, actions, returns, logp, n, act_size, pi_off, v_off,
+                  beta, inner):
+    for _ in range(inner):
+        a3c_segment(table, params, grads, obs, ws, delta, actions, returns, logp, n, act_size, pi_off, v_off, beta)
+
+
+@njit(nogil=True, cache=True)
+def _update_loop(theta, grads, g, lr, alpha, eps, inner):
+    for _ in range(inner):
+        rmsprop_update(theta, grads, g, lr, alpha, eps, 1.0)
+
+
+@njit(nogil=True, cache=True)
+def _segment_update_loop(table, params, theta, grads, g, obs, ws, delta, actions, returns, logp, n, act_size,
+                         pi_off, v_off, beta, lr, alpha, eps, inner):
+    for _ in range(inner):
+        a3c_segment(table, params, grads, obs, ws, delta, actions, returns, logp, n, act_size, pi_off, v_off, beta)
+        scale = clip_scale(global_norm(grads), 40.0)
+        rmsprop_update(theta, grads, g, lr, alpha, eps, scale)
+        grads[:] = 0.0
+
+
+# ----------------------------------------------------------------------------- set-up
+class _Case:
+    """One network with everything a timed loop needs, filled with seeded random data."""
+
+    def __init__(self, name, spec, seed=0):
+        self.name = name
+        self.net = Network(spec)
+        rng = np.random.default_rng(seed)
+        self.params = self.net.init_params(seed)
+        self.theta = self.params.copy()
+        self.grads = np.zeros_like(self.params)
+        self.g = np.zeros_like(self.params)
+        self.obs, self.ws, self.delta = self.net.buffers(T_MAX + 1)
+        shape = (T_MAX + 1, self.net.input_size)
+        if len(spec.input_shape) == 3:
+            frames = rng.integers(0, 256, size=shape)
+            self.obs[:] = frames * np.float32(spec.input_scale)
+        else:
+            self.obs[:] = rng.standard_normal(shape)
+        A = spec.n_actions
+        self.actions = rng.integers(0, A, size=T_MAX + 1).astype(np.int64)
+        self.returns = rng.standard_normal(T_MAX + 1).astype(np.float32)
+        self.logp = np.zeros(A, np.float32)
+        # Gradients for the stand-alone optimiser timing: a typical, non-zero gradient.
+        self.update_grads = (rng.standard_normal(self.params.shape) * 1e-3).astype(np.float32)
+
+    def segment_args(self):
+        n = self.net
+        return (n.table, self.params, self.grads, self.obs, self.ws, self.delta, self.actions, self.returns,
+                self.logp, T_MAX, n.activation_size, n.out_pi, n.out_v, BETA)
+
+    def forward(self, inner):
+        _forward_loop(self.net.table, self.params, self.obs, self.ws, inner)
+
+    def segment(self, inner):
+        _segment_loop(*self.segment_args(), inner)
+
+    def update(self, inner):
+        _update_loop(self.theta, self.update_grads, self.g, BENCH_LR, RMS_ALPHA, RMS_EPS, inner)
+
+    def segment_update(self, inner):
+        n = self.net
+        _segment_update_loop(n.table, self.params, self.theta, self.grads, self.g, self.obs, self.ws, self.delta,
+                             self.actions, self.returns, self.logp, T_MAX, n.activation_size, n.out_pi, n.out_v,
+                             BETA, BENCH_LR, RMS_ALPHA, RMS_EPS, inner)
+
+
+def cases():
+    """The two benchmarked networks: the MLP (4→64→64→2+1) and the Atari network (6 actions)."""
+    return [
+        _Case("mlp", mlp_spec(4, 2, (64, 64), "relu")),
+        _Case("atari", atari_spec(6)),
+    ]
+
+
+def time_call(fn, repeats, target_s=1e-3):
+    """Median seconds per call of ``fn(inner)``/inner over ``repeats`` measurements (warm-up excluded)."""
+    fn(1)  # compile or load from the cache; warm the caches
+    t0 = time.perf_counter()
+    fn(1)
+    once = max(time.perf_counter() - t0, 1e-7)
+    inner = max(1, min(100_000, int(target_s / once)))
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn(inner)
+        times.append((time.perf_counter() - t0) / inner)
+    return statistics.median(times), inner
+
+
+# ----------------------------------------------------------------------------- compile and start-up
+def warm_up():
+    """Compile (or load from the cache) every kernel of the numerical core, calling each once.
+
+    The library's kernels take the same argument types for every network, so one tiny MLP with
+    both kinds of heads and a tiny conv net exercise all of them.
+    """
+    from numba_a3c.nn.network import small_conv_spec
+
+    for spec in (mlp_spec(4, 2, (8,), "tanh"), mlp_spec(4, 2, (8,), "relu", heads="q"),
+                 small_conv_spec((1, 5, 5), 3, filters=2, hidden=4)):
+        net = Network(spec)
+        params = net.init_params(0)
+        grads = np.zeros_like(params)
+        obs, ws, delta = net.buffers(2)
+        forward_row(net.table, params, obs, ws, 0)
+        A = spec.n_actions
+        actions = np.zeros(2, np.int64)
+        targets = np.zeros(2, np.float32)
+        if net.out_q >= 0:
+            q_loss(ws[:, net.out_q:net.out_q + A], actions, targets, delta[:, net.out_q:net.out_q + A], 1)
+        else:
+            a3c_loss(ws[:, net.out_pi:net.out_pi + A], ws[:, net.out_v:net.out_v + 1], actions, targets, 0.01,
+                     delta[:, net.out_pi:net.out_pi + A], delta[:, net.out_v:net.out_v + 1],
+                     np.zeros(A, np.float32), 1)
+        backward_rows(net.table, params, grads, obs, ws, delta, 1)
+    g = np.zeros_like(params)
+    scale = clip_scale(global_norm(grads), 40.0)
+    rmsprop_update(params, grads, g, 1e-3, 0.99, 0.1, scale)
+    momentum_update(params, grads, g, 1e-3, 0.99, scale)
+
+
+_STARTUP_SCRIPT = "from numba_a3c.benchmarks.kernels import warm_up; warm_up()"
+
+
+def startup_times():
+    """(cold compile seconds, warm start-up seconds), each the wall time of a fresh interpreter
+    that imports the package and makes every kernel ready: first with an empty temporary
+    ``NUMBA_CACHE_DIR`` (everything compiles), then with the cache that run filled."""
+    with tempfile.TemporaryDirectory(prefix="asyncrl-numba-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env.pop("NUMBA_DISABLE_JIT", None)
+        out = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT], env=env, check=True)
+            out.append(time.perf_counter() - t0)
+    return out[0], out[1]
+
+
+# ----------------------------------------------------------------------------- optional PyTorch
+def torch_comparison(case, repeats):
+    """Time ``case``'s actor-critic network in PyTorch on one thread, with the same weights.
+
+    Returns None without torch, else a dict: the forward (one observation) and segment (forward
+    of the t_max rows as one batch, the same A3C loss, backward) medians, and the largest
+    differences between PyTorch's and our head outputs and parameter gradients (a float32
+    cross-check of the kernels).
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    net = case.net
+    views = net.views(case.params)
+    modules = {}  # layer name -> torch module holding the same weights
+    body = []
+    for layer in net.layers:
+        W, b = views[layer["name"] + "/W"], views[layer["name"] + "/b"]
+        if layer["type"] == "conv":
+            m = torch.nn.Conv2d(W.shape[1], W.shape[0], layer["kernel"], layer["stride"])
+            m.weight.data = torch.from_numpy(W.copy())
+        else:
+            m = torch.nn.Linear(W.shape[0], W.shape[1])
+            m.weight.data = torch.from_numpy(W.T.copy())  # torch stores (out, in)
+        m.bias.data = torch.from_numpy(b.copy())
+        modules[layer["name"]] = m
+        if layer.get("head"):
+            continue
+        if layer["type"] == "dense" and len(layer["input_shape"]) == 1 and body and \
+                isinstance(body[-2], torch.nn.Conv2d):
+            body.append(torch.nn.Flatten())
+        body += [m, torch.nn.ReLU()]
+    body = torch.nn.Sequential(*body)
+    pi, v = modules["pi"], modules["v"]
+    params = [p for m in modules.values() for p in m.parameters()]
+    x = torch.from_numpy(case.obs[:T_MAX].reshape((T_MAX,) + tuple(net.spec.input_shape)).copy())
+    actions = torch.from_numpy(case.actions[:T_MAX])
+    returns = torch.from_numpy(case.returns[:T_MAX])
+
+    def loss_of(xb):
+        h = body(xb)
+        logits, value = pi(h), v(h)[:, 0]
+        logp = torch.log_softmax(logits, 1)
+        adv = returns - value
+        entropy = -(logp.exp() * logp).sum(1)
+        policy = -(adv.detach() * logp.gather(1, actions[:, None])[:, 0]).sum()
+        return policy - BETA * entropy.sum() + 0.5 * (adv * adv).sum(), logits, value
+
+    def forward(inner):
+        with torch.no_grad():
+            for _ in range(inner):
+                pi(body(x[:1]))
+
+    def segment(inner):
+        for _ in range(inner):
+            for p in params:
+                p.grad = None
+            loss_of(x)[0].backward()
+
+    t_forward, _ = time_call(forward, repeats)
+    t_segment, _ = time_call(segment, repeats)
+
+    # Cross-check against our kernels on the same weights and data.
+    for p in params:
+        p.grad = None
+    loss, logits, value = loss_of(x)
+    loss.backward()
+    case.grads[:] = 0.0
+    a3c_segment(*case.segment_args())
+    ours = net.views(case.grads)
+    rel_grad = 0.0
+    for layer in net.layers:
+        m = modules[layer["name"]]
+        gW = m.weight.grad.numpy()
+        for name, g in ((layer["name"] + "/W", gW if layer["type"] == "conv" else gW.T),
+                        (layer["name"] + "/b", m.bias.grad.numpy())):
+            rel_grad = max(rel_grad, float(np.abs(ours[name] - g).max()) / max(float(np.abs(g).max()), 1e-6))
+    A = net.spec.n_actions
+    diff_out = max(float(np.abs(case.ws[:T_MAX, net.out_pi:net.out_pi + A] - logits.detach().numpy()).max()),
+                   float(np.abs(case.ws[:T_MAX, net.out_v] - value.detach().numpy()).max()))
+    case.grads[:] = 0.0
+    return dict(version=torch.__version__, threads=1, forward_s=t_forward, segment_s=t_segment,
+                max_output_diff=diff_out, max_rel_grad_diff=rel_grad)
+
+
+# ----------------------------------------------------------------------------- the whole benchmark
+def machine_info():
+    """Core count, CPU model and library versions, for the record."""
+    import numba
+    import scipy
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return dict(cpu=model, cores=os.cpu_count(), usable_cores=usable, python=platform.python_version(),
+                numpy=np.__version__, numba=numba.__version__, scipy=scipy.__version__, platform=platform.platform())
+
+
+def run(repeats=20, compile_times=True, torch=True, progress=None):
+    """Run the whole benchmark and return its results as a JSON-ready dict (times in seconds)."""
+    say = progress or (lambda msg: None)
+    result = dict(machine=machine_info(), repeats=int(repeats), t_max=T_MAX, networks={})
+    for case in cases():
+        say(f"timing {case.name} ({case.net.n_params:,} parameters)")
+        entry = dict(n_params=case.net.n_params)
+        for what in ("forward", "segment", "update", "segment_update"):
+            entry[what + "_s"], entry[what + "_inner"] = time_call(getattr(case, what), repeats)
+        result["networks"][case.name] = entry
+        if case.name == "atari" and torch:
+            say("timing the same Atari network in PyTorch (one thread)")
+            cmp = torch_comparison(case, repeats)
+            if cmp is None:
+                result["torch"] = dict(skipped="torch is not installed (optional: it is only a comparison)")
+            else:
+                cmp["segment_ratio"] = entry["segment_s"] / cmp["segment_s"]
+                cmp["forward_ratio"] = entry["forward_s"] / cmp["forward_s"]
+                result["torch"] = cmp
+    if compile_times:
+        say("measuring cold compile and warm start-up in fresh interpreters")
+        cold, warm = startup_times()
+        result["cold_compile_s"] = cold
+        result["warm_startup_s"] = warm
+    return result
