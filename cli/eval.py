@@ -36,7 +36,13 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
     from numba_a3c import checkpoint
     from numba_a3c.checkpoint import CheckpointError
     from numba_a3c.envs.registry import EnvError
-    from numba_a3c.inspection import InspectError, evaluate_checkpoint, find_checkpoint, require, write_gif
+    from numba_a3c.inspection import (
+        InspectError,
+        evaluate_checkpoint,
+        find_checkpoint,
+        require,
+        write_gif,
+    )
 
     if stochastic and epsilon is not None:
         raise BadInput("--stochastic and --epsilon exclude each other: sample π, or act ε-greedily")

@@ -3,7 +3,6 @@
 import json
 
 import click
-
 from numba_a3c.cli.eval import BadInput
 
 

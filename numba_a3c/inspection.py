@@ -65,8 +65,7 @@ def find_checkpoint(path):
         return p
     shipped = shipped_checkpoints()
     key = str(path).lower()
-    if key.endswith(SHIPPED_SUFFIX):
-        key = key[: -len(SHIPPED_SUFFIX)]
+    key = key.removesuffix(SHIPPED_SUFFIX)
     exact = [n for n in shipped if n.lower() == key]
     matches = exact or [n for n in shipped if n.lower().startswith(key)]
     if len(matches) == 1:
@@ -188,7 +187,7 @@ def summarize(ckpt, path=None, bins=20, last_evaluations=5):
     recent = episodes[-100:, 2]
     wall = float(ckpt.wall_time)
     progress = dict(global_step=T, budget=int(config.steps), fraction=T / config.steps if config.steps else None,
-                    episodes=int(ti[:, TI_EPISODES].sum()), logged_episodes=int(len(episodes)),
+                    episodes=int(ti[:, TI_EPISODES].sum()), logged_episodes=len(episodes),
                     wall_time=wall, steps_per_s=T / wall if wall > 0 else None, threads=int(ti.shape[0]),
                     recent_return=_finite(recent.mean()) if recent.size else None,
                     recent_episodes=int(recent.size),
@@ -238,7 +237,7 @@ def summarize(ckpt, path=None, bins=20, last_evaluations=5):
         best = dict(global_step=int(ev[b, 0]), mean=_finite(ev[b, 1]))
     return dict(file=file_info, config=config.to_dict(), progress=progress, threads=threads, network=net_info,
                 optimizer=optimizer, learning_curve=dict(bins=binned_curve(episodes, T, bins)),
-                evaluations=dict(count=int(len(ev)), best=best, last=evals))
+                evaluations=dict(count=len(ev), best=best, last=evals))
 
 
 # ---------------------------------------------------------------------- text rendering

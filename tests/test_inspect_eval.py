@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from numba_a3c.cli.main import cli
 
 from numba_a3c import checkpoint
-from numba_a3c.cli.main import cli
 from numba_a3c.config import resolve
 from numba_a3c.inspection import find_checkpoint, shipped_checkpoints
 from numba_a3c.nn.network import Network
@@ -88,7 +88,7 @@ def test_shipped_checkpoints_play_well(name, env, algo, threshold):
 # ---------------------------------------------------------------------- the documented NumPy reader
 def doc_example():
     """The NumPy program of docs/checkpoint-format.md, exactly as the page shows it."""
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
     code = [b for b in blocks if "numpy_policy.py" in b]
     assert len(code) == 1, "docs/checkpoint-format.md must hold the numpy_policy.py example"
     return code[0]
