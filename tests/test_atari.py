@@ -233,3 +233,14 @@ def test_every_method_trains_on_pong(algo):
     assert result.steps >= 150
     theta = trainer.shared.theta
     assert np.all(np.isfinite(theta)) and not np.array_equal(theta, theta0)
+
+
+def test_one_thread_fixed_seed_run_is_deterministic():
+    def train():
+        config = resolve({"env": "ALE/Breakout-v5", "algo": "a3c", "threads": 1, "steps": 120, "eval_every": 0,
+                          "save_every": 0, "seed": 4})
+        trainer = Trainer(config, final_eval=False)
+        assert trainer.run().status == "finished"
+        return trainer.shared.theta.copy()
+
+    np.testing.assert_array_equal(train(), train())
