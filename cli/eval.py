@@ -54,10 +54,22 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
         ckpt = checkpoint.load(file)
         if stochastic and ckpt.spec.heads != "actor_critic":
             raise BadInput(f"--stochastic samples the policy π, but this {ckpt.config.algo} checkpoint has "
-                                   f"Q values only; use --epsilon E")
+                           f"Q values only; use --epsilon E")
+        cfg = ckpt.config
+        policy = {"greedy": "greedy", "stochastic": "stochastic (a ~ π)"}.get(mode) or f"ε-greedy (ε={epsilon:g})"
+
+        def on_episode(e, r, n):
+            if as_json:
+                return
+            if e == 0:   # printed once the first episode is over, so an early error stays one line
+                click.echo(f"{file}: {cfg.algo} on {cfg.env} after {ckpt.global_step:,} steps; {policy} policy, "
+                           f"seed {seed}")
+            click.echo(f"  episode {e + 1:>4}: return {r:10.2f}  length {n:>6,}")
+
         t0 = time.monotonic()
         returns, lengths, frames = evaluate_checkpoint(ckpt, episodes=episodes, mode=mode, epsilon=epsilon or 0.0,
-                                                       seed=seed, max_steps=max_steps, record=bool(record))
+                                                       seed=seed, max_steps=max_steps, record=bool(record),
+                                                       on_episode=on_episode)
         elapsed = time.monotonic() - t0
         if record:
             write_gif(frames, record, fps=fps)
@@ -65,8 +77,6 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
         raise BadInput(str(exc)) from None
     except OSError as exc:
         raise BadInput(f"{exc.filename or record}: {exc.strerror or exc}") from None
-    cfg = ckpt.config
-    policy = {"greedy": "greedy", "stochastic": "stochastic (a ~ π)"}.get(mode) or f"ε-greedy (ε={epsilon:g})"
     result = dict(checkpoint=str(file), env=cfg.env, algo=cfg.algo, global_step=ckpt.global_step, mode=mode,
                   epsilon=epsilon if mode == "epsilon" else None, seed=seed, episodes=episodes,
                   returns=[float(r) for r in returns], lengths=[int(n) for n in lengths],
@@ -76,9 +86,6 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"{file}: {cfg.algo} on {cfg.env} after {ckpt.global_step:,} steps; {policy} policy, seed {seed}")
-    for e, (r, n) in enumerate(zip(returns, lengths)):
-        click.echo(f"  episode {e + 1:>4}: return {r:10.2f}  length {int(n):>6,}")
     click.echo(f"mean return {result['mean']:.2f} ± {result['std']:.2f} (min {result['min']:.2f}, max "
                f"{result['max']:.2f}) over {episodes} episodes, mean length {result['mean_length']:.1f}; "
                f"{elapsed:.2f} s")

@@ -438,13 +438,19 @@ def plot_learning_curve(ckpt, out_path, bins=50, title=None):
 
 
 # ---------------------------------------------------------------------- evaluation
-def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, max_steps=0, record=False):
+def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, max_steps=0, record=False,
+                        on_episode=None):
     """Play ``episodes`` episodes with the checkpoint's policy.
 
     ``mode`` is "greedy" (argmax of Q, or of π's logits), "epsilon" (ε-greedy) or "stochastic"
     (sample a ~ π; actor-critic only). Returns (returns, lengths, frames): ``frames`` is the list
     of RGB frames of the first episode when ``record`` (its reset frame, then one per step),
-    else None. Works for every environment kind through :func:`numba_a3c.evaluate.evaluate`.
+    else None. ``on_episode(index, return, length)`` is called as each episode ends.
+
+    Works for every environment kind through :func:`numba_a3c.evaluate.evaluate`: a native
+    environment plays all its episodes in one nopython call; the others (gymnasium, Atari, and
+    any recording) play one episode per call, episode e with seed ``seed + e``, so progress is
+    reported as it happens.
     """
     from numba_a3c.envs.registry import describe_env
     from numba_a3c.evaluate import evaluate
@@ -459,27 +465,33 @@ def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, m
                            f"{ckpt.spec.n_actions} actions, but {config.env} gives {env_info.obs_shape} and "
                            f"{env_info.n_actions}; it was saved for a different version of that environment")
     network = Network(ckpt.spec)
-    on_frame, frames = None, None
-    if record:
-        frames = []
-        cap = (max_steps or env_info.max_episode_steps or 100_000) + 1
-        count = [0]
+    kwargs = dict(mode=mode, epsilon=epsilon, max_steps=max_steps)
+    if env_info.kind == "native" and not record:
+        returns, lengths = evaluate(network, ckpt.theta, env_info, episodes=episodes, seed=seed, **kwargs)
+        for e in range(episodes):
+            if on_episode is not None:
+                on_episode(e, float(returns[e]), int(lengths[e]))
+        return returns, lengths, None
 
-        def on_frame(frame):
-            if frame is None:
-                raise InspectError(f"{config.env} does not render frames here (render() gave None); "
-                                   f"--record needs an environment with rgb_array rendering")
-            if count[0] < cap:   # the first episode has at most ``cap`` frames; keep no more
-                frames.append(np.asarray(frame, np.uint8).copy())
-            count[0] += 1
+    frames = [] if record else None
 
-    with warnings.catch_warnings():
-        # gymnasium warns on render() without a render mode; on_frame turns that into one clear error
-        warnings.filterwarnings("ignore", message=".*render method without specifying any render mode")
-        returns, lengths = evaluate(network, ckpt.theta, env_info, episodes=episodes, mode=mode, epsilon=epsilon,
-                                    seed=seed, max_steps=max_steps, on_frame=on_frame)
-    if record:
-        frames = frames[: int(lengths[0]) + 1]
+    def on_frame(frame):
+        if frame is None:
+            raise InspectError(f"{config.env} does not render frames here (render() gave None); "
+                               f"--record needs an environment with rgb_array rendering")
+        frames.append(np.asarray(frame, np.uint8).copy())
+
+    returns = np.zeros(episodes, np.float64)
+    lengths = np.zeros(episodes, np.int64)
+    for e in range(episodes):
+        with warnings.catch_warnings():
+            # gymnasium warns on render() without a render mode; on_frame turns that into one clear error
+            warnings.filterwarnings("ignore", message=".*render method without specifying any render mode")
+            r, n = evaluate(network, ckpt.theta, env_info, episodes=1, seed=seed + e,
+                            on_frame=on_frame if record and e == 0 else None, **kwargs)
+        returns[e], lengths[e] = r[0], n[0]
+        if on_episode is not None:
+            on_episode(e, float(r[0]), int(n[0]))
     return returns, lengths, frames
 
 
