@@ -179,7 +179,7 @@ def check_writable(path):
         with tempfile.TemporaryFile(dir=base):
             pass
     except OSError as exc:
-        raise ConfigError(f"cannot write the run directory {path}: {base} is not writable "
+        raise ConfigError(f"cannot write the run directory {path}: no file can be created in {base} "
                           f"({exc.strerror or exc}); choose another --out") from None
 
 

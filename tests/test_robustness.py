@@ -151,7 +151,7 @@ def test_output_directory_problems_are_refused(tmp_path, monkeypatch):
     (tmp_path / "not_ckpt.h5").write_text("hello")
     cases = [
         (["--out", "a_file/run"], "a_file is a file, not a directory"),
-        (["--out", "/proc/no_such_dir/run"], "is not writable"),
+        (["--out", "/proc/no_such_dir/run"], "no file can be created in /proc"),
         (["--out", "old_run"], "already exists and is not empty; use --force"),
         (["--resume", "empty"], "the directory has no latest.h5"),
         (["--resume", "not_ckpt.h5"], "is not an HDF5 file"),
@@ -174,6 +174,13 @@ def test_existing_run_directory_needs_force_or_resume(tmp_path):
     resumed = CliRunner().invoke(cli, ["train", "--quiet", "--resume", str(out), "--steps", "4000"])
     assert resumed.exit_code == 0, resumed.output
     assert "resuming at step" in resumed.output
+    files = sorted(p.name for p in out.iterdir())
+    for args, message in ((["--threads", "3"], "cannot resume with options that contradict the checkpoint"),
+                          (["--steps", "10"], "is below the"),
+                          (["--stop-at", "100"], "--stop-at 100 is not after the")):
+        refused = CliRunner().invoke(cli, ["train", "--quiet", "--resume", str(out)] + args)
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+    assert sorted(p.name for p in out.iterdir()) == files
     forced = CliRunner().invoke(cli, ["train", "--quiet", "--steps", "2000", "--threads", "1", "--out", str(out),
                                       "--force", "--eval-every", "0", "--eval-episodes", "1"])
     assert forced.exit_code == 0, forced.output
@@ -231,6 +238,20 @@ def test_non_finite_parameters_are_caught_by_the_monitor(tmp_path):
     assert "parameters became NaN or Inf" in result.error and "lower learning rate" in result.error
     assert time.monotonic() - holder["t"] < 5.0
     assert (tmp_path / "diverged.h5").exists() and not (tmp_path / "latest.h5").exists()
+
+
+def test_failing_periodic_evaluation_stops_the_run(tmp_path):
+    """The evaluation thread's environment raises (its seed makes it the faulty one; the single
+    training thread's is not): the run stops as failed instead of losing the error."""
+    import robustness_envs  # noqa: F401 - registers Robust/FailingStep-v0
+
+    config = resolve(dict(env="Robust/FailingStep-v0", threads=1, seed=82, steps=10**8, eval_every=1000,
+                          eval_episodes=200))
+    trainer = Trainer(config, final_eval=False, run_dir=tmp_path)
+    result = trainer.run()
+    assert result.status == "failed"
+    assert "the periodic evaluation failed: RuntimeError: injected failure" in result.error
+    assert np.isfinite(checkpoint.load(tmp_path / "latest.h5").theta).all()
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
@@ -323,7 +344,7 @@ def test_sixteen_threads_count_every_step_exactly(algo):
     """16 lock-free threads on however few cores: no crash, finite θ, and T equals the sum of
     the threads' own step counters (the atomic add loses nothing); T overshoots the budget by
     at most one step per thread."""
-    budget = 400_000
+    budget = 250_000
     config = resolve(dict(algo=algo, threads=16, steps=budget, eval_every=0))
     trainer = Trainer(config, final_eval=False)
     result = trainer.run()
@@ -359,8 +380,8 @@ def test_atomic_add_loses_no_increment_under_contention():
 
 # ============================================================================ 4. soak (short)
 def test_short_soak_passes():
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "soak.py"), "--seconds", "12", "--interval", "1.5",
-                        "--save-every", "300000", "--stall", "60"], capture_output=True, text=True, timeout=240)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "soak.py"), "--seconds", "8", "--interval", "1",
+                        "--save-every", "200000", "--stall", "60"], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "soak passed" in r.stdout and "exact" in r.stdout
     loaded = int(r.stdout.split("checkpoints loaded: ")[1].split()[0])
