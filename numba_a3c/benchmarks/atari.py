@@ -284,7 +284,8 @@ def run(env_id="ALE/Pong-v5", algo="a3c", threads=(1, 2, 16), seconds=20.0, warm
             res.emulator[kind][n], res.emulator_cores[kind][n] = rate, used
             one = res.emulator[kind][emulator_threads[0]]
             on_line(f"emulator only  {kind:6s}  {n:2d} thread(s): {rate:8.0f} agent steps/s"
-                    f"  (x{rate / one:.2f} of {emulator_threads[0]}), {used:.2f} cores busy")
+                    f"  (x{rate / one:.2f} of {emulator_threads[0]}), {used:.2f} cores busy, "
+                    f"{1000 * used / max(rate, 1e-9):.3f} CPU ms/step")
     if breakdown_steps:
         ms, cpu, done, segs = step_breakdown(env_id, algo, breakdown_steps)
         res.breakdown_ms, res.breakdown_cpu_ms, res.breakdown_steps = ms, cpu, done
