@@ -50,6 +50,8 @@ def limit_blas_threads(n=1):
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "openblas" in line and line.rstrip().endswith(".so")}
+        # NumPy's own OpenBLAS (numpy.libs) serves NumPy's Python-level products: leave it alone.
+        paths = {p for p in paths if "numpy.libs" not in p}
     except OSError:
         pass
     if not paths:
