@@ -102,6 +102,18 @@ def test_speedup_json_and_not_reached():
     assert [r["paper"] for r in rows] == [1.0, 2.7]
 
 
+def test_speedup_eval_criterion_reaches_at_an_evaluation():
+    # Every CartPole episode lasts at least 8 steps, so the first greedy evaluation already scores >= 5.
+    doc = bench_json("speedup", "--algos", "a3c", "--threads", "1", "--seeds", "0", "--target", 5,
+                     "--steps", 300000, "--eval-every", 2000, "--eval-episodes", 1)
+    (row,) = doc["rows"]
+    (a,) = row["attempts"]
+    assert a["reached"] and a["outcome"] == "reached"
+    assert a["steps"] >= 2000 and 0 < a["seconds"] <= a["run_seconds"]
+    assert a["run_steps"] < 300000                                      # stopped at the target, not the budget
+    assert row["median_seconds"] == a["seconds"] and row["speedup"] == 1.0
+
+
 def test_speedup_text_says_not_reached():
     r = bench("speedup", "--algos", "a3c", "--threads", "1", "--seeds", "0", "--target", 1e9, "--steps", 2000,
               "--quiet")
