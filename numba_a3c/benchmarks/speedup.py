@@ -162,7 +162,7 @@ def run_config(algo, env, threads, seed, criterion, eval_every, eval_episodes, s
                         save_every=0, log_interval=3600.0))
 
 
-def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", seeds=(0, 1, 2), target=None,
+def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", seeds=(0, 1, 2, 3, 4), target=None,
         criterion="eval", eval_every=5000, eval_episodes=10, steps=None, time_cap=60.0, gym=False, progress=None):
     """Time to the reference score for every (method, threads, seed); returns a :class:`SpeedupResult`."""
     say = progress or (lambda msg: None)
@@ -181,7 +181,7 @@ def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", seeds=(0,
         criterion=criterion, eval_every=int(eval_every), eval_episodes=int(eval_episodes), steps=steps,
         time_cap_s=float(time_cap)))
     for algo in algos:
-        base = None
+        rows = []
         for n in threads:
             attempts = []
             for seed in seeds:
@@ -197,11 +197,12 @@ def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", seeds=(0,
                              reached=sum(a.reached for a in attempts), median_seconds=med,
                              median_steps=median([a.steps for a in attempts if a.reached]),
                              paper=paper.get(algo, {}).get(n, math.nan))
-            if n == 1:
-                base = med
-            if base is not None and math.isfinite(base) and math.isfinite(med) and med > 0:
-                row.speedup = base / med
-            result.rows.append(row)
+            rows.append(row)
+        base = next((r.median_seconds for r in rows if r.threads == 1), math.nan)
+        for row in rows:
+            if math.isfinite(base) and math.isfinite(row.median_seconds) and row.median_seconds > 0:
+                row.speedup = base / row.median_seconds
+        result.rows.extend(rows)
     return result
 
 

@@ -133,7 +133,7 @@ def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", gym=False
         env=env, gym=bool(gym), algos=list(algos), threads=list(threads), repeats=int(repeats),
         warmup_s=float(warmup), duration_s=float(duration)))
     for algo in algos:
-        base = None
+        rows = []
         for n in threads:
             config = bench_config(algo, env, n, gym=gym)
             samples, status = [], "ok"
@@ -147,11 +147,11 @@ def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", gym=False
             row = ThroughputRow(algo=algo, env=env, env_kind=kind, threads=int(n), cores=n_cores,
                                 oversubscribed=n > n_cores, samples=samples, steps_per_s=median(samples),
                                 status=status)
-            if n == 1:
-                base = row.steps_per_s
-            if base:
-                row.speedup = row.steps_per_s / base
-            result.rows.append(row)
+            rows.append(row)
+        base = next((r.steps_per_s for r in rows if r.threads == 1), math.nan)
+        for row in rows:
+            row.speedup = row.steps_per_s / base if base > 0 else math.nan
+        result.rows.extend(rows)
     result.targets = issue3_targets(result)
     return result
 
