@@ -96,7 +96,7 @@ def _exit_now(run_dir):
 
 
 def _install_signal_handlers(trainer, run_dir):
-    """First Ctrl-C or SIGTERM: stop every thread, save, print how to resume. Second: exit now.
+    """First Ctrl-C, SIGTERM or SIGHUP: stop every thread, save, print how to resume. Second: exit now.
     Returns the list the handler appends each signal number to.
 
     The second signal exits from inside the handler (``os._exit``) rather than by raising: an
@@ -117,6 +117,8 @@ def _install_signal_handlers(trainer, run_dir):
     try:
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        if hasattr(signal, "SIGHUP"):  # the terminal went away: save like SIGTERM
+            signal.signal(signal.SIGHUP, handler)
     except ValueError:  # not the main thread (e.g. inside a test runner's thread)
         pass
     return received
@@ -150,12 +152,22 @@ def train(out, resume, force, stop_at, quiet, **options):
     from numba_a3c.trainer import Trainer
     from numba_a3c.validation import check_config, check_environment, check_resume, check_run_dir, check_stop_at
 
+    printing = [True]
+
+    def say(line):
+        # A closed stdout (`asyncrl train | head`, a lost terminal) must not end a long run.
+        if printing[0]:
+            try:
+                click.echo(line)
+            except OSError:
+                printing[0] = False
+
     def on_progress(p):
-        click.echo(progress_line(p))
+        say(progress_line(p))
 
     def on_eval(ev):
-        click.echo(f"evaluation at step {ev.steps:,}: mean return {ev.mean:.2f} over {len(ev.returns)} "
-                   f"episodes (min {ev.returns.min():.1f}, max {ev.returns.max():.1f})")
+        say(f"evaluation at step {ev.steps:,}: mean return {ev.mean:.2f} over {len(ev.returns)} "
+            f"episodes (min {ev.returns.min():.1f}, max {ev.returns.max():.1f})")
 
     callbacks = dict(on_progress=None if quiet else on_progress, on_eval=on_eval)
     # Everything is checked before anything is created: a refused run leaves no file behind.
@@ -178,6 +190,9 @@ def train(out, resume, force, stop_at, quiet, **options):
         check_stop_at(stop_at, done)
     except (EnvError, ValueError, CheckpointError) as exc:
         raise click.UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted before training started; nothing was created", err=True)
+        sys.exit(130)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -209,4 +224,4 @@ def train(out, resume, force, stop_at, quiet, **options):
         click.echo(f"error: {result.error}", err=True)
         sys.exit(1)
     if result.status == "stopped" and received:
-        sys.exit(128 + received[0])  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM
+        sys.exit(128 + received[0])  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM, 129 SIGHUP

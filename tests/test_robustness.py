@@ -254,7 +254,8 @@ def test_failing_periodic_evaluation_stops_the_run(tmp_path):
     assert np.isfinite(checkpoint.load(tmp_path / "latest.h5").theta).all()
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_stops_saves_and_prints_resume(tmp_path, sig, code):
     run = Running(["--steps", "1000000000", "--threads", "4", "--log-interval", "0.2", "--eval-every", "0",
                    "--out", "run"], cwd=tmp_path)
