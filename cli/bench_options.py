@@ -89,6 +89,16 @@ def finish(result, module, as_json, plot_path):
         click.echo(f"plot written to {plot_path}", err=True)
 
 
+def algos_and_threads(func):
+    """--algos (default: all four) and --threads (default 1,2,4,8,16), parsed into tuples."""
+    from numba_a3c.config import ALGORITHMS
+
+    func = click.option("--threads", default="1,2,4,8,16", show_default=True, callback=int_list, metavar="N[,N...]",
+                        help="thread counts (include 1: the speed-ups are relative to it)")(func)
+    return click.option("--algos", default=",".join(ALGORITHMS), show_default=True,
+                        callback=choice_list(ALGORITHMS), help="comma-separated algorithms to measure")(func)
+
+
 def common_options(func):
     """--env, --gym, --json, --plot and --quiet, in that order in --help."""
     for opt in reversed([

@@ -1,10 +1,11 @@
 """``asyncrl bench speedup``: the paper's Table 2 measure, time to a reference score with n threads vs 1."""
 
 import click
+
 from numba_a3c.cli.bench_options import (
+    algos_and_threads,
     check_env,
     check_plot,
-    choice_list,
     common_options,
     finish,
     int_list,
@@ -12,14 +13,9 @@ from numba_a3c.cli.bench_options import (
     run_bench,
 )
 
-from numba_a3c.config import ALGORITHMS
-
 
 @click.command(short_help="Paper Table 2: time to a reference score, n threads vs 1.")
-@click.option("--algos", default=",".join(ALGORITHMS), show_default=True, callback=choice_list(ALGORITHMS),
-              help="comma-separated algorithms to measure")
-@click.option("--threads", default="1,2,4,8,16", show_default=True, callback=int_list, metavar="N[,N...]",
-              help="thread counts (include 1: speed-ups are relative to it)")
+@algos_and_threads
 @click.option("--seeds", default="0,1,2,3,4", show_default=True, callback=int_list, metavar="S[,S...]",
               help="seeds; each (algorithm, threads) cell trains once per seed and reports the median time")
 @click.option("--target", type=float, default=None,

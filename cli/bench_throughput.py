@@ -1,25 +1,20 @@
 """``asyncrl bench throughput``: environment steps/s of real training, per algorithm and thread count."""
 
 import click
+
 from numba_a3c.cli.bench_options import (
+    algos_and_threads,
     check_env,
     check_plot,
-    choice_list,
     common_options,
     finish,
-    int_list,
     progress_printer,
     run_bench,
 )
 
-from numba_a3c.config import ALGORITHMS
-
 
 @click.command(short_help="Environment steps/s per algorithm and thread count.")
-@click.option("--algos", default=",".join(ALGORITHMS), show_default=True, callback=choice_list(ALGORITHMS),
-              help="comma-separated algorithms to measure")
-@click.option("--threads", default="1,2,4,8,16", show_default=True, callback=int_list, metavar="N[,N...]",
-              help="thread counts to measure (include 1: the speed-ups are relative to it)")
+@algos_and_threads
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="runs per cell; the table shows their median")
 @click.option("--warmup", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
