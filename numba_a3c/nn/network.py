@@ -356,7 +356,8 @@ def forward_row(table, params, obs, ws, row):
 def _gather(src, off, size, n, dst):
     """dst (n, size) ← src[0:n, off:off + size]: a contiguous copy of one layer's rows."""
     for i in range(n):
-        dst[i] = src[i, off:off + size]
+        for j in range(size):
+            dst[i, j] = src[i, off + j]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -410,7 +411,8 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows):
                 dense_backward(X, W, dZ, dW, db, dX, need_dx)
                 if need_dx:
                     for i in range(n):
-                        delta[i, in_off:in_off + n_in] += dX[i]
+                        for j in range(n_in):
+                            delta[i, in_off + j] += dX[i, j]
         else:
             C, H, Wd, O = table[l, T_C], table[l, T_H], table[l, T_WD], table[l, T_O]
             kh, kw, s = table[l, T_KH], table[l, T_KW], table[l, T_STRIDE]
