@@ -423,7 +423,9 @@ class Trainer:
             name = STATUS_NAMES.get(status, "finished")
         final = None
         if self.final_eval and status == BUDGET_DONE and not interrupted and not errors:
-            final = self.evaluate_now(self.shared.theta.copy(), T, wall, report=False)
+            final, problem = self._final_evaluation(T, wall)
+            if problem:
+                errors.append(problem)
         with self._lock:
             self._closed = True
         if self.run_dir is not None:
@@ -475,6 +477,31 @@ class Trainer:
             self._closed = t.is_alive()   # a late evaluation must not write best.h5 any more
         if self._eval_error is not None and not self._fault:
             self._fault = "the periodic evaluation failed: " + describe_exception(self._eval_error)
+
+    def _final_evaluation(self, T, wall):
+        """The final greedy evaluation, in a thread the main thread waits on, so that a stop
+        request (or Ctrl-C) during a long one (Atari) abandons it instead of delaying the save.
+        Returns (Evaluation or None, a problem to report or "")."""
+        box = {}
+
+        def target():
+            try:
+                box["ev"] = self.evaluate_now(self.shared.theta.copy(), T, wall, report=False)
+            except BaseException as exc:  # noqa: BLE001 - reported as the run's error
+                box["error"] = exc
+
+        t = threading.Thread(target=target, name="asyncrl-final-eval", daemon=True)
+        t.start()
+        try:
+            while t.is_alive() and not self._stop_requested:
+                t.join(0.1)
+        except KeyboardInterrupt:
+            self._stop_requested = True
+        if t.is_alive():
+            return None, ""
+        if "error" in box:
+            return None, "the final evaluation failed: " + describe_exception(box["error"])
+        return box.get("ev"), ""
 
     @staticmethod
     def _close_envs(workers):

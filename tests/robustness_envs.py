@@ -6,7 +6,8 @@ Importing this module registers them; a test runs the real CLI with them in a su
 
 Each is a trivial 4-dimensional random walk with two actions and 20-step episodes; only the
 environment of worker thread 1 misbehaves (the trainer seeds thread k's environment with
-``seed * 1000 + k``), after ``FAULT_AFTER`` of its steps:
+``seed * 1000 + k``; an evaluation environment whose first reset seed ends in 001 misbehaves
+too), after ``FAULT_AFTER`` of its steps:
 
 * ``Robust/FailingStep-v0``: ``step`` raises RuntimeError.
 * ``Robust/NaNReward-v0``: ``step`` returns a NaN reward.
@@ -35,8 +36,8 @@ class _Walk(gymnasium.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        if seed is not None:
-            self.faulty = seed % 1000 == FAULTY_THREAD
+        if seed is not None and seed % 1000 == FAULTY_THREAD:
+            self.faulty = True   # sticky: later resets with other seeds (evaluation episodes) keep it
         self.t = 0
         self.x = self.np_random.normal(size=4).astype(np.float32)
         return self.x.copy(), {}

@@ -254,6 +254,31 @@ def test_failing_periodic_evaluation_stops_the_run(tmp_path):
     assert np.isfinite(checkpoint.load(tmp_path / "latest.h5").theta).all()
 
 
+def test_stop_during_a_blocked_final_evaluation_returns_promptly(tmp_path):
+    """The final evaluation's environment blocks forever (its seed makes it the faulty one); a
+    stop request abandons the evaluation and the run still saves."""
+    import robustness_envs  # noqa: F401 - registers Robust/BlockingStep-v0
+
+    budget = 3000
+    config = resolve(dict(env="Robust/BlockingStep-v0", threads=1, seed=82, steps=budget, eval_every=0,
+                          eval_episodes=200))
+    trainer = Trainer(config, run_dir=tmp_path)
+    asked = {}
+
+    def stop_once_evaluating():
+        while int(trainer.shared.counters[C_T]) < budget or trainer._t0 is not None:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        asked["t"] = time.monotonic()
+        trainer.request_stop()
+
+    threading.Thread(target=stop_once_evaluating, daemon=True).start()
+    result = trainer.run()
+    assert time.monotonic() - asked["t"] < 2.0
+    assert result.final_eval is None and result.steps >= budget
+    assert checkpoint.load(tmp_path / "latest.h5").global_step == result.steps
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
                          ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_stops_saves_and_prints_resume(tmp_path, sig, code):
