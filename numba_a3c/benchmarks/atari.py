@@ -155,7 +155,12 @@ def _setup(env_id, algo, threads, seed=0):
 
 
 def training_rate(env_id, algo, threads, seconds, warmup):
-    """(steps/s, RSS MiB at the end) of the real worker threads with the Atari preset."""
+    """(steps/s, RSS MiB at the end, cores busy) of the real worker threads with the Atari preset.
+
+    Cores busy = process CPU seconds per wall second over the window. CPU ms per step =
+    cores busy / steps/s: if it stays flat from 1 to N threads, the threads add no work of their
+    own (no lock spinning, little cache contention) and N threads on N idle cores run N× faster.
+    """
     config, info, network = _setup(env_id, algo, threads)
     compile_kernels(config, network, info)
     shared = new_shared_state(config, network)
@@ -164,9 +169,9 @@ def training_rate(env_id, algo, threads, seconds, warmup):
     workers.start()
     try:
         time.sleep(warmup)
-        t0, T0 = time.perf_counter(), int(shared.counters[C_T])
+        t0, c0, T0 = time.perf_counter(), time.process_time(), int(shared.counters[C_T])
         time.sleep(seconds)
-        t1, T1 = time.perf_counter(), int(shared.counters[C_T])
+        t1, c1, T1 = time.perf_counter(), time.process_time(), int(shared.counters[C_T])
         memory = rss_mb()
     finally:
         shared.counters[C_STOP] = 1
@@ -175,7 +180,7 @@ def training_rate(env_id, algo, threads, seconds, warmup):
     if workers.errors:
         k, exc = workers.errors[0]
         raise RuntimeError(f"worker thread {k} failed: {type(exc).__name__}: {exc}")
-    return (T1 - T0) / (t1 - t0), memory
+    return (T1 - T0) / (t1 - t0), memory, (c1 - c0) / (t1 - t0)
 
 
 # ----------------------------------------------------------------------------- 3. per-piece breakdown
@@ -264,6 +269,7 @@ class AtariBenchmark:
     emulator: dict = field(default_factory=dict)     # kind -> {threads: steps/s}
     emulator_cores: dict = field(default_factory=dict)   # kind -> {threads: cores used}
     training: dict = field(default_factory=dict)     # threads -> steps/s
+    training_cores: dict = field(default_factory=dict)   # threads -> cores busy
     memory_mb: dict = field(default_factory=dict)    # threads -> RSS MiB
     breakdown_ms: dict = field(default_factory=dict)        # piece -> wall ms per agent step
     breakdown_cpu_ms: dict = field(default_factory=dict)    # piece -> CPU ms per agent step
@@ -298,8 +304,8 @@ def run(env_id="ALE/Pong-v5", algo="a3c", threads=(1, 2, 16), seconds=20.0, warm
         on_line(f"  {'total':24s} {total:8.3f} {'':6s} {total_cpu:8.3f}   -> {1000 / total:.0f} agent steps/s "
                 f"in one thread ({1000 / max(total_cpu, 1e-12):.0f} on an idle core, from CPU time)")
     for n in threads:
-        rate, mem = training_rate(env_id, algo, n, seconds, warmup)
-        res.training[n], res.memory_mb[n] = rate, mem
+        rate, mem, used = training_rate(env_id, algo, n, seconds, warmup)
+        res.training[n], res.memory_mb[n], res.training_cores[n] = rate, mem, used
         on_line(f"training {algo} {n:2d} thread(s): {rate:8.0f} agent steps/s ({rate * FRAME_SKIP:.0f} frames/s), "
-                f"RSS {mem:.0f} MiB")
+                f"{used:.2f} cores busy, {1000 * used / max(rate, 1e-9):.3f} CPU ms/step, RSS {mem:.0f} MiB")
     return res
