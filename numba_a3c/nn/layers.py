@@ -206,14 +206,17 @@ def conv2d_backward(cols, C, H, Wd, Wm, kh, kw, stride, dz, dWm, db, dcols, dx, 
     P = cols.shape[1]
     dZ2 = dz.reshape((O, P))
     K = cols.shape[0]
-    gW = np.dot(dZ2, cols.T)
+    # (dZ colsᵀ)ᵀ = cols dZᵀ: the same product, in the orientation OpenBLAS runs faster for these
+    # shapes (for the Atari conv1, (256×400)·(400×16) took 33 µs where (16×400)·(400×256) took 55).
+    gWt = np.dot(cols, dZ2.T)
     for o in range(O):
         s = _ZERO
         for p in range(P):
             s += dZ2[o, p]
         db[o] += s
-        for k in range(K):
-            dWm[o, k] += gW[o, k]
+    for k in range(K):
+        for o in range(O):
+            dWm[o, k] += gWt[k, o]
     if need_dx:
         np.dot(Wm.T, dZ2, dcols)
         col2im_add(dcols, C, H, Wd, kh, kw, stride, dx)
