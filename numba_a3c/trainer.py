@@ -197,6 +197,10 @@ class Trainer:
     def restore(self, ckpt):
         """Load a checkpoint's parameters, optimiser state, counters, RNGs and logs into this run."""
         sh = self.shared
+        if not (np.isfinite(ckpt.theta).all() and np.isfinite(ckpt.opt_shared).all()
+                and np.isfinite(ckpt.opt_private).all()):
+            raise ValueError("the checkpoint holds NaN or Inf parameters (a diverged state, e.g. diverged.h5); "
+                             "resume from latest.h5 or best.h5 instead")
         if ckpt.thread_i.shape[0] != sh.n_threads:
             raise ValueError("the checkpoint was written by a run with a different number of threads")
         sh.theta[:] = ckpt.theta
@@ -461,8 +465,8 @@ class Trainer:
         found = "; ".join(found) or "a loss or gradient became NaN or Inf"
         keep = (f"the last good checkpoint {self.last_good_save[0]} (step {self.last_good_save[1]:,}) is kept"
                 if self.last_good_save else "no checkpoint was saved before it (use --save-every to keep one)")
-        return (f"training diverged at step {T:,}: {found}. Try a lower learning rate "
-                f"(--lr {self.config.lr / 3:.2g}) or a smaller --clip-norm; {keep}")
+        return (f"training diverged at step {T:,}: {found}. Try a lower learning rate (a new run with "
+                f"--lr {self.config.lr / 3:.2g}) or a smaller --clip-norm; {keep}")
 
     def _finish_eval(self, wait):
         """Wait for a periodic evaluation still running (at most STOP_TIMEOUT when stopping)."""

@@ -71,6 +71,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    import h5py  # noqa: F401 - imported before the first reading, so its memory is not counted as growth
     import numpy as np
 
     from numba_a3c import checkpoint
@@ -82,7 +83,7 @@ def main(argv=None):
     config = resolve(dict(env=args.env, algo=args.algo, threads=args.threads, steps=10**12, seed=args.seed,
                           save_every=args.save_every, eval_every=0, log_interval=args.interval))
     failures = []
-    rows = []                   # (elapsed, T, steps/s of the interval, RSS MiB)
+    rows = []                   # (elapsed, T, steps/s of the interval, RSS MiB, episodes)
     loaded = []                 # global steps of the checkpoints loaded during the run
     last_seen = {"mtime": None, "T": 0, "time": time.monotonic()}
     state = {"stopping_since": None}
@@ -103,7 +104,7 @@ def main(argv=None):
         prev_t = rows[-1][0] if rows else 0.0
         rate = (p.steps - prev_T) / (p.elapsed - prev_t) if p.elapsed > prev_t else 0.0
         rss = resident_mib()
-        rows.append((p.elapsed, p.steps, rate, rss))
+        rows.append((p.elapsed, p.steps, rate, rss, p.episodes))
         latest = out / "latest.h5"
         note = ""
         if latest.exists() and latest.stat().st_mtime_ns != last_seen["mtime"]:
@@ -163,8 +164,10 @@ def main(argv=None):
     if rows:
         rss_start, rss_end = rows[0][3], rows[-1][3]
         growth = rss_end - rss_start
+        episodes = rows[-1][4] - rows[0][4]
+        per_episode = f", {1024 * 1024 * growth / episodes:,.0f} bytes per episode finished" if episodes > 0 else ""
         print(f"resident memory: {rss_start:.1f} MiB at the first interval, {rss_end:.1f} MiB at the end "
-              f"({growth:+.1f} MiB; limit {args.max_rss_growth:.0f})")
+              f"({growth:+.1f} MiB{per_episode}; limit {args.max_rss_growth:.0f})")
         if growth > args.max_rss_growth:
             failures.append(f"resident memory grew by {growth:.1f} MiB")
         rates = [r[2] for r in rows[1:]] or [rows[0][2]]

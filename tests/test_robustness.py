@@ -206,7 +206,7 @@ def test_nan_reward_is_divergence_and_last_good_checkpoint_is_kept(tmp_path):
                  "--save-every", "500", "--out", "run", "--quiet"], cwd=tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "diverged" in r.stdout
-    assert "training diverged at step" in r.stderr and "Try a lower learning rate (--lr" in r.stderr
+    assert "training diverged at step" in r.stderr and "Try a lower learning rate (a new run with --lr" in r.stderr
     assert "the last good checkpoint" in r.stderr and "is kept" in r.stderr
     good = checkpoint.load(tmp_path / "run" / "latest.h5")
     assert np.isfinite(good.theta).all()
@@ -238,6 +238,8 @@ def test_non_finite_parameters_are_caught_by_the_monitor(tmp_path):
     assert "parameters became NaN or Inf" in result.error and "lower learning rate" in result.error
     assert time.monotonic() - holder["t"] < 5.0
     assert (tmp_path / "diverged.h5").exists() and not (tmp_path / "latest.h5").exists()
+    refused = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "diverged.h5")])
+    assert refused.exit_code == 2 and "holds NaN or Inf parameters" in refused.output, refused.output
 
 
 def test_failing_periodic_evaluation_stops_the_run(tmp_path):
