@@ -1,6 +1,7 @@
 """``asyncrl bench atari``: Atari agent steps/s for 1, 2 and 16 threads, the time split of a step, memory."""
 
 import json
+import os
 
 import click
 
@@ -49,11 +50,15 @@ def atari(env_id, algo, threads, seconds, warmup, emulator_seconds, breakdown_st
     click.echo(f"Atari benchmark: {algo} on {env_id}; training windows of {seconds:g} s after {warmup:g} s warm-up")
     res = bench.run(env_id, algo, threads, seconds=seconds, warmup=warmup, emulator_seconds=emulator_seconds,
                     breakdown_steps=breakdown_steps, on_line=click.echo)
-    click.echo("summary:")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    click.echo(f"summary ({cores} cores):")
     for n, rate in res.training.items():
         verdict = "meets" if rate >= bench.TARGET_STEPS_PER_S else "below"
+        cpu_ms = 1000 * res.training_cores[n] / max(rate, 1e-9)
+        projected = min(n, cores) * 1000 / cpu_ms
         click.echo(f"  {n:2d} threads: {rate:7.0f} agent steps/s ({verdict} the {bench.TARGET_STEPS_PER_S} target)"
-                   f", RSS {res.memory_mb[n]:.0f} MiB")
+                   f", RSS {res.memory_mb[n]:.0f} MiB; {cpu_ms:.3f} CPU ms/step, so {projected:.0f} steps/s "
+                   f"if the threads had {min(n, cores)} idle core(s)")
     if 16 in res.memory_mb:
         mem = res.memory_mb[16]
         verdict = "within" if mem <= bench.TARGET_RSS_MB_16_THREADS else "above"
