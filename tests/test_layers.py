@@ -116,7 +116,7 @@ def test_dense_gradients(seed):
 # ----------------------------------------------------------------------------- conv2d
 def conv_reference(x, Wt, b, stride):
     """Valid cross-correlation by direct sliding windows: x (C, H, W), Wt (O, C, kh, kw)."""
-    O, C, kh, kw = Wt.shape
+    O, _, kh, kw = Wt.shape
     _, Hh, Ww = x.shape
     Ho, Wo = (Hh - kh) // stride + 1, (Ww - kw) // stride + 1
     z = np.zeros((O, Ho, Wo))
@@ -337,7 +337,7 @@ def test_a3c_entropy_term_alone():
     values = rng.standard_normal((n, 1)).astype(np.float32).astype(np.float64)  # the kernel reads R as float32
     returns = values[:, 0].copy()
     dlogits, dvalues = np.zeros((n, A)), np.zeros((n, 1))
-    pl, vl, ent = a3c_loss(logits, values, np.zeros(n, np.int64), returns, beta, dlogits, dvalues,
+    pl, vl, _ = a3c_loss(logits, values, np.zeros(n, np.int64), returns, beta, dlogits, dvalues,
                            np.zeros(A), n)
     assert pl == 0.0 and vl == 0.0 and not dvalues.any()
 

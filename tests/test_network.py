@@ -35,6 +35,7 @@ def numpy_forward(net, theta, x):
     (in, out); conv W (O, C, kh, kw) over (C, H, W) inputs, valid padding; flatten row-major."""
     v = net.views(theta)
     outputs = {}
+    body_out = None
     h = x.reshape((x.shape[0],) + tuple(net.spec.input_shape))
     for layer in net.layers:
         W, b = v[layer["name"] + "/W"], v[layer["name"] + "/b"]
@@ -185,8 +186,8 @@ def test_forward_matches_numpy_network(name):
 # ----------------------------------------------------------------------------- network + loss gradients
 def loss_setup(net, rng, n):
     A = net.spec.n_actions
-    return dict(actions=rng.integers(0, A, n + 1).astype(np.int64),
-                targets=rng.standard_normal(n + 1).astype(np.float32).astype(np.float64), beta=0.05)
+    return {"actions": rng.integers(0, A, n + 1).astype(np.int64),
+            "targets": rng.standard_normal(n + 1).astype(np.float32).astype(np.float64), "beta": 0.05}
 
 
 def analytic_gradient(net, theta, obs, n, data):

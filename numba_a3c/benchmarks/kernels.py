@@ -36,7 +36,13 @@ import numpy as np
 from numba import njit
 
 from numba_a3c.nn.losses import a3c_loss, q_loss
-from numba_a3c.nn.network import Network, atari_spec, backward_rows, forward_row, mlp_spec
+from numba_a3c.nn.network import (
+    Network,
+    atari_spec,
+    backward_rows,
+    forward_row,
+    mlp_spec,
+)
 from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_update
 
 T_MAX = 5
@@ -293,8 +299,8 @@ def torch_comparison(case, repeats):
     diff_out = max(float(np.abs(case.ws[:T_MAX, net.out_pi:net.out_pi + A] - logits.detach().numpy()).max()),
                    float(np.abs(case.ws[:T_MAX, net.out_v] - value.detach().numpy()).max()))
     case.grads[:] = 0.0
-    return dict(version=torch.__version__, threads=1, forward_s=t_forward, segment_s=t_segment,
-                max_output_diff=diff_out, max_rel_grad_diff=rel_grad)
+    return {"version": torch.__version__, "threads": 1, "forward_s": t_forward, "segment_s": t_segment,
+            "max_output_diff": diff_out, "max_rel_grad_diff": rel_grad}
 
 
 # ----------------------------------------------------------------------------- the whole benchmark
@@ -316,29 +322,33 @@ def machine_info():
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    return dict(cpu=model, cores=os.cpu_count(), usable_cores=usable, python=platform.python_version(),
-                numpy=np.__version__, numba=numba.__version__, scipy=scipy.__version__, platform=platform.platform())
+    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": usable, "python": platform.python_version(),
+            "numpy": np.__version__, "numba": numba.__version__, "scipy": scipy.__version__,
+            "platform": platform.platform()}
 
 
 def run(repeats=20, compile_times=True, torch=True, progress=None):
     """Run the whole benchmark and return its results as a JSON-ready dict (times in seconds)."""
     say = progress or (lambda msg: None)
-    result = dict(machine=machine_info(), repeats=int(repeats), t_max=T_MAX, networks={})
+    result = {"machine": machine_info(), "repeats": int(repeats), "t_max": T_MAX, "networks": {}}
     for case in cases():
         say(f"timing {case.name} ({case.net.n_params:,} parameters)")
-        entry = dict(n_params=case.net.n_params)
+        entry = {"n_params": case.net.n_params}
         for what in ("forward", "segment", "update", "segment_update"):
             entry[what + "_s"], entry[what + "_inner"] = time_call(getattr(case, what), repeats)
         result["networks"][case.name] = entry
         if case.name == "atari" and torch:
             say("timing the same Atari network in PyTorch (one thread)")
-            cmp = torch_comparison(case, repeats)
+            try:
+                cmp = torch_comparison(case, repeats)
+            except Exception as exc:  # noqa: BLE001  (an optional comparison must not sink the benchmark)
+                cmp = {"skipped": f"PyTorch failed ({type(exc).__name__}: {exc})"}
             if cmp is None:
-                result["torch"] = dict(skipped="torch is not installed (optional: it is only a comparison)")
-            else:
+                cmp = {"skipped": "torch is not installed (optional: it is only a comparison)"}
+            elif "skipped" not in cmp:
                 cmp["segment_ratio"] = entry["segment_s"] / cmp["segment_s"]
                 cmp["forward_ratio"] = entry["forward_s"] / cmp["forward_s"]
-                result["torch"] = cmp
+            result["torch"] = cmp
     if compile_times:
         say("measuring cold compile and warm start-up in fresh interpreters")
         cold, warm = startup_times()

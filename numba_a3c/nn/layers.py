@@ -42,8 +42,8 @@ def limit_blas_threads(n=1):
     import ctypes
 
     try:
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the library numba binds np.dot to)
         import scipy
+        import scipy.linalg.cython_blas  # loads the OpenBLAS that numba binds np.dot to
     except ImportError:
         return False
     paths = set()
