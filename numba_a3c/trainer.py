@@ -331,7 +331,13 @@ class Trainer:
         config = self.config
         compile_kernels(config, self.network, self.env_info)
         workers = Workers(self.shared, self.network, self.env_info, config)
-        workers.reset_environments(fresh=not self.resumed_consistent)
+        try:
+            workers.reset_environments(fresh=not self.resumed_consistent)
+        except Exception as exc:  # noqa: BLE001 - an environment that cannot start ends the run, plainly
+            self._close_envs(workers)
+            return RunResult(status="failed", steps=int(self.shared.counters[C_T]), wall_time=self.wall_time_before,
+                             steps_per_s=0.0, episodes=int(self.shared.thread_i[:, TI_EPISODES].sum()),
+                             final_eval=None, error="could not start the environments: " + describe_exception(exc))
         counters = self.shared.counters
         counters[C_STOP] = 1 if self._stop_requested else 0
         counters[C_STATUS] = 0

@@ -12,6 +12,7 @@ too), after ``FAULT_AFTER`` of its steps:
 * ``Robust/FailingStep-v0``: ``step`` raises RuntimeError.
 * ``Robust/NaNReward-v0``: ``step`` returns a NaN reward.
 * ``Robust/BlockingStep-v0``: ``step`` never returns (it sleeps forever).
+* ``Robust/FailingReset-v0``: the first ``reset`` raises OSError (at once, not after FAULT_AFTER).
 """
 
 import time
@@ -38,6 +39,8 @@ class _Walk(gymnasium.Env):
         super().reset(seed=seed)
         if seed is not None and seed % 1000 == FAULTY_THREAD:
             self.faulty = True   # sticky: later resets with other seeds (evaluation episodes) keep it
+        if self.faulty and self.fault == "reset":
+            raise OSError("injected failure: the simulator could not start")
         self.t = 0
         self.x = self.np_random.normal(size=4).astype(np.float32)
         return self.x.copy(), {}
@@ -74,8 +77,12 @@ class Healthy(_Walk):
     fault = None
 
 
+class FailingReset(_Walk):
+    fault = "reset"
+
+
 for _name, _cls in (("FailingStep", FailingStep), ("NaNReward", NaNReward), ("BlockingStep", BlockingStep),
-                    ("Healthy", Healthy)):
+                    ("FailingReset", FailingReset), ("Healthy", Healthy)):
     _id = f"Robust/{_name}-v0"
     if _id not in gymnasium.envs.registry:
         gymnasium.register(_id, entry_point=_cls)

@@ -201,6 +201,16 @@ def test_worker_exception_stops_run_saves_and_names_the_thread(tmp_path):
     assert time.monotonic() - t0 < 60
 
 
+def test_environment_that_cannot_start_fails_plainly(tmp_path):
+    r = run_cli(["--env", "Robust/FailingReset-v0", "--threads", "2", "--steps", "10000", "--eval-every", "0",
+                 "--out", "run", "--quiet"], cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "failed: 0 steps" in r.stdout
+    assert ("error: could not start the environments: OSError: injected failure: the simulator could not start "
+            "(at robustness_envs.py:") in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_nan_reward_is_divergence_and_last_good_checkpoint_is_kept(tmp_path):
     r = run_cli(["--env", "Robust/NaNReward-v0", "--threads", "2", "--steps", "10000000", "--eval-every", "0",
                  "--save-every", "500", "--out", "run", "--quiet"], cwd=tmp_path)
