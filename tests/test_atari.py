@@ -115,6 +115,18 @@ def test_lives_raw_rewards_and_the_auto_reset():
         env.close()
 
 
+def test_fire_at_reset_launches_the_ball():
+    """Breakout waits for FIRE: with FIRE at reset, an agent that only ever plays NOOP still
+    sees the ball launched and misses it (a life is lost) within a few dozen steps."""
+    env = make_atari_env("ALE/Breakout-v5")
+    try:
+        env.reset(seed=1)
+        lost = [env.step(0)[4]["life_lost"] for _ in range(200)]
+        assert any(lost)
+    finally:
+        env.close()
+
+
 def test_truncation_returns_the_final_frame_to_bootstrap_from():
     """A time limit (here 200 frames = 50 agent steps) truncates: the truncating step returns the
     finished episode's s_{t+1} (the stack continues), and reset() then returns the new episode's s_0."""
