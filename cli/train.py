@@ -145,7 +145,11 @@ def train(out, resume, force, stop_at, quiet, **options):
 
     Every option not given comes from the preset for the environment and algorithm
     (data/presets); the resolved configuration is printed and saved in the run directory.
-    Ctrl-C (or SIGTERM) stops every thread, saves latest.h5 and prints how to resume.
+    Every option is checked before anything is created. Ctrl-C (or SIGTERM) stops every
+    thread, saves latest.h5 and prints how to resume; a second Ctrl-C exits at once.
+
+    Exit status: 0 finished (or paused by --stop-at), 1 failed or diverged, 2 bad input,
+    130 stopped by Ctrl-C, 143 by SIGTERM. See docs/robustness.md.
     """
     from numba_a3c.checkpoint import CheckpointError
     from numba_a3c.envs.registry import EnvError
