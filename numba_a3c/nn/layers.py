@@ -2,8 +2,11 @@
 
 Conventions (checkpoints and external readers rely on them):
 
-* A batch is a 2-D array with one row per sample. Rows may be strided views into a larger
-  workspace; the last axis is always contiguous.
+* Forward kernels compute ONE sample (acting sees one observation at a time): 1-D vectors, or
+  (channels, height, width) images flattened row-major. Backward kernels of dense layers take a
+  batch, a C-contiguous 2-D array with one row per sample (the segment's rows, copied out of the
+  workspace by :func:`numba_a3c.nn.network.backward_rows`); conv and activation backward
+  kernels take one sample.
 * Dense: ``W`` has shape (n_in, n_out) and the layer computes ``Z = X @ W + b``.
 * Conv2d: ``W`` has shape (out_channels, in_channels, kh, kw), inputs are laid out
   (channels, height, width) and flattened row-major, padding is "valid", and
@@ -17,7 +20,8 @@ Names follow the derivation: ``dLdY`` is ∂L/∂(layer output), ``dZ`` the grad
 pre-activation, ``dW``/``db``/``dX`` the gradients of the parameters and of the input.
 
 Every kernel is ``@njit(nogil=True, cache=True)`` and float32-clean (constants are
-``np.float32``), so worker threads run them in parallel with the GIL released.
+``np.float32``), so worker threads run them in parallel with the GIL released. They are generic:
+float64 arrays give float64 kernels, which is how the finite-difference tests run them.
 """
 
 import glob
