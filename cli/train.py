@@ -216,6 +216,9 @@ def train(out, resume, force, stop_at, quiet, **options):
     click.echo(f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s of training "
                f"({result.steps_per_s:,.0f} steps/s this session), {result.episodes:,} episodes, "
                f"{time.monotonic() - t0:.1f} s in all")
+    if trainer.episodes_dropped:
+        click.echo(f"warning: {trainer.episodes_dropped:,} finished episodes are missing from episodes.csv (the "
+                   f"monitor fell behind); the step counts and the parameters are not affected", err=True)
     if result.final_eval is not None:
         ev = result.final_eval
         click.echo(f"final greedy evaluation: mean return {ev.mean:.2f} ± {ev.returns.std():.2f} over "

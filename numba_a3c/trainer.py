@@ -168,6 +168,7 @@ class Trainer:
         self._fault = ""             # a fault the monitor found (a failed save or evaluation)
         self._divergence = ""        # what the monitor found non-finite
         self.last_good_save = None   # (path, global step) of the last latest.h5 written
+        self.episodes_dropped = 0    # finished episodes missing from the logs (ring buffer overrun)
 
     @classmethod
     def from_checkpoint(cls, path, changes=None, **kwargs):
@@ -233,6 +234,9 @@ class Trainer:
         counts = self.shared.thread_i[:, TI_EPISODES].copy()
         for k in range(len(counts)):
             first = max(int(self._seen[k]), int(counts[k]) - cap)
+            # A thread that finished more than `cap` episodes since the last drain (the monitor was
+            # held up, e.g. by a slow disk) has overwritten the oldest ones: count them.
+            self.episodes_dropped += first - int(self._seen[k])
             for idx in range(first, int(counts[k])):
                 T, ret, length = log[k, idx % cap]
                 if not math.isfinite(ret) and not self._divergence:

@@ -252,6 +252,23 @@ def test_non_finite_parameters_are_caught_by_the_monitor(tmp_path):
     assert refused.exit_code == 2 and "holds NaN or Inf parameters" in refused.output, refused.output
 
 
+def test_episode_log_overrun_is_counted_not_hidden():
+    """If a thread finishes more episodes than its ring buffer holds between two drains (the
+    monitor was held up), the missing episodes are counted and reported, never invented."""
+    from numba_a3c.algorithms.state import EPISODE_LOG_CAPACITY, TI_EPISODES
+
+    trainer = Trainer(resolve(dict(threads=2, steps=1000, eval_every=0)), final_eval=False)
+    log = trainer.shared.episode_log
+    done = EPISODE_LOG_CAPACITY + 904
+    for i in range(done):
+        log[0, i % EPISODE_LOG_CAPACITY] = (i + 1, float(i), 1.0)
+    trainer.shared.thread_i[0, TI_EPISODES] = done
+    trainer.drain_episodes(0.0)
+    assert trainer.episodes_dropped == 904
+    assert len(trainer.episode_rows) == EPISODE_LOG_CAPACITY
+    assert trainer.episode_rows[0][:3] == (905, 0, 904.0) and trainer.episode_rows[-1][2] == done - 1
+
+
 def test_failing_periodic_evaluation_stops_the_run(tmp_path):
     """The evaluation thread's environment raises (its seed makes it the faulty one; the single
     training thread's is not): the run stops as failed instead of losing the error."""
