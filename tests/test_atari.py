@@ -115,6 +115,15 @@ def test_lives_raw_rewards_and_the_auto_reset():
         env.close()
 
 
+def test_episodes_begin_with_random_no_op_starts():
+    env = make_atari_env("ALE/Pong-v5")
+    try:
+        starts = {env.reset(seed=s)[1]["episode_frame_number"] for s in range(12)}
+    finally:
+        env.close()
+    assert len(starts) >= 5 and min(starts) >= 0 and max(starts) <= 31
+
+
 def test_fire_at_reset_launches_the_ball():
     """Breakout waits for FIRE: with FIRE at reset, an agent that only ever plays NOOP still
     sees the ball launched and misses it (a life is lost) within a few dozen steps."""

@@ -15,7 +15,8 @@ The preprocessing (Mnih et al. 2015, used unchanged by Mnih et al. 2016):
 * the observation is the stack of the last 4 such frames, shape ``(4, 84, 84)``, dtype uint8,
   OLDEST FIRST: ``obs[3]`` is the newest frame, and after a step ``obs[0:3]`` is the previous
   ``obs[1:4]``. The network scales by 1/255 (:func:`numba_a3c.envs.registry.flat_observation`);
-* at the start of each episode a random number (0–30) of no-op steps, then FIRE for the
+* at the start of each episode a random number (up to 30) of no-op emulator frames (ale-py
+  counts them in frames, as OpenAI baselines' NoopResetEnv does), then FIRE for the
   games that need it to start (Breakout …); the minimal action set (6 actions for Pong, 4 for
   Breakout, 6 for Space Invaders);
 * no sticky actions (``repeat_action_probability`` 0, the papers' setting; gymnasium's own
@@ -151,25 +152,27 @@ class AtariEnv:
         self._seed = seed
         self._next_obs = None    # first observation of the episode the vector env already started
         self._next_lives = 0
+        self._next_frame = 0
         self._lives = 0
         self._last = None
         self._started = False
 
     def reset(self, *, seed=None, options=None):
         """Start an episode: a fresh seeded one when ``seed`` is given (or on the first call), else
-        the one the emulator already began when the last episode ended."""
+        the one the emulator already began when the last episode ended. ``info`` holds ``lives``
+        and ``episode_frame_number``, the frames the no-op start (and FIRE) already played."""
         if seed is None and not self._started:
             seed = self._seed
         if seed is not None or self._next_obs is None:
             obs, info = self._vec.reset(seed=None if seed is None else int(seed))
-            obs, lives = obs[0], int(info["lives"][0])
+            obs, lives, frame = obs[0], int(info["lives"][0]), int(info["episode_frame_number"][0])
         else:
-            obs, lives = self._next_obs, self._next_lives
+            obs, lives, frame = self._next_obs, self._next_lives, self._next_frame
         self._started = True
         self._next_obs = None
         self._lives = lives
         self._last = obs
-        return obs, {"lives": lives}
+        return obs, {"lives": lives, "episode_frame_number": frame}
 
     def step(self, action):
         """One agent step (4 frames). Returns ``(obs, raw_reward, terminated, truncated, info)``;
@@ -182,6 +185,7 @@ class AtariEnv:
         reward = float(rewards[0])
         if terminated or truncated:
             self._next_obs, self._next_lives = obs[0], lives
+            self._next_frame = int(info["episode_frame_number"][0])
             obs = info["final_obs"][0]
             life_lost = False
         else:
