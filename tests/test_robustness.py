@@ -252,6 +252,19 @@ def test_non_finite_parameters_are_caught_by_the_monitor(tmp_path):
     assert refused.exit_code == 2 and "holds NaN or Inf parameters" in refused.output, refused.output
 
 
+def test_checkpoint_that_cannot_be_written_stops_the_run(tmp_path):
+    """A directory squatting on latest.h5 makes every save fail (as a full disk would): the run
+    stops as failed and says so, instead of training on with nothing to resume from."""
+    (tmp_path / "latest.h5").mkdir()
+    config = resolve(dict(threads=2, steps=10**9, eval_every=0, save_every=2000))
+    t0 = time.monotonic()
+    result = Trainer(config, final_eval=False, run_dir=tmp_path).run()
+    assert time.monotonic() - t0 < 60
+    assert result.status == "failed"
+    assert "could not save a checkpoint in" in result.error and "latest.h5" in result.error
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_episode_log_overrun_is_counted_not_hidden():
     """If a thread finishes more episodes than its ring buffer holds between two drains (the
     monitor was held up), the missing episodes are counted and reported, never invented."""
