@@ -265,3 +265,37 @@ def test_one_thread_fixed_seed_run_is_deterministic():
         return trainer.shared.theta.copy()
 
     np.testing.assert_array_equal(train(), train())
+
+
+def test_bench_atari_reports_every_piece(tmp_path):
+    """``asyncrl bench atari`` at a tiny size: every measurement is present and sane (no timing asserted)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from numba_a3c.benchmarks.atari import PIECES
+    from numba_a3c.cli.bench_atari import atari
+
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(atari, ["--threads", "1,2", "--seconds", "1", "--warmup", "0.5",
+                                        "--emulator-seconds", "0.5", "--breakdown-steps", "20", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "emulator scaling, 2 threads vs 1" in result.output and "if the threads had" in result.output
+    data = json.loads(out.read_text())
+    assert set(data["breakdown_ms"]) == set(PIECES) and data["breakdown_steps"] >= 20
+    assert all(v >= 0 for v in data["breakdown_cpu_ms"].values())
+    for kind in ("vector", "ale"):
+        assert all(rate > 0 for rate in data["emulator"][kind].values())
+    assert set(data["training"]) == {"1", "2"} and all(rate > 0 for rate in data["training"].values())
+    assert all(0 < mb < 100_000 for mb in data["memory_mb"].values())
+
+
+def test_bench_atari_rejects_bad_input():
+    from click.testing import CliRunner
+
+    from numba_a3c.cli.bench_atari import atari
+
+    for args, message in ([["--env", "ALE/Pongg-v5"], "Did you mean ALE/Pong-v5"],
+                          [["--threads", "0"], "thread counts >= 1"]):
+        result = CliRunner().invoke(atari, args)
+        assert result.exit_code == 2 and message in result.output
