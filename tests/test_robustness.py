@@ -282,6 +282,20 @@ def test_episode_log_overrun_is_counted_not_hidden():
     assert trainer.episode_rows[0][:3] == (905, 0, 904.0) and trainer.episode_rows[-1][2] == done - 1
 
 
+def test_episode_rows_read_like_a_list_of_tuples():
+    from numba_a3c.trainer import EpisodeRows
+
+    expected = [(10 * i, i % 3, 0.5 * i, i + 1, 0.25 * i) for i in range(3000)]  # grows past 1024 twice
+    rows = EpisodeRows()
+    for r in expected[:2000]:
+        rows.append(r)
+    rows.extend(np.asarray(expected[2000:], np.float64))
+    assert len(rows) == 3000 and list(rows) == expected
+    assert rows[5] == expected[5] and rows[-1] == expected[-1] and rows[-100:] == expected[-100:]
+    assert np.array_equal(np.asarray(rows), np.asarray(expected, np.float64))
+    assert list(EpisodeRows(rows.array())) == expected
+
+
 def test_failing_periodic_evaluation_stops_the_run(tmp_path):
     """The evaluation thread's environment raises (its seed makes it the faulty one; the single
     training thread's is not): the run stops as failed instead of losing the error."""
