@@ -1,6 +1,6 @@
 """Checking a run's inputs before any work starts.
 
-A refused run must cost the user nothing: no directory, no file, no compiled kernel, no thread.
+A refused run must cost the user nothing: no run directory, no file, no thread.
 So ``asyncrl train`` calls, in this order and before it creates anything:
 
 1. :func:`check_config`: every number and choice of a :class:`~numba_a3c.config.TrainConfig`
