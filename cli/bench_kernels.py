@@ -13,7 +13,7 @@ def _us(seconds):
 @click.option("--repeats", default=30, show_default=True, type=click.IntRange(min=1),
               help="measurements per kernel; the median is reported (a warm-up call comes first)")
 @click.option("--compile-times/--no-compile-times", default=True, show_default=True,
-              help="also measure cold compile and warm start-up, each in a fresh interpreter (~1 min)")
+              help="also measure cold compile and warm start-up, each in a fresh interpreter (tens of seconds)")
 @click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
               help="time the same Atari network in PyTorch on one thread, if torch is installed")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON (times in seconds)")
