@@ -30,12 +30,18 @@ _ZERO = np.float32(0.0)
 _TINY = np.float32(1e-30)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def global_norm(grads):
-    """‖Δθ‖₂ over the whole flat gradient, accumulated in float64 (it is compared with a clip value)."""
+    """‖Δθ‖₂ over the whole flat gradient, accumulated in float64 (it is compared with a clip value).
+
+    ``reassoc`` lets LLVM split the sum into vector lanes: without it the float64 sum is one
+    serial chain of additions (360 µs for the Atari network's 678k parameters, 25 µs with it).
+    The lanes make the rounding differ from a left-to-right sum, well inside float64 precision;
+    the result is still the same for the same array on the same machine.
+    """
     s = 0.0
     for i in range(grads.shape[0]):
-        x = grads[i]
+        x = np.float64(grads[i])
         s += x * x
     return np.sqrt(s)
 

@@ -108,7 +108,7 @@ TF_LR = 3                 # learning rate used by the last update
 TF_LOSS = 4               # loss of the last update (summed over the segment)
 TF_ENTROPY = 5            # mean policy entropy of the last segment (A3C)
 TF_GRAD_NORM = 6          # global gradient norm of the last update (before clipping)
-TF_VALUE = 7              # mean V(s) or max Q(s) of the last segment
+TF_VALUE = 7              # mean V(s_i) (A3C) or mean Q(s_i, a_i) of the actions taken (Q methods) over the last segment
 TF_SIZE = 8
 
 EPISODE_LOG_CAPACITY = 4096
