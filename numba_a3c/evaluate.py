@@ -97,7 +97,7 @@ def evaluate(network, params, env_info, episodes=10, mode="greedy", epsilon=0.0,
                             returns, lengths)
         return returns, lengths
     policy = Policy(network, params, mode, epsilon, seed)
-    env = make_python_env(env_info, seed=seed)
+    env = make_python_env(env_info, seed=seed, render=on_frame is not None)
     try:
         for e in range(episodes):
             obs, _ = env.reset(seed=seed + e)

@@ -487,8 +487,16 @@ def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, m
         with warnings.catch_warnings():
             # gymnasium warns on render() without a render mode; on_frame turns that into one clear error
             warnings.filterwarnings("ignore", message=".*render method without specifying any render mode")
-            r, n = evaluate(network, ckpt.theta, env_info, episodes=1, seed=seed + e,
-                            on_frame=on_frame if record and e == 0 else None, **kwargs)
+            try:
+                r, n = evaluate(network, ckpt.theta, env_info, episodes=1, seed=seed + e,
+                                on_frame=on_frame if record and e == 0 else None, **kwargs)
+            except Exception as exc:
+                # gymnasium's renderers need extras (pygame for classic control): say so in one line.
+                import gymnasium
+
+                if not isinstance(exc, (ImportError, gymnasium.error.DependencyNotInstalled)):
+                    raise
+                raise InspectError(f"{config.env} cannot render frames here: {exc}") from None
         returns[e], lengths[e] = r[0], n[0]
         if on_episode is not None:
             on_episode(e, float(r[0]), int(n[0]))

@@ -60,7 +60,7 @@ def describe_env(env_id, force_gym=False):
     if env_id not in ids:
         if env_id in natives:
             raise EnvError(f"{env_id} has no gymnasium version; drop --gym to use the native one")
-        close = difflib.get_close_matches(env_id, ids + list(natives), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(env_id, sorted(set(ids) | set(natives)), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
         raise EnvError(f"unknown environment {env_id!r}.{hint} Use a native id "
                        f"({', '.join(natives)}), a registered gymnasium id, or ALE/<Game>-v5.")
@@ -82,8 +82,12 @@ def describe_env(env_id, force_gym=False):
         env.close()
 
 
-def make_python_env(info, seed=None):
-    """A Python-stepped environment for ``info``: gymnasium's, or the native one's Python wrapper."""
+def make_python_env(info, seed=None, render=False):
+    """A Python-stepped environment for ``info``: gymnasium's, or the native one's Python wrapper.
+
+    ``render=True`` asks gymnasium for ``render_mode="rgb_array"`` so that ``render()`` returns
+    frames (native and Atari environments always can).
+    """
     if info.kind == "native":
         from numba_a3c.envs.native import NativeEnv
 
@@ -94,7 +98,7 @@ def make_python_env(info, seed=None):
         return make_atari_env(info.env_id, seed=seed)
     import gymnasium
 
-    return gymnasium.make(info.env_id)
+    return gymnasium.make(info.env_id, render_mode="rgb_array" if render else None)
 
 
 def flat_observation(obs, scale, out):
