@@ -27,7 +27,8 @@ FAULTY_THREAD = 1
 class _Walk(gymnasium.Env):
     fault = None
 
-    def __init__(self):
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (4,), np.float32)
         self.action_space = gymnasium.spaces.Discrete(2)
         self.faulty = False
