@@ -97,12 +97,13 @@ def _exit_now(run_dir):
 
 def _install_signal_handlers(trainer, run_dir):
     """First Ctrl-C, SIGTERM or SIGHUP: stop every thread, save, print how to resume. Second: exit now.
-    Returns the list the handler appends each signal number to.
+    Returns the list the handler appends each signal number to, and the handlers it replaced.
 
     The second signal exits from inside the handler (``os._exit``) rather than by raising: an
     exception raised by a signal handler is lost when it fires inside a ``__del__`` or weakref
     callback, and worker threads may still be inside nopython code."""
     received = []
+    previous = {}
 
     def handler(signum, frame):
         received.append(signum)
@@ -114,14 +115,14 @@ def _install_signal_handlers(trainer, run_dir):
         else:
             _exit_now(run_dir)
 
+    # SIGHUP (the terminal went away) saves like SIGTERM.
+    sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     try:
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
-        if hasattr(signal, "SIGHUP"):  # the terminal went away: save like SIGTERM
-            signal.signal(signal.SIGHUP, handler)
+        for sig in sigs:
+            previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread (e.g. inside a test runner's thread)
         pass
-    return received
+    return received, previous
 
 
 def _default_run_dir(config):
@@ -207,28 +208,32 @@ def train(out, resume, force, stop_at, quiet, **options):
     click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
                f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
                + (f"; resuming at step {done:,}" if resume else ""))
-    received = _install_signal_handlers(trainer, run_dir)
-    t0 = time.monotonic()
+    received, previous = _install_signal_handlers(trainer, run_dir)
     try:
-        result = trainer.run(stop_at=stop_at)
-    except KeyboardInterrupt:  # only where the handlers could not be installed
-        _exit_now(run_dir)
-    click.echo(f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s of training "
-               f"({result.steps_per_s:,.0f} steps/s this session), {result.episodes:,} episodes, "
-               f"{time.monotonic() - t0:.1f} s in all")
-    if trainer.episodes_dropped:
-        click.echo(f"warning: {trainer.episodes_dropped:,} finished episodes are missing from episodes.csv (the "
-                   f"monitor fell behind); the step counts and the parameters are not affected", err=True)
-    if result.final_eval is not None:
-        ev = result.final_eval
-        click.echo(f"final greedy evaluation: mean return {ev.mean:.2f} ± {ev.returns.std():.2f} over "
-                   f"{len(ev.returns)} episodes")
-    files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
-    click.echo(f"run directory: {run_dir} ({files})")
-    if result.status in ("stopped", "paused", "failed") and (run_dir / "latest.h5").exists():
-        click.echo(f"to continue: asyncrl train --resume {run_dir / 'latest.h5'}")
-    if result.error:
-        click.echo(f"error: {result.error}", err=True)
-        sys.exit(1)
-    if result.status == "stopped" and received:
-        sys.exit(128 + received[0])  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM, 129 SIGHUP
+        t0 = time.monotonic()
+        try:
+            result = trainer.run(stop_at=stop_at)
+        except KeyboardInterrupt:  # only where the handlers could not be installed
+            _exit_now(run_dir)
+        click.echo(f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s of training "
+                   f"({result.steps_per_s:,.0f} steps/s this session), {result.episodes:,} episodes, "
+                   f"{time.monotonic() - t0:.1f} s in all")
+        if trainer.episodes_dropped:
+            click.echo(f"warning: {trainer.episodes_dropped:,} finished episodes are missing from episodes.csv (the "
+                       f"monitor fell behind); the step counts and the parameters are not affected", err=True)
+        if result.final_eval is not None:
+            ev = result.final_eval
+            click.echo(f"final greedy evaluation: mean return {ev.mean:.2f} ± {ev.returns.std():.2f} over "
+                       f"{len(ev.returns)} episodes")
+        files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
+        click.echo(f"run directory: {run_dir} ({files})")
+        if result.status in ("stopped", "paused", "failed") and (run_dir / "latest.h5").exists():
+            click.echo(f"to continue: asyncrl train --resume {run_dir / 'latest.h5'}")
+        if result.error:
+            click.echo(f"error: {result.error}", err=True)
+            sys.exit(1)
+        if result.status == "stopped" and received:
+            sys.exit(128 + received[0])  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM, 129 SIGHUP
+    finally:
+        for sig, handler in previous.items():  # an in-process caller (a test) gets its handlers back
+            signal.signal(sig, handler)

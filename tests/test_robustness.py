@@ -166,6 +166,7 @@ def test_output_directory_problems_are_refused(tmp_path, monkeypatch):
 
 def test_existing_run_directory_needs_force_or_resume(tmp_path):
     out = tmp_path / "run"
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     first = CliRunner().invoke(cli, ["train", "--quiet", "--steps", "2000", "--threads", "1", "--out", str(out),
                                      "--eval-every", "0", "--eval-episodes", "1"])
     assert first.exit_code == 0, first.output
@@ -184,6 +185,7 @@ def test_existing_run_directory_needs_force_or_resume(tmp_path):
     forced = CliRunner().invoke(cli, ["train", "--quiet", "--steps", "2000", "--threads", "1", "--out", str(out),
                                       "--force", "--eval-every", "0", "--eval-episodes", "1"])
     assert forced.exit_code == 0, forced.output
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers, "train left its signal handlers behind"
 
 
 # ============================================================================ 2. faults during a run
