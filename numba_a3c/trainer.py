@@ -64,6 +64,7 @@ from numba_a3c.workers import (
 STATUS_NAMES = {0: "finished", 1: "diverged", 2: "stopped", 3: "finished", 4: "failed"}
 
 STOP_TIMEOUT = 2.0            # seconds workers (and an evaluation) get to stop once asked
+END_TIMEOUT = 10.0            # seconds the other workers get to finish once one has ended (budget, pause)
 THETA_CHECK_INTERVAL = 0.1    # seconds between the monitor's checks that θ is finite
 
 # Settings a resumed run may change: they do not alter what is learned (steps extends the budget).
@@ -232,6 +233,7 @@ class Trainer:
         self._divergence = ""        # what the monitor found non-finite
         self.last_good_save = None   # (path, global step) of the last latest.h5 written
         self.episodes_dropped = 0    # finished episodes missing from the logs (ring buffer overrun)
+        self.end_timeout = END_TIMEOUT
 
     @classmethod
     def from_checkpoint(cls, path, changes=None, **kwargs):
@@ -432,10 +434,14 @@ class Trainer:
                     next_theta_check = now + THETA_CHECK_INTERVAL
                 if self._eval_error is not None and not self._fault:
                     self._fault = "the periodic evaluation failed: " + describe_exception(self._eval_error)
-                if counters[C_STOP]:
-                    # Stopping: no new evaluations or saves; give the workers STOP_TIMEOUT seconds.
+                asked = bool(counters[C_STOP])
+                if asked or not all(t.is_alive() for t in workers.threads):
+                    # Ending (stop flag, or a worker is done: budget, pause, failure): no new
+                    # evaluations or saves; the others get STOP_TIMEOUT (asked) or END_TIMEOUT
+                    # seconds, then the run ends without them (a thread blocked in its environment).
                     stop_since = now if stop_since is None else stop_since
-                    if now - stop_since > STOP_TIMEOUT:
+                    if now - stop_since > (STOP_TIMEOUT if asked else self.end_timeout):
+                        counters[C_STOP] = 1
                         break
                     continue
                 T = int(counters[C_T])
@@ -487,9 +493,12 @@ class Trainer:
         if status == DIVERGED and not workers.errors:
             errors.append(self._divergence_message(T))
         if stuck_threads:
+            waited = STOP_TIMEOUT if (interrupted or self._stop_requested) else self.end_timeout
             errors.append(f"worker thread(s) {', '.join(map(str, stuck_threads))} did not stop within "
-                          f"{STOP_TIMEOUT:g} s (blocked in the environment?); the checkpoint is a snapshot taken "
+                          f"{waited:g} s (blocked in the environment?); the checkpoint is a snapshot taken "
                           f"while they ran")
+            if status not in (ERROR, DIVERGED):
+                status = ERROR
         if status == ERROR or status == DIVERGED:
             name = STATUS_NAMES[status]
         elif interrupted:

@@ -422,6 +422,22 @@ def test_blocked_environment_does_not_hang_the_stop(tmp_path):
     assert not ck.attrs["at_rest"]
 
 
+def test_blocked_thread_does_not_hang_the_end_of_a_run(tmp_path):
+    """Thread 1 blocks forever in step; thread 0 reaches the budget: the run still ends (after
+    ``end_timeout``), says which thread was left behind, and saves."""
+    import robustness_envs  # noqa: F401 - registers Robust/BlockingStep-v0
+
+    config = resolve(dict(env="Robust/BlockingStep-v0", threads=2, steps=8000, eval_every=0))
+    trainer = Trainer(config, final_eval=False, run_dir=tmp_path)
+    trainer.end_timeout = 1.0
+    t0 = time.monotonic()
+    result = trainer.run()
+    assert time.monotonic() - t0 < 30
+    assert result.status == "failed" and result.steps >= 8000
+    assert "worker thread(s) 1 did not stop within 1 s" in result.error
+    assert not checkpoint.load(tmp_path / "latest.h5").attrs["at_rest"]
+
+
 # ============================================================================ 3. Hogwild safety
 @pytest.mark.parametrize("algo", ["a3c", "onestep-q"])
 def test_sixteen_threads_count_every_step_exactly(algo):
