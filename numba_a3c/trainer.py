@@ -17,8 +17,10 @@ Faults (see docs/robustness.md)
     * :meth:`Trainer.request_stop` (the CLI calls it on Ctrl-C / SIGTERM) stops the workers at
       their next step; the run saves and ends "stopped".
     * Nothing waits forever: workers get ``STOP_TIMEOUT`` seconds to stop once the stop flag is
-      up (a Python environment blocked in ``step`` is left behind, and the checkpoint is then a
-      snapshot rather than a state at rest), and so does a periodic evaluation still running.
+      up, and ``END_TIMEOUT`` seconds to finish once another worker has ended (budget, pause); a
+      Python environment blocked in ``step`` is then left behind, the run ends "failed" and its
+      checkpoint is a snapshot rather than a state at rest. A periodic evaluation still running
+      at a stop gets ``STOP_TIMEOUT`` too, and the final evaluation is abandoned on a stop.
 """
 
 import dataclasses
