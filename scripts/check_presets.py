@@ -13,7 +13,8 @@ count. This is how the presets were chosen and how their claims are checked::
     python scripts/check_presets.py --algos a3c --seeds 5 --cli      # wall time of a whole `asyncrl train`
 
 Every ``--set KEY=V1[,V2...]`` with several values adds a dimension to a grid: each combination
-is checked on every seed (a sweep). ``--cli`` runs each seed as its own ``asyncrl train --quiet``
+is checked on every seed (a sweep). Values are JSON where they parse; list values are separated
+by semicolons: ``--set 'hidden=[32];[64,64]'``. ``--cli`` runs each seed as its own ``asyncrl train --quiet``
 process and times the whole process (Python start-up, imports, loading the cached kernels,
 training and the final evaluation): that is the number behind "solves CartPole in N s". Without
 it, runs share one process and the time is that of building the trainer, training and evaluating.
@@ -128,7 +129,7 @@ def main(argv=None):
     ap.add_argument("--threshold", type=float, default=None,
                     help="greedy mean return that counts as solved [the preset's 'solved']")
     ap.add_argument("--need", type=int, default=None,
-                    help="seeds that must pass per algorithm [the preset's 'need', else 4 of 5 scaled]")
+                    help="seeds that must pass per algorithm [4 of 5, scaled to the number of seeds]")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=V1[,V2...]",
                     help="override a preset value; several values make a sweep (repeatable)")
     ap.add_argument("--cli", action="store_true",
@@ -145,6 +146,14 @@ def main(argv=None):
         ap.error(f"{path.name} has no 'solved' threshold; give --threshold")
     need = args.need if args.need is not None else max(1, -(-4 * len(args.seeds) // 5))
     grid = parse_set(args.sets)
+    import dataclasses
+
+    from numba_a3c.config import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(grid) - fields)
+    if unknown:
+        ap.error(f"--set {', '.join(unknown)}: not a training setting; choose from {', '.join(sorted(fields))}")
     keys = sorted(grid)
     points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))] or [{}]
 
