@@ -149,7 +149,7 @@ def test_gymnasium_env_without_a_native_version(algo):
     assert -200.0 <= result.final_eval.returns[0] < 0.0
 
 
-@pytest.mark.slow
 def test_a3c_learns_gymnasium_cartpole():
+    # The Python loop trains like the nopython one: the same A3C setting as the native test above.
     _, result = train(config(algo="a3c", threads=1, seed=0, lr=0.003, steps=150_000, gym=True))
-    assert result.final_eval.mean >= 475.0
+    assert result.final_eval.mean >= 475.0, result.final_eval.returns
