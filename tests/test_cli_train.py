@@ -23,9 +23,9 @@ def run_cli(*args):
 @pytest.fixture(scope="module")
 def a3c_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    result = run_cli("--algo", "a3c", "--env", "CartPole-v1", "--threads", "2", "--steps", "40000",
+    result = run_cli("--algo", "a3c", "--env", "CartPole-v1", "--threads", "2", "--steps", "80000",
                      "--seed", "3", "--lr", "0.002", "--t-max", "8", "--hidden", "16,16",
-                     "--eval-every", "20000", "--eval-episodes", "3", "--log-interval", "0.01",
+                     "--eval-every", "40000", "--eval-episodes", "3", "--log-interval", "0.01",
                      "--out", str(out))
     return result, out
 
@@ -36,7 +36,7 @@ def test_train_prints_config_progress_evaluation_and_summary(a3c_run):
     lines = result.output.splitlines()
     # The resolved configuration: the options given, and the preset's values for the rest.
     config_line = next(line for line in lines if line.startswith("configuration:"))
-    for item in ("algo=a3c", "threads=2", "steps=40000", "seed=3", "lr=0.002", "t_max=8", "hidden=[16, 16]"):
+    for item in ("algo=a3c", "threads=2", "steps=80000", "seed=3", "lr=0.002", "t_max=8", "hidden=[16, 16]"):
         assert item in config_line
     preset = preset_values("CartPole-v1", "a3c")
     assert f"activation={preset['activation']}" in config_line
@@ -63,23 +63,23 @@ def test_train_writes_the_run_directory(a3c_run):
     saved = json.loads((out / "config.json").read_text())
     config = TrainConfig.from_dict(saved)
     assert (config.algo, config.threads, config.steps, config.seed, config.t_max, config.hidden) == \
-        ("a3c", 2, 40_000, 3, 8, (16, 16))
+        ("a3c", 2, 80_000, 3, 8, (16, 16))
     with open(out / "episodes.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert rows and set(rows[0]) == {"global_step", "thread", "return", "length", "wall_time"}
     assert {int(r["thread"]) for r in rows} == {0, 1}
     steps = [int(float(r["global_step"])) for r in rows]
-    assert max(steps) <= 40_000 + 1
+    assert max(steps) <= 80_000 + 1
     with open(out / "evaluations.csv") as fh:
         evals = list(csv.DictReader(fh))
-    # The periodic evaluation at 20,000 steps and the final one.
-    assert len(evals) >= 2 and int(float(evals[-1]["global_step"])) >= 40_000
+    # The periodic evaluation at 40,000 steps and the final one.
+    assert len(evals) >= 2 and int(float(evals[-1]["global_step"])) >= 80_000
     assert all(int(float(e["episodes"])) == 3 for e in evals)
 
 
 @pytest.mark.parametrize("algo", ["nstep-q", "onestep-q", "sarsa"])
 def test_train_q_methods_show_epsilon(tmp_path, algo):
-    result = run_cli("--algo", algo, "--steps", "30000", "--threads", "1", "--eval-episodes", "1",
+    result = run_cli("--algo", algo, "--steps", "60000", "--threads", "1", "--eval-episodes", "1",
                      "--log-interval", "0.001", "--out", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
     assert f"algo={algo}" in result.output
@@ -136,3 +136,16 @@ def test_asyncrl_train_runs_as_a_program(tmp_path):
     assert "configuration: algo=a3c env=CartPole-v1" in proc.stdout
     assert "final greedy evaluation" in proc.stdout
     assert (out / "latest.h5").is_file() and (out / "config.json").is_file()
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "Catch-v0", "Acrobot-v1", "MountainCar-v0"])
+def test_every_shipped_preset_resolves_for_every_method(env):
+    # Every key of a preset must be a configuration field (a typo would fail here, not in a user's run).
+    from numba_a3c.config import ALGORITHMS, resolve
+
+    for algo in ALGORITHMS:
+        config = resolve({"env": env, "algo": algo})
+        assert (config.env, config.algo) == (env, algo)
+        for key, value in preset_values(env, algo).items():
+            got = getattr(config, key)
+            assert (list(got) if isinstance(got, tuple) else got) == value, key
