@@ -17,6 +17,13 @@ gradient and apply it to the shared parameters. Here that skeleton is four funct
 :func:`numba_a3c.workers.run_native` runs them with a native (Numba) environment entirely in
 nopython code; the gymnasium and Atari workers call the same functions from a Python loop, so
 both paths train identically.
+
+The step functions take the whole :class:`~numba_a3c.algorithms.state.Learner` tuple (24 arrays).
+A call that is not inlined pays a reference-count increment and decrement on every one of those
+arrays, which cost more than the CartPole network's forward pass itself. So the functions that
+take ``L`` are marked ``inline="always"``: Numba inlines them at its IR level into the worker
+loop (``run_native``: 218k → 390k steps/s for A3C on CartPole with one thread, and a shorter cold
+compile). They remain ordinary functions when called from Python, as the tests do.
 """
 
 import numpy as np
@@ -74,7 +81,7 @@ from numba_a3c.nn.network import forward_row
 from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_update
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def acting_params(L):
     """θ for the one-step methods (they act and learn on the shared parameters), θ′ otherwise."""
     algo = L.config_i[CI_ALGO]
@@ -84,7 +91,7 @@ def acting_params(L):
 
 
 # ----------------------------------------------------------------------------- the step functions
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def begin_segment(L):
     """``dθ ← 0; θ′ ← θ; t_start ← t`` (Algorithms S2 and S3). dθ is already zero (end_segment zeroes it)."""
     algo = L.config_i[CI_ALGO]
@@ -94,7 +101,7 @@ def begin_segment(L):
     L.thread_i[TI_SEGMENT_END] = SEG_NONE
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def act(L):
     """``a_n ← policy(s_n)`` with a forward pass whose activations the backward pass reuses."""
     n = L.thread_i[TI_N]
@@ -110,7 +117,7 @@ def act(L):
     return a
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def observe(L, reward, terminal, truncated, episode_over):
     """Record the transition (s_n, a_n, r_n, s_{n+1}); returns True when the segment must end.
 
@@ -161,7 +168,7 @@ def observe(L, reward, terminal, truncated, episode_over):
     return L.thread_i[TI_SEGMENT_END] != SEG_NONE
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def apply_gradients(L):
     """Clip dθ by global norm and apply the optimiser to the shared θ; dθ ← 0. Returns a status."""
     norm = global_norm(L.grads)
@@ -184,7 +191,7 @@ def apply_gradients(L):
     return OK
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def maybe_refresh_target(L):
     """``if T mod I_target == 0: θ⁻ ← θ``, done by the one thread that claims the crossing.
 
@@ -201,7 +208,7 @@ def maybe_refresh_target(L):
             atomic_add(L.counters, C_TARGET_UPDATES, 1)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def end_segment(L):
     """Targets → loss gradient → backprop → clip → optimiser → θ⁻ refresh → next segment's s_0.
 

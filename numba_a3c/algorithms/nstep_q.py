@@ -31,7 +31,7 @@ from numba_a3c.nn.network import backward_rows, forward_row
 from numba_a3c.targets import n_step_returns, q_learning_target
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def segment_gradient(L, n):
     """dθ′ for the segment s_0 … s_{n−1} (bootstrapping from s_n); returns the summed squared error."""
     A = L.config_i[CI_N_ACTIONS]

@@ -37,7 +37,7 @@ from numba_a3c.nn.network import backward_rows, forward_row
 from numba_a3c.targets import q_learning_target, sarsa_target
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def segment_gradient(L, n, sarsa):
     """dθ for the n transitions of the segment; returns the summed squared TD error.
 

@@ -56,7 +56,7 @@ def sample_policy(logits, probs, rng):
     return rng_categorical(rng, probs, probs.shape[0])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def choose_action(L, row):
     """The behaviour policy's action for the state whose forward pass is in ``L.ws[row]``."""
     A = L.config_i[CI_N_ACTIONS]
