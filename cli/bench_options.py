@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import click
+from numba_a3c.cli.errors import BadInput
 
 
 def int_list(ctx, param, value):
@@ -45,7 +46,7 @@ def check_env(env, gym):
     try:
         return describe_env(env, force_gym=gym)
     except EnvError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise BadInput(str(exc)) from None
 
 
 def check_plot(path):
@@ -57,10 +58,10 @@ def check_plot(path):
     try:
         require_matplotlib()
     except ImportError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise BadInput(str(exc)) from None
     folder = Path(path).resolve().parent
     if not folder.is_dir():
-        raise click.UsageError(f"--plot {path}: the folder {folder} does not exist; create it or choose another path")
+        raise BadInput(f"--plot {path}: the folder {folder} does not exist; create it or choose another path")
 
 
 def run_bench(module, **kwargs):
@@ -68,7 +69,7 @@ def run_bench(module, **kwargs):
     try:
         return module.run(**kwargs)
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise BadInput(str(exc)) from None
 
 
 def progress_printer(enabled=True):

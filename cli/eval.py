@@ -4,12 +4,7 @@ import json
 import time
 
 import click
-
-
-class BadInput(click.ClickException):
-    """A file or request that cannot be used: one line on stderr, exit code 2, no traceback."""
-
-    exit_code = 2
+from numba_a3c.cli.errors import BadInput
 
 
 @click.command("eval")

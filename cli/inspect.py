@@ -3,7 +3,7 @@
 import json
 
 import click
-from numba_a3c.cli.eval import BadInput
+from numba_a3c.cli.errors import BadInput
 
 
 @click.command()

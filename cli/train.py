@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import click
+from numba_a3c.cli.errors import BadInput
 
 from numba_a3c.config import TrainConfig, resolve
 
@@ -194,7 +195,7 @@ def train(out, resume, force, stop_at, quiet, **options):
         done = int(trainer.shared.counters[0])
         check_stop_at(stop_at, done)
     except (EnvError, ValueError, CheckpointError) as exc:
-        raise click.UsageError(str(exc)) from None
+        raise BadInput(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("interrupted before training started; nothing was created", err=True)
         sys.exit(130)
@@ -202,7 +203,7 @@ def train(out, resume, force, stop_at, quiet, **options):
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     except OSError as exc:
-        raise click.UsageError(f"cannot write the run directory {run_dir}: {exc}") from None
+        raise BadInput(f"cannot write the run directory {run_dir}: {exc}") from None
     print_config(config)
     net = trainer.network
     click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
