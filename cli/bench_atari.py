@@ -62,7 +62,8 @@ def atari(env_id, algo, threads, seconds, warmup, emulator_seconds, breakdown_st
     if 16 in res.memory_mb:
         mem = res.memory_mb[16]
         verdict = "within" if mem <= bench.TARGET_RSS_MB_16_THREADS else "above"
-        click.echo(f"  memory with 16 threads: {mem:.0f} MiB ({verdict} the {bench.TARGET_RSS_MB_16_THREADS} MiB target)")
+        target = bench.TARGET_RSS_MB_16_THREADS
+        click.echo(f"  memory with 16 threads: {mem:.0f} MiB ({verdict} the {target} MiB target)")
     vec = res.emulator.get("vector", {})
     if 1 in vec and 2 in vec:
         click.echo(f"  emulator scaling, 2 threads vs 1: vector env x{vec[2] / vec[1]:.2f}, "

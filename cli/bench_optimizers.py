@@ -1,7 +1,6 @@
 """``asyncrl bench optimizers``: final score against learning rate for momentum SGD, RMSProp and shared RMSProp."""
 
 import click
-
 from numba_a3c.cli.bench_options import (
     check_env,
     check_plot,

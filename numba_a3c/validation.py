@@ -174,7 +174,8 @@ def check_writable(path):
         raise ConfigError(f"--out {path} is a file, not a directory; choose another --out")
     base = _existing_ancestor(path)
     if not base.is_dir():
-        raise ConfigError(f"cannot create run directory {path}: {base} is a file, not a directory; choose another --out")
+        raise ConfigError(f"cannot create run directory {path}: {base} is a file, not a directory; "
+                          f"choose another --out")
     try:
         with tempfile.TemporaryFile(dir=base):
             pass

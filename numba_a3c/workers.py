@@ -62,6 +62,7 @@ from numba_a3c.algorithms.state import (
     CI_TARGET_INTERVAL,
     DIVERGED,
     EPISODE_LOG_CAPACITY,
+    NEVER,
     OK,
     OPTIMIZERS,
     SHARED_RMSPROP,
@@ -77,7 +78,6 @@ from numba_a3c.algorithms.state import (
     TI_SIZE,
     TI_STEPS,
     TI_THREAD,
-    NEVER,
     Learner,
     epsilon_finals,
 )

@@ -272,9 +272,9 @@ def test_bench_atari_reports_every_piece(tmp_path):
     import json
 
     from click.testing import CliRunner
+    from numba_a3c.cli.bench_atari import atari
 
     from numba_a3c.benchmarks.atari import PIECES
-    from numba_a3c.cli.bench_atari import atari
 
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(atari, ["--threads", "1,2", "--seconds", "1", "--warmup", "0.5",
@@ -292,7 +292,6 @@ def test_bench_atari_reports_every_piece(tmp_path):
 
 def test_bench_atari_rejects_bad_input():
     from click.testing import CliRunner
-
     from numba_a3c.cli.bench_atari import atari
 
     for args, message in ([["--env", "ALE/Pongg-v5"], "Did you mean ALE/Pong-v5"],

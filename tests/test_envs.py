@@ -58,7 +58,7 @@ def test_cartpole_truncates_at_500_steps_like_gymnasium():
     gym_env = gymnasium.make("CartPole-v1")
     gym_env.reset(seed=0)
     gym_env.unwrapped.state = state[:4].copy()
-    for t in range(500):
+    for t in range(500):  # noqa: B007 - t is checked after the loop
         a = 1 if obs[2] + 0.5 * obs[3] > 0 else 0
         # The dynamics are chaotic and numba's cos/sin may differ from libm's by an ulp, so each
         # step starts both from the same state; the time limit is gymnasium's TimeLimit wrapper.

@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from numba_a3c.algorithms import a3c, nstep_q, onestep
+from numba_a3c.algorithms.policies import choose_action, learning_rate_at
 from numba_a3c.algorithms.state import (
     A3C,
     BUDGET_DONE,
@@ -76,7 +77,6 @@ from numba_a3c.algorithms.state import (
     TI_UPDATES,
 )
 from numba_a3c.atomics import atomic_add, atomic_cas
-from numba_a3c.algorithms.policies import choose_action, learning_rate_at
 from numba_a3c.nn.network import forward_row
 from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_update
 

@@ -8,8 +8,17 @@ The learning rate decays linearly to 0 over the run's budget.
 
 from numba import njit
 
-from numba_a3c.algorithms.state import A3C, C_T, CI_ALGO, CI_EPS_ANNEAL, CI_N_ACTIONS, CI_OUT_PI, CI_OUT_Q
-from numba_a3c.algorithms.state import TF_EPS_FINAL, TF_EPSILON
+from numba_a3c.algorithms.state import (
+    A3C,
+    C_T,
+    CI_ALGO,
+    CI_EPS_ANNEAL,
+    CI_N_ACTIONS,
+    CI_OUT_PI,
+    CI_OUT_Q,
+    TF_EPS_FINAL,
+    TF_EPSILON,
+)
 from numba_a3c.nn.layers import softmax_forward
 from numba_a3c.rng import rng_categorical, rng_integer, rng_uniform
 

@@ -92,7 +92,7 @@ def rom_for(env_id):
                    f"(write them in PascalCase: space_invaders -> ALE/SpaceInvaders-v5)")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _minimal_actions(rom):
     import ale_py
 
