@@ -36,7 +36,7 @@ setup(
         "scipy>=1.11",
         "gymnasium>=1.0",
         "ale-py>=0.10",
-        "click>=8.1",
+        "click>=8.2",
         "h5py>=3.10",
     ],
     extras_require={

@@ -30,9 +30,9 @@ def _thread_list(ctx, param, value):
               help="window of each emulator-only measurement (1 and 2 threads)")
 @click.option("--breakdown-steps", default=2000, show_default=True, type=click.IntRange(min=0),
               help="agent steps timed piece by piece in one thread (0: skip)")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
-              help="also write the results to this JSON file")
-def atari(env_id, algo, threads, seconds, warmup, emulator_seconds, breakdown_steps, json_path):
+@click.option("--json", "as_json", is_flag=True,
+              help="print the results as one JSON document on stdout (progress goes to stderr)")
+def atari(env_id, algo, threads, seconds, warmup, emulator_seconds, breakdown_steps, as_json):
     """Atari throughput: agent steps/s of real training with each thread count, how one thread's step
     splits into emulator+preprocessing, forward, backward and update, the emulator's own scaling
     over threads (C++ vector env vs plain ALEInterface), and resident memory.
@@ -47,9 +47,15 @@ def atari(env_id, algo, threads, seconds, warmup, emulator_seconds, breakdown_st
         describe_env(env_id)
     except EnvError as exc:
         raise click.BadParameter(str(exc), param_hint="--env") from None
-    click.echo(f"Atari benchmark: {algo} on {env_id}; training windows of {seconds:g} s after {warmup:g} s warm-up")
+    def say(line):
+        click.echo(line, err=as_json)
+
+    say(f"Atari benchmark: {algo} on {env_id}; training windows of {seconds:g} s after {warmup:g} s warm-up")
     res = bench.run(env_id, algo, threads, seconds=seconds, warmup=warmup, emulator_seconds=emulator_seconds,
-                    breakdown_steps=breakdown_steps, on_line=click.echo)
+                    breakdown_steps=breakdown_steps, on_line=say)
+    if as_json:
+        click.echo(json.dumps(res.to_dict(), indent=2))
+        return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     click.echo(f"summary ({cores} cores):")
     for n, rate in res.training.items():
@@ -68,7 +74,3 @@ def atari(env_id, algo, threads, seconds, warmup, emulator_seconds, breakdown_st
     if 1 in vec and 2 in vec:
         click.echo(f"  emulator scaling, 2 threads vs 1: vector env x{vec[2] / vec[1]:.2f}, "
                    f"plain ALEInterface x{res.emulator['ale'][2] / res.emulator['ale'][1]:.2f}")
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(res.to_dict(), fh, indent=2)
-        click.echo(f"results written to {json_path}")
