@@ -36,20 +36,6 @@ import time
 from pathlib import Path
 
 
-def resident_mib():
-    """This process's resident set size in MiB (from /proc; ru_maxrss where there is no /proc)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +69,7 @@ def main(argv=None):
 
     from numba_a3c import checkpoint
     from numba_a3c.algorithms.state import C_T, TI_STEPS
+    from numba_a3c.benchmarks.report import resident_mib
     from numba_a3c.config import resolve
     from numba_a3c.trainer import Trainer
 

@@ -47,6 +47,7 @@ import numpy as np
 
 from numba_a3c.algorithms.learner import act, apply_gradients, begin_segment, end_segment, observe
 from numba_a3c.algorithms.state import C_STOP, C_T, TI_EPISODE_OVER, TI_N
+from numba_a3c.benchmarks.report import resident_mib
 from numba_a3c.config import resolve
 from numba_a3c.envs.atari import FRAME_SKIP, make_atari_env, rom_for
 from numba_a3c.envs.registry import describe_env, flat_observation
@@ -60,18 +61,6 @@ TARGET_STEPS_PER_S = 926
 TARGET_RSS_MB_16_THREADS = 1536
 #: An endless budget: measurements end by the stop flag.
 ENDLESS = 10**15
-
-
-def rss_mb():
-    """Resident memory of this process in MiB (Linux /proc; NaN elsewhere)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
 
 
 # ----------------------------------------------------------------------------- 1. emulator scaling
@@ -172,7 +161,7 @@ def training_rate(env_id, algo, threads, seconds, warmup):
         t0, c0, T0 = time.perf_counter(), time.process_time(), int(shared.counters[C_T])
         time.sleep(seconds)
         t1, c1, T1 = time.perf_counter(), time.process_time(), int(shared.counters[C_T])
-        memory = rss_mb()
+        memory = resident_mib()
     finally:
         shared.counters[C_STOP] = 1
         workers.join(60)

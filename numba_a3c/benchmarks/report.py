@@ -90,3 +90,17 @@ def require_matplotlib():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def resident_mib():
+    """This process's resident set size in MiB (from /proc; the peak, ru_maxrss, where there is no /proc)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
