@@ -1,6 +1,7 @@
 """``asyncrl bench optimizers``: final score against learning rate for momentum SGD, RMSProp and shared RMSProp."""
 
 import click
+
 from numba_a3c.cli.bench_options import (
     check_env,
     check_plot,
@@ -10,7 +11,6 @@ from numba_a3c.cli.bench_options import (
     progress_printer,
     run_bench,
 )
-
 from numba_a3c.config import ALGORITHMS, OPTIMIZERS
 
 

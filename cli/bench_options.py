@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import click
+
 from numba_a3c.cli.errors import BadInput
 
 

@@ -1,6 +1,7 @@
 """``asyncrl bench speedup``: the paper's Table 2 measure, time to a reference score with n threads vs 1."""
 
 import click
+
 from numba_a3c.cli.bench_options import (
     algos_and_threads,
     check_env,

@@ -1,6 +1,7 @@
 """``asyncrl bench throughput``: environment steps/s of real training, per algorithm and thread count."""
 
 import click
+
 from numba_a3c.cli.bench_options import (
     algos_and_threads,
     check_env,

@@ -4,6 +4,7 @@ import json
 import time
 
 import click
+
 from numba_a3c.cli.errors import BadInput
 
 

@@ -3,6 +3,7 @@
 import json
 
 import click
+
 from numba_a3c.cli.errors import BadInput
 
 

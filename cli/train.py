@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import click
-from numba_a3c.cli.errors import BadInput
 
+from numba_a3c.cli.errors import BadInput
 from numba_a3c.config import TrainConfig, resolve
 
 

@@ -51,6 +51,8 @@ class TrainConfig:
     seed: int = _f(0, "random seed (parameters, exploration and environments)")
     eval_every: int = _f(0, "greedy evaluation every this many global steps, beside the workers (0: off)")
     eval_episodes: int = _f(10, "episodes per evaluation (periodic and final)")
+    eval_epsilon: float = _f(0.0, "ε of the evaluation policy: 0 is greedy; Atari uses 0.05, the usual protocol, so a "
+                             "policy that never presses FIRE after a lost life cannot stall an evaluation")
     gym: bool = _f(False, "use the gymnasium environment even where a native (Numba) one exists")
     save_every: int = _f(0, "save a checkpoint every this many global steps (0: only at the end)")
     log_interval: float = _f(1.0, "seconds between progress lines")

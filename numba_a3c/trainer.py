@@ -316,7 +316,9 @@ class Trainer:
             self._seen[k] = counts[k]
 
     def evaluate_now(self, params, steps, wall, report=True):
+        eps = self.config.eval_epsilon
         returns, _ = evaluate(self.network, params, self.env_info, episodes=self.config.eval_episodes,
+                              mode="epsilon" if eps > 0 else "greedy", epsilon=eps,
                               seed=self.config.seed + 7919 * (len(self.eval_rows) + 1))
         ev = Evaluation(steps, wall, returns)
         with self._lock:

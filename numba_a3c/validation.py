@@ -68,7 +68,7 @@ def check_config(config):
     The ranges: threads 1..256; steps 1..10¹³; 0 < lr ≤ 1; 0 < γ ≤ 1; t_max 1..1000; β ≥ 0;
     0 ≤ RMSProp α < 1; RMSProp ε > 0; clip norm ≥ 0 (0: off); reward clip ≥ 0 (0: off);
     target interval ≥ 1; ε anneal steps ≥ 0; 1..16 hidden layers of 1..65,536 units;
-    eval/save intervals ≥ 0 (0: off); 1..100,000 evaluation episodes; log interval > 0;
+    eval/save intervals ≥ 0 (0: off); 1..100,000 evaluation episodes; 0 ≤ evaluation ε ≤ 1; log interval > 0;
     0 ≤ seed < 2³².
     """
     c = config
@@ -86,8 +86,11 @@ def check_config(config):
     _int_range("eval_episodes", c.eval_episodes, 1, MAX_EVAL_EPISODES)
     _int_range("save_every", c.save_every, 0, MAX_STEPS, " (0 saves only at the end)")
     _int_range("seed", c.seed, 0, MAX_SEED)
-    for name in ("lr", "gamma", "beta", "rms_alpha", "rms_eps", "clip_norm", "reward_clip", "log_interval"):
+    for name in ("lr", "gamma", "beta", "rms_alpha", "rms_eps", "clip_norm", "reward_clip", "log_interval",
+                 "eval_epsilon"):
         _finite(name, getattr(c, name))
+    if not 0.0 <= c.eval_epsilon <= 1.0:
+        raise ConfigError(f"--eval-epsilon {c.eval_epsilon:g}: must be in [0, 1] (0: greedy evaluation)")
     if not 0.0 < c.lr <= 1.0:
         raise ConfigError(f"--lr {c.lr:g}: the learning rate must be in (0, 1]; typical values are 1e-4 to 1e-2")
     if not 0.0 < c.gamma <= 1.0:

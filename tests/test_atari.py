@@ -272,9 +272,9 @@ def test_bench_atari_reports_every_piece():
     import json
 
     from click.testing import CliRunner
-    from numba_a3c.cli.bench_atari import atari
 
     from numba_a3c.benchmarks.atari import PIECES
+    from numba_a3c.cli.bench_atari import atari
 
     args = ["--threads", "1,2", "--seconds", "1", "--warmup", "0.5", "--emulator-seconds", "0.5",
             "--breakdown-steps", "20"]
@@ -294,6 +294,7 @@ def test_bench_atari_reports_every_piece():
 
 def test_bench_atari_rejects_bad_input():
     from click.testing import CliRunner
+
     from numba_a3c.cli.bench_atari import atari
 
     for args, message in ([["--env", "ALE/Pongg-v5"], "Did you mean ALE/Pong-v5"],

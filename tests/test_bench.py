@@ -11,10 +11,10 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from numba_a3c.cli.main import cli
-from numba_a3c.data import data_path
 
 from numba_a3c.benchmarks import optimizers, report, speedup
+from numba_a3c.cli.main import cli
+from numba_a3c.data import data_path
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+
 from numba_a3c.cli.main import cli
 
 KEYS = ("forward_s", "segment_s", "update_s", "segment_update_s")

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from numba_a3c.cli.main import cli
 
+from numba_a3c.cli.main import cli
 from numba_a3c.config import TrainConfig, preset_values
 
 

@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from numba_a3c.cli.main import cli
 
 from numba_a3c import checkpoint
+from numba_a3c.cli.main import cli
 from numba_a3c.config import resolve
 from numba_a3c.inspection import find_checkpoint, shipped_checkpoints
 from numba_a3c.nn.network import Network

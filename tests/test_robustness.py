@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from numba_a3c.cli.main import cli
 
 from numba_a3c import checkpoint
 from numba_a3c.algorithms.state import C_T, TI_STEPS
+from numba_a3c.cli.main import cli
 from numba_a3c.config import resolve
 from numba_a3c.trainer import STOP_TIMEOUT, Trainer
 

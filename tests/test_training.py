@@ -153,3 +153,20 @@ def test_a3c_learns_gymnasium_cartpole():
     # The Python loop trains like the nopython one: the same A3C setting as the native test above.
     _, result = train(config(algo="a3c", threads=1, seed=0, lr=0.003, steps=150_000, gym=True))
     assert result.final_eval.mean >= 475.0, result.final_eval.returns
+
+
+def test_eval_epsilon_sets_the_evaluation_policy():
+    """eval_epsilon = 0 evaluates greedily; eval_epsilon = 1 plays uniformly random actions."""
+    from numba_a3c import checkpoint
+    from numba_a3c.config import preset_values
+    from numba_a3c.data import data_path
+    from numba_a3c.validation import ConfigError, check_config
+
+    ck = checkpoint.load(data_path("checkpoints", "CartPole-v1-a3c.h5"))
+    greedy = Trainer(ck.config.replace(eval_episodes=5, eval_epsilon=0.0), final_eval=False)
+    assert greedy.evaluate_now(ck.theta, 0, 0.0, report=False).mean == 500.0
+    random = Trainer(ck.config.replace(eval_episodes=5, eval_epsilon=1.0), final_eval=False)
+    assert random.evaluate_now(ck.theta, 0, 0.0, report=False).mean < 100.0
+    with pytest.raises(ConfigError, match="--eval-epsilon"):
+        check_config(ck.config.replace(eval_epsilon=1.5))
+    assert preset_values("ALE/Breakout-v5", "a3c")["eval_epsilon"] == 0.05
