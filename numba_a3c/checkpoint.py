@@ -229,6 +229,16 @@ def _log_dataset(group, name, rows, columns):
     ds.attrs["columns"] = np.asarray(columns, dtype="S")
 
 
+def latest_in(run_dir):
+    """What a run directory offers to resume or inspect: ``(run_dir/latest.h5, [])`` when it has
+    one, else ``(None, names of the .h5 files it does have)`` for the caller's error message."""
+    run_dir = Path(run_dir)
+    latest = run_dir / "latest.h5"
+    if latest.is_file():
+        return latest, []
+    return None, sorted(p.name for p in run_dir.glob("*.h5"))
+
+
 def write_csv(path, columns, rows):
     """Write rows as CSV with a header, atomically (temporary file, then rename)."""
     path = Path(path)

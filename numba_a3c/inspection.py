@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numba_a3c.checkpoint import CheckpointError
+from numba_a3c.checkpoint import CheckpointError, latest_in
 
 SHIPPED_SUFFIX = ".h5"
 
@@ -55,10 +55,9 @@ def find_checkpoint(path):
     """
     p = Path(path)
     if p.is_dir():
-        latest = p / "latest.h5"
-        if latest.is_file():
+        latest, others = latest_in(p)
+        if latest is not None:
             return latest
-        others = sorted(x.name for x in p.glob("*.h5"))
         hint = f"; it has {', '.join(others)}: give one of them" if others else "; give a checkpoint file"
         raise CheckpointError(f"{p} is a directory without latest.h5{hint}")
     if p.exists():

@@ -208,9 +208,10 @@ def check_resume(path):
     it is loaded (:class:`~numba_a3c.checkpoint.CheckpointError`)."""
     p = Path(path)
     if p.is_dir():
-        latest = p / "latest.h5"
-        if not latest.exists():
-            found = sorted(x.name for x in p.glob("*.h5"))
+        from numba_a3c.checkpoint import latest_in
+
+        latest, found = latest_in(p)
+        if latest is None:
             hint = f" (it has {', '.join(found)}; give one of them)" if found else ""
             raise ConfigError(f"--resume {p}: the directory has no latest.h5{hint}")
         return latest
