@@ -5,22 +5,14 @@ import os
 
 import click
 
-
-def _thread_list(ctx, param, value):
-    try:
-        items = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 1,2,16") from None
-    if not items or min(items) < 1:
-        raise click.BadParameter(f"{value!r}: give thread counts >= 1, e.g. 1,2,16")
-    return items
+from numba_a3c.cli.bench_options import int_list
 
 
 @click.command("atari")
 @click.option("--env", "env_id", default="ALE/Pong-v5", show_default=True, help="Atari game, ALE/<Game>-v5")
 @click.option("--algo", default="a3c", show_default=True,
               type=click.Choice(["a3c", "nstep-q", "onestep-q", "sarsa"]), help="method to train")
-@click.option("--threads", default="1,2,16", show_default=True, callback=_thread_list,
+@click.option("--threads", default="1,2,16", show_default=True, callback=int_list,
               help="worker thread counts to measure training throughput with")
 @click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(min=1.0),
               help="measurement window per thread count (after the warm-up)")

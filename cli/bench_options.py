@@ -1,4 +1,4 @@
-"""Options and output shared by the ``asyncrl bench`` training benchmarks (throughput, speedup, optimizers)."""
+"""Options and output shared by the ``asyncrl bench`` commands (throughput, speedup, optimizers; atari's lists)."""
 
 import json
 from pathlib import Path
@@ -20,7 +20,8 @@ def int_list(ctx, param, value):
     if not items:
         raise click.BadParameter("give at least one value, e.g. 1,2,16")
     if min(items) < lowest:
-        raise click.BadParameter(f"every value must be >= {lowest} (got {min(items)})")
+        hint = ": use thread counts >= 1, e.g. 1,2,16" if param.name == "threads" else ""
+        raise click.BadParameter(f"every value must be >= {lowest} (got {min(items)}){hint}")
     if len(set(items)) != len(items):
         raise click.BadParameter(f"{value!r} repeats a value")
     return items
