@@ -1,7 +1,6 @@
 """``asyncrl bench atari``: Atari agent steps/s for 1, 2 and 16 threads, the time split of a step, memory."""
 
 import json
-import os
 
 import click
 
@@ -33,6 +32,7 @@ def atari(env_id, algo, threads, seconds, warmup, emulator_seconds, breakdown_st
     926 agent steps/s; its memory target is 1.5 GB for 16 threads.
     """
     from numba_a3c.benchmarks import atari as bench
+    from numba_a3c.benchmarks import report
     from numba_a3c.envs.registry import EnvError, describe_env
 
     try:
@@ -48,7 +48,7 @@ def atari(env_id, algo, threads, seconds, warmup, emulator_seconds, breakdown_st
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2))
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = report.cores()
     click.echo(f"summary ({cores} cores):")
     for n, rate in res.training.items():
         verdict = "meets" if rate >= bench.TARGET_STEPS_PER_S else "below"

@@ -25,7 +25,6 @@ one thread, side by side, as an optional point of comparison; torch is never a d
 """
 
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import time
 import numpy as np
 from numba import njit
 
+from numba_a3c.benchmarks.report import machine_info
 from numba_a3c.nn.losses import a3c_loss, q_loss
 from numba_a3c.nn.network import (
     Network,
@@ -304,29 +304,6 @@ def torch_comparison(case, repeats):
 
 
 # ----------------------------------------------------------------------------- the whole benchmark
-def machine_info():
-    """Core count, CPU model and library versions, for the record."""
-    import numba
-    import scipy
-
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": usable, "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba.__version__, "scipy": scipy.__version__,
-            "platform": platform.platform()}
-
-
 def run(repeats=20, compile_times=True, torch=True, progress=None):
     """Run the whole benchmark and return its results as a JSON-ready dict (times in seconds)."""
     say = progress or (lambda msg: None)

@@ -1,4 +1,4 @@
-"""What every training benchmark shares: the record of the machine, medians, tables and plots.
+"""What every benchmark shares: the record of the machine, medians, tables and plots.
 
 The training benchmarks (:mod:`.throughput`, :mod:`.speedup`, :mod:`.optimizers`) run the real
 :class:`~numba_a3c.trainer.Trainer`, so their numbers are the numbers a user's ``asyncrl train``
@@ -9,15 +9,35 @@ exceeds the machine's cores says so.
 
 import math
 import os
+import platform
 import statistics
 
-from numba_a3c.benchmarks.kernels import machine_info
+import numpy as np
 
 OVERSUBSCRIBED_MARK = "*"
 
 
+def machine_info():
+    """Core count, CPU model and library versions, for the record."""
+    import numba
+    import scipy
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": cores(), "python": platform.python_version(),
+            "numpy": np.__version__, "numba": numba.__version__, "scipy": scipy.__version__,
+            "platform": platform.platform()}
+
+
 def machine():
-    """:func:`~numba_a3c.benchmarks.kernels.machine_info` plus the versions a training run depends on."""
+    """:func:`machine_info` plus the versions a training run depends on."""
     import gymnasium
 
     from numba_a3c import __version__
