@@ -77,6 +77,8 @@ def progress_line(p):
              f"return(100) {_fmt_num(p.recent_return):>7}"]
     if not math.isnan(p.epsilon):
         parts.append(f"eps {p.epsilon:.3f}")
+    if not math.isnan(p.entropy):
+        parts.append(f"entropy {p.entropy:.2f}")
     parts.append(f"lr {p.lr:.2e}")
     return "  ".join(parts)
 

@@ -45,6 +45,7 @@ from numba_a3c.algorithms.state import (
     DIVERGED,
     NEVER,
     STOPPED,
+    TF_ENTROPY,
     TF_EPSILON,
     TF_GRAD_NORM,
     TF_LOSS,
@@ -167,6 +168,7 @@ class Progress:
     recent_return: float      # mean return of the last 100 finished episodes (nan before any)
     epsilon: float            # mean current ε over threads (nan for A3C)
     lr: float
+    entropy: float = math.nan  # A3C: mean policy entropy H(π) per step of the threads' last segments
 
 
 @dataclass
@@ -387,6 +389,7 @@ class Trainer:
             recent_return=float(np.mean(self._recent)) if self._recent else math.nan,
             epsilon=float(eps.mean()) if self.config.algo != "a3c" else math.nan,
             lr=float(self.shared.thread_f[:, TF_LR].max()),
+            entropy=float(self.shared.thread_f[:, TF_ENTROPY].mean()) if self.config.algo == "a3c" else math.nan,
         )
 
     # ------------------------------------------------------------------ the run

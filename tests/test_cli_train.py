@@ -5,6 +5,7 @@
 
 import csv
 import json
+import math
 import subprocess
 import sys
 
@@ -41,11 +42,14 @@ def test_train_prints_config_progress_evaluation_and_summary(a3c_run):
     preset = preset_values("CartPole-v1", "a3c")
     assert f"activation={preset['activation']}" in config_line
     assert any(line.startswith("network: actor_critic heads") for line in lines)
-    # Progress lines: step count, speed, episodes, recent return, learning rate (no ε for A3C).
+    # Progress lines: step count, speed, episodes, recent return, the policy's entropy and the
+    # learning rate (no ε for A3C). CartPole has 2 actions: 0 ≤ H(π) ≤ log 2.
     progress = [line for line in lines if line.startswith("step ")]
     assert progress, result.output
     assert all("steps/s" in p and "episodes" in p and "return(100)" in p and "lr " in p for p in progress)
     assert not any(" eps " in p for p in progress)
+    entropies = [float(p.split("entropy ")[1].split()[0]) for p in progress]
+    assert all(0.0 <= h <= math.log(2) + 0.005 for h in entropies), entropies
     assert any(line.startswith("evaluation at step ") for line in lines)
     # The summary: status, steps, wall time, speed, final greedy evaluation, where the files are.
     summary = next(line for line in lines if line.startswith("finished: "))
@@ -85,6 +89,7 @@ def test_train_q_methods_show_epsilon(tmp_path, algo):
     assert f"algo={algo}" in result.output
     progress = [line for line in result.output.splitlines() if line.startswith("step ")]
     assert progress and all(" eps " in p for p in progress)
+    assert not any("entropy" in p for p in progress)
     assert "final greedy evaluation" in result.output
 
 
