@@ -168,7 +168,7 @@ class Progress:
     recent_return: float      # mean return of the last 100 finished episodes (nan before any)
     epsilon: float            # mean current ε over threads (nan for A3C)
     lr: float
-    entropy: float = math.nan  # A3C: mean policy entropy H(π) per step of the threads' last segments
+    entropy: float            # A3C: mean policy entropy H(π) per step of the threads' last segments (nan otherwise)
 
 
 @dataclass
