@@ -47,6 +47,9 @@ class TrainConfig:
     network: str = _f("mlp", "network: mlp (vector observations), conv (small images) or atari (4x84x84 frames)",
                       choices=NETWORKS)
     hidden: tuple = _f((64, 64), "hidden layer sizes of the MLP (or the dense layer of the conv net)")
+    init: str = _f("uniform", "weight initialisation: uniform (U(±1/√fan_in), the paper's Torch7 default) or "
+                   "orthogonal (gain √2 per ReLU layer, keeps the activation scale; docs/atari.md)",
+                   choices=("uniform", "orthogonal"))
     activation: str = _f("relu", "hidden activation of the MLP: relu or tanh", choices=("relu", "tanh"))
     seed: int = _f(0, "random seed (parameters, exploration and environments)")
     eval_every: int = _f(0, "greedy evaluation every this many global steps, beside the workers (0: off)")

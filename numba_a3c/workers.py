@@ -221,7 +221,9 @@ def new_shared_state(config, network, theta=None):
     """Fresh arrays for a run of ``config.threads`` threads, seeded from ``config.seed``."""
     N = int(config.threads)
     P = network.n_params
-    theta = network.init_params(config.seed) if theta is None else np.ascontiguousarray(theta, np.float32)
+    if theta is None:
+        theta = network.init_params(config.seed, scheme=config.init)
+    theta = np.ascontiguousarray(theta, np.float32)
     ci, cf = make_config_arrays(config, network)
     counters = np.zeros(C_SIZE, np.int64)
     counters[C_TARGET_NEXT] = ci[CI_TARGET_INTERVAL]

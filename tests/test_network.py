@@ -14,6 +14,7 @@ import pytest
 from numba_a3c.nn.layers import log_softmax_forward
 from numba_a3c.nn.losses import a3c_loss, q_loss
 from numba_a3c.nn.network import (
+    T_OUT,
     LayerSpec,
     Network,
     NetworkSpec,
@@ -142,6 +143,37 @@ def test_init_is_documented_and_seeded():
         if x.size >= 1000:  # U(−a, a) has standard deviation a/√3
             assert np.std(x) == pytest.approx(bound / np.sqrt(3), rel=0.1), p.name
     assert net.init_params(0, np.float64).dtype == np.float64
+
+
+def test_orthogonal_init_keeps_the_activation_scale():
+    net = Network(atari_spec(6))
+    theta = net.init_params(3, scheme="orthogonal")
+    np.testing.assert_array_equal(theta, net.init_params(3, scheme="orthogonal"))
+    v = net.views(theta)
+    gains = {"conv1": np.sqrt(2), "conv2": np.sqrt(2), "fc1": np.sqrt(2), "pi": 0.01, "v": 1.0}
+    for name, gain in gains.items():
+        w = v[f"{name}/W"]
+        m = w.reshape(w.shape[0], -1).T if w.ndim == 4 else w  # (fan_in, fan_out)
+        small = min(m.shape)
+        gram = m.T @ m if m.shape[0] >= m.shape[1] else m @ m.T  # gain² · I on the smaller side
+        np.testing.assert_allclose(gram, gain**2 * np.eye(small), atol=1e-5 * max(gain**2, 1e-4) + 1e-6,
+                                   err_msg=name)
+        assert not v[f"{name}/b"].any()
+    # The point of the scheme: a ReLU body keeps the scale of its input, where "uniform" shrinks it.
+    frames = np.random.default_rng(0).uniform(0.0, 1.0, (8, net.input_size)).astype(np.float32)
+    fc1 = [i for i, layer in enumerate(net.layers) if layer["name"] == "fc1"][0]
+
+    def fc1_rms(params):
+        obs, ws, _ = net.buffers(8)
+        obs[:] = frames
+        for i in range(8):
+            forward_row(net.table, params, obs, ws, i)
+        lo = int(net.table[fc1][T_OUT])
+        return float(np.sqrt(np.mean(ws[:, lo:lo + 256] ** 2)))
+
+    assert fc1_rms(theta) > 5 * fc1_rms(net.init_params(3))
+    with pytest.raises(ValueError, match="init scheme"):
+        net.init_params(0, scheme="xavier")
 
 
 def test_layer_table_rejects_bad_specs():
