@@ -40,7 +40,8 @@ setup(
         "h5py>=3.10",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        # ruff is here so that the README's test command installs everything .ci/run runs.
+        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5"],
         "plot": ["matplotlib>=3.7"],
         "record": ["pillow>=10"],
         "dev": ["ruff>=0.5", "tox>=4"],

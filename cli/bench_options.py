@@ -52,18 +52,21 @@ def check_env(env, gym):
 
 
 def check_plot(path):
-    """Before a long benchmark: matplotlib must be importable and the plot's folder must exist."""
+    """Before a long benchmark: the plot's folder must exist and matplotlib must be importable.
+
+    The folder is checked first: a wrong path is the same mistake with or without the optional
+    extra installed, so it gets the same message on every machine."""
     if path is None:
         return
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise BadInput(f"--plot {path}: the folder {folder} does not exist; create it or choose another path")
     from numba_a3c.benchmarks.report import require_matplotlib
 
     try:
         require_matplotlib()
     except ImportError as exc:
         raise BadInput(str(exc)) from None
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise BadInput(f"--plot {path}: the folder {folder} does not exist; create it or choose another path")
 
 
 def run_bench(module, **kwargs):

@@ -7,6 +7,7 @@ the paper's numbers, the learning-rate sample), never how fast this machine is.
 import json
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -191,6 +192,16 @@ def test_bad_input_is_a_usage_error(args, message):
     r = bench(*args)
     assert r.exit_code == 2, r.output
     assert message in r.stderr and "Traceback" not in r.output
+
+
+def test_plot_folder_is_checked_before_the_optional_extra(tmp_path, monkeypatch):
+    """The same mistake gets the same message whether or not matplotlib is installed."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # makes `import matplotlib` fail
+    r = bench("optimizers", "--plot", tmp_path / "no_such_folder" / "plot.png")
+    assert r.exit_code == 2 and "does not exist" in r.stderr, r.output
+    r = bench("optimizers", "--plot", tmp_path / "plot.png")
+    assert r.exit_code == 2 and "pip install 'numba_a3c[plot]'" in r.stderr, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "plot.png").exists()
 
 
 def test_plot_files(tmp_path):
