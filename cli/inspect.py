@@ -18,8 +18,16 @@ from numba_a3c.cli.errors import BadInput
               help="bins of the global step in the text learning curve")
 @click.option("--evaluations", "last_evals", type=click.IntRange(0), default=5, show_default=True,
               help="how many of the last evaluations to show")
-def inspect(path, as_json, layer, plot, bins, last_evals):
-    """Summarize the checkpoint PATH: configuration, progress, layers, optimizer, learning curve.
+@click.option("--health", is_flag=True,
+              help="play the policy for --health-steps steps and measure, on those frames, dead and active ReLU units "
+                   "per layer, activation scales, the policy's entropy, the value error and gradient and RMSProp "
+                   "scales per tensor: is the run learning or dead?")
+@click.option("--health-steps", type=click.IntRange(2, 100_000), default=400, show_default=True,
+              help="steps played for --health")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the steps played for --health")
+def inspect(path, as_json, layer, plot, bins, last_evals, health, health_steps, seed):
+    """Summarize the checkpoint PATH: configuration, progress, layers, optimizer, learning curve
+    (or, with --health, measure how alive its network is on frames its policy plays).
 
     PATH is a checkpoint (.h5), a run directory (its latest.h5 is read) or the name of a
     shipped checkpoint, e.g. CartPole-v1-a3c or Catch-v0-a3c.
@@ -42,7 +50,12 @@ def inspect(path, as_json, layer, plot, bins, last_evals):
             require("matplotlib", "plot")   # fail before any work when the extra is missing
         file = find_checkpoint(path)
         ckpt = checkpoint.load(file)
-        if layer is not None:
+        if health:
+            from numba_a3c.diagnostics import checkpoint_health, format_health
+
+            report = checkpoint_health(ckpt, steps=health_steps, seed=seed)
+            click.echo(json.dumps(report, indent=2) if as_json else format_health(report))
+        elif layer is not None:
             values = layer_values(ckpt, layer)
             if as_json:
                 click.echo(json.dumps({name: dict(shape=list(a.shape), values=a.tolist())

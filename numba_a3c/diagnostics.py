@@ -1,0 +1,240 @@
+"""Is this network learning, or dead? Health measurements of a network on states it visits.
+
+``asyncrl inspect RUN --health`` plays the saved policy for a few hundred steps (its own
+environment, a fixed seed), keeps the observations, rewards and actions, and measures on them:
+
+* per hidden ReLU layer: the fraction of units (a dense layer's outputs, a conv layer's filters)
+  that are **never active** on any of the frames (dead units: their gradient is 0 on every state
+  the policy visits, so they do not come back), the fraction of active outputs over all frames
+  and positions, and the root-mean-square of the outputs (the activation scale);
+* the heads: the policy's mean entropy H(π) against its maximum log A (a policy whose entropy
+  stays at log A has not learned anything yet), the value estimate V(s) (or max_a Q(s, a)) and
+  its error against the discounted return G_t = Σ_k γ^k r_{t+k} observed from that state (the
+  tail bootstrapped from the last state's estimate), with the explained variance
+  1 − Var(G − V) / Var(G) (1: V predicts G; ≤ 0: it does no better than a constant);
+* per tensor: the norm of the loss gradient per frame, ‖∂L/∂w‖₂ / N (the gradient summed over
+  the N frames, as a segment sums it), against ‖w‖₂, with L
+  the method's own loss (A3C's policy + entropy + value loss with the observed returns as R,
+  or the squared error of Q(s, a) against G for the Q methods), and — for shared RMSProp — the
+  mean statistic g and the step scale 1/√(g + ε) that multiplies the learning rate (close to
+  1/√ε means ε dominates: the update is plain SGD for that tensor).
+
+Everything is plain data (dicts of floats), printed by :func:`format_health` or as JSON.
+"""
+
+import numpy as np
+
+from numba_a3c.nn.network import backward_rows, forward_row
+
+
+def _rows_of(network, name):
+    """(offset, size) of layer ``name``'s output in a workspace row."""
+    from numba_a3c.nn.network import T_OUT, T_OUT_SIZE
+
+    index = [layer["name"] for layer in network.layers].index(name)
+    return int(network.table[index][T_OUT]), int(network.table[index][T_OUT_SIZE])
+
+
+def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", epsilon=0.05):
+    """Play ``steps`` steps with the policy (``mode`` as in evaluation; episodes restart as they
+    end) and return (observations (N, input_size) float32 scaled as the network reads them,
+    actions (N,), rewards (N,), ends (N,) bool: True where the step ended an episode)."""
+    from numba_a3c.envs.registry import flat_observation, make_python_env
+    from numba_a3c.evaluate import Policy
+
+    policy = Policy(network, params, mode, epsilon, seed)  # a Q network samples ε-greedily
+    obs = np.zeros((steps, network.input_size), np.float32)
+    actions = np.zeros(steps, np.int64)
+    rewards = np.zeros(steps, np.float64)
+    ends = np.zeros(steps, bool)
+    scale = np.float32(network.spec.input_scale)
+    if env_info.kind == "native":
+        from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step
+        from numba_a3c.rng import new_rng
+
+        state, env_rng = np.zeros(ENV_STATE_SIZE), new_rng(seed + 1)
+        row = np.zeros(network.input_size, np.float32)
+        env_reset(env_info.native_id, state, env_rng, row)
+        for t in range(steps):
+            obs[t] = row
+            actions[t] = policy(row)
+            r, term, trunc = env_step(env_info.native_id, state, actions[t], env_rng, row)
+            rewards[t], ends[t] = r, term or trunc
+            if ends[t]:
+                env_reset(env_info.native_id, state, env_rng, row)
+        return obs, actions, rewards, ends
+    env = make_python_env(env_info, seed=seed)
+    try:
+        o, _ = env.reset(seed=seed)
+        for t in range(steps):
+            flat_observation(o, scale, obs[t])
+            actions[t] = policy(o)
+            o, r, term, trunc, info = env.step(int(actions[t]))
+            rewards[t], ends[t] = float(r), bool(term or trunc)
+            if ends[t]:
+                o, _ = env.reset()
+    finally:
+        env.close()
+    return obs, actions, rewards, ends
+
+
+def discounted_returns(rewards, ends, gamma, tail):
+    """G_t = r_t + γ G_{t+1}, restarted where an episode ended (``ends[t]``), with G after the
+    last step = ``tail`` (an estimate of the value of the state that follows)."""
+    G = np.zeros(len(rewards))
+    R = float(tail)
+    for t in range(len(rewards) - 1, -1, -1):
+        if ends[t]:
+            R = 0.0
+        R = float(rewards[t]) + gamma * R
+        G[t] = R
+    return G
+
+
+def health(network, params, observations, actions, rewards, ends, gamma=0.99, reward_clip=0.0, rms_g=None,
+           rms_eps=0.1, beta=0.01):
+    """The measurements listed in the module docstring, as a dict."""
+    from numba_a3c.nn.losses import a3c_loss, q_loss
+
+    params = np.ascontiguousarray(params, np.float32)
+    N = len(observations)
+    obs, ws, delta = network.buffers(N)
+    obs[:] = observations
+    for i in range(N):
+        forward_row(network.table, params, obs, ws, i)
+
+    layers = []
+    for layer in network.layers:
+        if layer.get("head"):
+            continue
+        off, size = _rows_of(network, layer["name"])
+        out = ws[:, off:off + size].astype(np.float64)
+        entry = dict(name=layer["name"], activation=layer["activation"], units=size,
+                     rms=float(np.sqrt(np.mean(out * out))))
+        if layer["activation"] == "relu":
+            active = out > 0
+            # A unit is a dense layer's output or a conv layer's filter (all its positions together):
+            # dead when it is 0 on every frame (and, for a filter, at every position).
+            units = active.reshape(N, layer["output_shape"][0], -1).any(axis=(0, 2))
+            entry.update(dead_fraction=float(np.mean(~units)), active_fraction=float(np.mean(active)))
+            entry["units"] = int(layer["output_shape"][0])
+        layers.append(entry)
+
+    r = np.clip(rewards, -reward_clip, reward_clip) if reward_clip > 0 else np.asarray(rewards, np.float64)
+    A = network.spec.n_actions
+    heads = {}
+    if network.out_pi >= 0:
+        logits = ws[:, network.out_pi:network.out_pi + A].astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        entropy = -np.sum(p * np.log(np.maximum(p, 1e-30)), axis=1)
+        estimate = ws[:, network.out_v].astype(np.float64)
+        heads.update(entropy=float(entropy.mean()), max_entropy=float(np.log(A)),
+                     most_likely_action_share=float(np.bincount(p.argmax(axis=1), minlength=A).max() / N))
+    else:
+        q = ws[:, network.out_q:network.out_q + A].astype(np.float64)
+        estimate = q.max(axis=1)
+        heads.update(greedy_action_share=float(np.bincount(q.argmax(axis=1), minlength=A).max() / N))
+    G = discounted_returns(r, ends, gamma, estimate[-1])
+    err = G - estimate
+    var_g = float(np.var(G))
+    heads.update(value_mean=float(estimate.mean()), value_std=float(estimate.std()), return_mean=float(G.mean()),
+                 return_std=float(np.sqrt(var_g)),
+                 value_rmse=float(np.sqrt(np.mean(err * err))),
+                 explained_variance=float(1.0 - np.var(err) / var_g) if var_g > 0 else None)
+
+    grads = np.zeros(network.n_params, np.float32)
+    targets = G.astype(np.float32)
+    acts = np.ascontiguousarray(actions, np.int64)
+    if network.out_pi >= 0:
+        a3c_loss(ws[:, network.out_pi:network.out_pi + A], ws[:, network.out_v:network.out_v + 1], acts, targets,
+                 np.float32(beta), delta[:, network.out_pi:network.out_pi + A],
+                 delta[:, network.out_v:network.out_v + 1], np.zeros(A, np.float32), N)
+    else:
+        q_loss(ws[:, network.out_q:network.out_q + A], acts, targets, delta[:, network.out_q:network.out_q + A], N)
+    backward_rows(network.table, params, grads, obs, ws, delta, N)
+    tensors = []
+    for p in network.params:
+        w = params[p.offset:p.offset + p.size].astype(np.float64)
+        dw = grads[p.offset:p.offset + p.size].astype(np.float64)
+        entry = dict(name=p.name, norm=float(np.sqrt(w @ w)), grad_norm=float(np.sqrt(dw @ dw) / N))
+        if rms_g is not None and len(rms_g) == network.n_params:
+            g = np.asarray(rms_g[p.offset:p.offset + p.size], np.float64)
+            entry.update(rms_g_mean=float(g.mean()), rms_step_scale=float(np.mean(1.0 / np.sqrt(g + rms_eps))))
+        tensors.append(entry)
+    return dict(frames=N, episodes_ended=int(np.sum(ends)), reward_sum=float(np.sum(rewards)), layers=layers,
+                heads=heads, tensors=tensors)
+
+
+def checkpoint_health(ckpt, steps=400, seed=0):
+    """:func:`health` of a loaded checkpoint on ``steps`` steps of its own environment, played with
+    its policy (sampled from π for A3C, ε-greedy with ε 0.05 for the Q methods)."""
+    from numba_a3c.envs.registry import describe_env
+    from numba_a3c.nn.network import Network
+
+    config = ckpt.config
+    network = Network(ckpt.spec)
+    env_info = describe_env(config.env, force_gym=config.gym)
+    data = collect(network, ckpt.theta, env_info, steps=steps, seed=seed)
+    g = np.asarray(ckpt.opt_shared)
+    report = health(network, ckpt.theta, *data, gamma=config.gamma, reward_clip=config.reward_clip,
+                    rms_g=g if config.optimizer == "shared-rmsprop" and g.size else None, rms_eps=config.rms_eps,
+                    beta=config.beta)
+    report.update(global_step=ckpt.global_step, env=config.env, algo=config.algo, seed=seed)
+    return report
+
+
+def verdicts(report):
+    """Short plain-language readings of a health report (a list of strings)."""
+    out = []
+    for layer in report["layers"]:
+        dead = layer.get("dead_fraction")
+        if dead is not None and dead >= 0.5:
+            out.append(f"{layer['name']}: {dead:.0%} of its units are never active on these frames (dead ReLUs: "
+                       f"a learning rate too high for this optimizer, or a bad initialisation)")
+    heads = report["heads"]
+    if "entropy" in heads and heads["entropy"] >= 0.98 * heads["max_entropy"]:
+        out.append(f"the policy is still (nearly) uniform: entropy {heads['entropy']:.3f} of log A = "
+                   f"{heads['max_entropy']:.3f}; it has not learned to prefer any action yet")
+    if "entropy" in heads and heads["entropy"] <= 0.02 * heads["max_entropy"]:
+        out.append("the policy is (nearly) deterministic: entropy close to 0, exploration has collapsed")
+    ev = heads.get("explained_variance")
+    if ev is not None and ev <= 0 and heads["return_std"] > 0.05 * abs(heads["return_mean"]):
+        out.append(f"the value estimate explains none of the observed returns (explained variance {ev:.2f})")
+    if not out:
+        out.append("no sign of a dead or untrained network on these frames")
+    return out
+
+
+def format_health(report):
+    """The health report as text for a terminal."""
+    lines = [f"health of {report['algo']} on {report['env']} at global step {report['global_step']:,}: "
+             f"{report['frames']} frames played with its policy (seed {report['seed']}), "
+             f"{report['episodes_ended']} episodes ended, reward sum {report['reward_sum']:g}", "",
+             f"  {'layer':<8}{'units':>7}{'dead':>8}{'active':>8}{'rms':>11}"]
+    for layer in report["layers"]:
+        dead = layer.get("dead_fraction")
+        act = layer.get("active_fraction")
+        lines.append(f"  {layer['name']:<8}{layer['units']:>7}{'' if dead is None else f'{dead:.1%}':>8}"
+                     f"{'' if act is None else f'{act:.1%}':>8}{layer['rms']:>11.4g}")
+    h = report["heads"]
+    lines.append("")
+    if "entropy" in h:
+        lines.append(f"  policy entropy {h['entropy']:.3f} (max log A = {h['max_entropy']:.3f}); most likely action "
+                     f"on {h['most_likely_action_share']:.0%} of frames")
+    ev = h["explained_variance"]
+    lines.append(f"  value {h['value_mean']:.4g} ± {h['value_std']:.3g} against discounted return "
+                 f"{h['return_mean']:.4g}: "
+                 f"RMS error {h['value_rmse']:.4g}, explained variance {'n/a' if ev is None else f'{ev:.3f}'}")
+    lines.append("")
+    has_rms = any("rms_g_mean" in t for t in report["tensors"])
+    lines.append(f"  {'tensor':<10}{'‖w‖':>11}{'‖∂L/∂w‖':>12}" + (f"{'mean g':>11}{'1/√(g+ε)':>10}" if has_rms else ""))
+    for t in report["tensors"]:
+        row = f"  {t['name']:<10}{t['norm']:>11.4g}{t['grad_norm']:>12.4g}"
+        if "rms_g_mean" in t:
+            row += f"{t['rms_g_mean']:>11.3g}{t['rms_step_scale']:>10.3g}"
+        lines.append(row)
+    lines.append("")
+    lines += [f"  - {v}" for v in verdicts(report)]
+    return "\n".join(lines)

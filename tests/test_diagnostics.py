@@ -1,0 +1,90 @@
+"""Network health (`asyncrl inspect --health`): dead units, entropy, value error, gradient scales."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from numba_a3c.cli.main import cli
+from numba_a3c.diagnostics import discounted_returns, health, verdicts
+from numba_a3c.nn.network import Network, mlp_spec
+
+
+def test_discounted_returns_by_hand():
+    r = np.array([1.0, 0.0, 2.0, 1.0, 0.0])
+    ends = np.array([False, False, True, False, False])  # an episode ends after step 2
+    G = discounted_returns(r, ends, gamma=0.5, tail=4.0)
+    # after the end: 0 + .5·4 = 2; 1 + .5·2 = 2. Before it: 2; 0 + .5·2 = 1; 1 + .5·1 = 1.5
+    np.testing.assert_allclose(G, [1.5, 1.0, 2.0, 2.0, 2.0])
+
+
+def frames(n=64, dim=4, seed=0):
+    rng = np.random.default_rng(seed)
+    obs = rng.standard_normal((n, dim)).astype(np.float32)
+    actions = rng.integers(0, 2, n)
+    rewards = np.ones(n)
+    ends = np.zeros(n, bool)
+    ends[20] = ends[45] = True
+    return obs, actions, rewards, ends
+
+
+def test_a_dead_layer_and_a_uniform_policy_are_reported():
+    net = Network(mlp_spec(4, 2, hidden=(16,)))
+    theta = net.init_params(0)
+    v = net.views(theta)
+    v["fc1/b"][:8] = -100.0   # half the units can never be active on these inputs
+    v["pi/W"][:] = 0.0        # π = uniform everywhere
+    report = health(net, theta, *frames())
+    (fc1,) = report["layers"]
+    assert fc1["dead_fraction"] == 0.5
+    assert 0 < fc1["active_fraction"] < 0.5
+    assert report["heads"]["entropy"] == pytest.approx(np.log(2))
+    grads = {t["name"]: t["grad_norm"] for t in report["tensors"]}
+    assert grads["pi/W"] > 0 and grads["v/W"] > 0
+    v["fc1/b"][:] = -100.0    # every unit dead: no gradient reaches the body
+    report = health(net, theta, *frames())
+    assert report["layers"][0]["dead_fraction"] == 1.0
+    assert {t["name"]: t["grad_norm"] for t in report["tensors"]}["fc1/W"] == 0.0
+    said = " ".join(verdicts(report))
+    assert "dead" in said and "uniform" in said
+
+
+def test_value_error_against_the_observed_returns():
+    net = Network(mlp_spec(4, 2, hidden=(8,)))
+    theta = net.init_params(1)
+    obs, actions, rewards, ends = frames()
+    report = health(net, theta, obs, actions, rewards, ends, gamma=0.9)
+    ws = net.forward(theta, obs)[1]
+    G = discounted_returns(rewards, ends, 0.9, ws[-1])
+    h = report["heads"]
+    assert h["value_rmse"] == pytest.approx(np.sqrt(np.mean((G - ws) ** 2)), rel=1e-5)
+    assert h["explained_variance"] == pytest.approx(1 - np.var(G - ws) / np.var(G), rel=1e-5)
+    # a Q network reports max_a Q(s, a) as its estimate
+    qnet = Network(mlp_spec(4, 2, hidden=(8,), heads="q"))
+    q_theta = qnet.init_params(1)
+    q = qnet.forward(q_theta, obs)
+    report = health(qnet, q_theta, obs, actions, rewards, ends, gamma=0.9)
+    assert report["heads"]["value_mean"] == pytest.approx(q.max(axis=1).mean(), rel=1e-5)
+    assert "entropy" not in report["heads"]
+
+
+@pytest.mark.parametrize("name", ["CartPole-v1-a3c", "Catch-v0-a3c", "CartPole-v1-nstep-q"])
+def test_inspect_health_of_the_shipped_checkpoints(name):
+    result = CliRunner().invoke(cli, ["inspect", name, "--health", "--health-steps", "60", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["frames"] == 60 and report["layers"] and report["tensors"]
+    assert all(np.isfinite(t["grad_norm"]) for t in report["tensors"])
+    # shared RMSProp: the step scale 1/√(g + ε) lies between 0 and 1/√ε
+    scales = [t["rms_step_scale"] for t in report["tensors"]]
+    assert all(0 < s <= 1 / np.sqrt(report_eps(name)) + 1e-6 for s in scales)
+    text = CliRunner().invoke(cli, ["inspect", name, "--health", "--health-steps", "60"])
+    assert text.exit_code == 0 and "explained variance" in text.output and "‖∂L/∂w‖" in text.output
+
+
+def report_eps(name):
+    from numba_a3c import checkpoint
+    from numba_a3c.inspection import find_checkpoint
+
+    return checkpoint.load(find_checkpoint(name)).config.rms_eps
