@@ -1,9 +1,10 @@
 """The run configuration: one typed place for every hyperparameter, with presets from ``data/``.
 
-A value comes from, in increasing priority: the field's default below, the environment's
-preset (``data/presets/*.json``: its ``defaults``, then its entry for the algorithm), then what
-the user gave on the command line. The resolved configuration is printed at the start of a run
-and saved in the run directory and in every checkpoint, so a run can always be reproduced.
+A value comes from, in increasing priority: the field's default below, the preset
+(``data/presets/*.json``: its ``defaults``, then its entry for the algorithm; the environment's
+own unless ``--preset NAME`` names another), then what the user gave on the command line. The
+resolved configuration is printed at the start of a run and saved in the run directory and in
+every checkpoint, so a run can always be reproduced.
 The CLI builds its ``train`` options from these fields and their ``help`` metadata.
 """
 
@@ -29,6 +30,9 @@ class TrainConfig:
     algo: str = _f("a3c", "algorithm: a3c, nstep-q, onestep-q or sarsa", choices=ALGORITHMS)
     env: str = _f("CartPole-v1", "environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0), any "
                   "registered gymnasium id with discrete actions, or ALE/<Game>-v5")
+    preset: str = _f("", "the preset the other defaults come from: data/presets/NAME.json (e.g. atari, atari-paper, "
+                     "default, CartPole-v1); if not given, the environment's own preset, else atari for ALE/ "
+                     "ids, else default")
     threads: int = _f(2, "number of actor-learner threads (may exceed the number of cores)")
     steps: int = _f(200_000, "global step budget T_max (environment steps summed over all threads)")
     lr: float = _f(7e-4, "initial learning rate η (annealed linearly to 0 over the budget unless --no-anneal-lr)")
@@ -80,10 +84,20 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def preset_file(env_id):
-    """The preset file that applies to ``env_id``: its own, the Atari one, or the generic one."""
-    name = env_id.replace("/", "_") + ".json"
-    path = data_path("presets", name)
+def preset_names():
+    """The names of the shipped presets (``data/presets/NAME.json``), sorted."""
+    return sorted(p.stem for p in data_path("presets").glob("*.json"))
+
+
+def preset_file(env_id, name=""):
+    """The preset file that applies: ``name``'s if given, else ``env_id``'s own, the Atari one
+    (for ALE/ ids) or the generic one. An unknown ``name`` raises ValueError listing the names."""
+    if name:
+        path = data_path("presets", f"{name}.json")
+        if not path.exists():
+            raise ValueError(f"unknown preset {name!r}; the shipped presets are {', '.join(preset_names())}")
+        return path
+    path = data_path("presets", env_id.replace("/", "_") + ".json")
     if path.exists():
         return path
     if env_id.startswith("ALE/"):
@@ -91,12 +105,15 @@ def preset_file(env_id):
     return data_path("presets", "default.json")
 
 
-def preset_values(env_id, algo):
-    """The preset's values for this environment and algorithm (a dict of TrainConfig fields)."""
-    with open(preset_file(env_id)) as fh:
+def preset_values(env_id, algo, name=""):
+    """The preset's values for this environment and algorithm (a dict of TrainConfig fields),
+    with ``preset`` set to the name of the file they came from."""
+    path = preset_file(env_id, name)
+    with open(path) as fh:
         preset = json.load(fh)
     values = dict(preset.get("defaults", {}))
     values.update(preset.get("algorithms", {}).get(algo, {}))
+    values["preset"] = path.stem
     return values
 
 
@@ -107,7 +124,7 @@ def resolve(overrides):
     env = overrides.get("env", base.env)
     algo = overrides.get("algo", base.algo)
     values = base.to_dict()
-    values.update(preset_values(env, algo))
+    values.update(preset_values(env, algo, overrides.get("preset", "")))
     values.update(overrides)
     values["env"], values["algo"] = env, algo
     return TrainConfig.from_dict(values)

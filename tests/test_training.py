@@ -170,3 +170,18 @@ def test_eval_epsilon_sets_the_evaluation_policy():
     with pytest.raises(ConfigError, match="--eval-epsilon"):
         check_config(ck.config.replace(eval_epsilon=1.5))
     assert preset_values("ALE/Breakout-v5", "a3c")["eval_epsilon"] == 0.05
+
+
+def test_a_preset_can_be_named():
+    """--preset NAME takes the defaults from data/presets/NAME.json; the name is saved with the run."""
+    from numba_a3c.config import preset_names, resolve
+
+    assert {"atari", "atari-paper", "default"} <= set(preset_names())
+    paper = resolve({"env": "ALE/Pong-v5", "preset": "atari-paper"})
+    assert (paper.preset, paper.init, paper.lr, paper.rms_eps) == ("atari-paper", "uniform", 7e-4, 0.1)
+    assert resolve({"env": "ALE/Pong-v5"}).preset == "atari"          # chosen by the environment
+    assert resolve({"env": "MountainCar-v0"}).preset == "default"
+    assert resolve({"env": "CartPole-v1", "preset": "atari"}).network == "atari"
+    assert resolve({"env": "ALE/Pong-v5", "preset": "atari-paper", "lr": 1e-3}).lr == 1e-3  # options still win
+    with pytest.raises(ValueError, match="unknown preset 'nope'.*atari-paper"):
+        resolve({"preset": "nope"})
