@@ -262,7 +262,6 @@ def make_learner(shared, network, k):
     """Thread k's :class:`Learner`: the shared arrays plus its own private buffers."""
     rows = shared.obs.shape[1]
     P = network.n_params
-    needs_local = shared.config_i[CI_ALGO] in (ALGORITHMS["nstep-q"], ALGORITHMS["a3c"])
     ws_size = network.workspace_size
     A = network.spec.n_actions
     return Learner(
@@ -276,7 +275,7 @@ def make_learner(shared, network, k):
         thread_i=shared.thread_i[k],
         thread_f=shared.thread_f[k],
         episode_log=shared.episode_log[k],
-        theta_local=np.zeros(P if needs_local else 0, np.float32),
+        theta_local=np.zeros(P, np.float32),
         grads=np.zeros(P, np.float32),
         opt_private=shared.opt_private[k],
         obs=shared.obs[k],

@@ -176,6 +176,25 @@ def test_onestep_segment_matches_reference(algo, terminal):
     np.testing.assert_allclose(shared.theta, expected, rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("algo", ["onestep-q", "sarsa", "nstep-q", "a3c"])
+def test_gradient_is_taken_at_the_parameters_that_acted(algo):
+    """Another thread's update lands between acting and the update (Hogwild): the segment's
+    gradient must still be the one at θ′, the parameters its forward passes used, and it is
+    applied to the shared θ as that is now."""
+    cfg, net, shared, L = make(algo)
+    _, _, reference, reference_L = make(algo)     # the same learner, left undisturbed
+    play_segment(L, 4, REWARDS, False)
+    play_segment(reference_L, 4, REWARDS, False)
+    np.testing.assert_array_equal(L.actions[:4], reference_L.actions[:4])
+    other = np.random.default_rng(5).normal(scale=0.05, size=net.n_params).astype(np.float32)
+    shared.theta += other                          # "another thread" writes θ meanwhile
+    end_segment(L)
+    end_segment(reference_L)
+    # The same dθ, applied to θ + other: first RMSProp step, θ ← θ − lr·dθ/√((1−α)dθ² + ε).
+    np.testing.assert_allclose(shared.opt_shared, reference.opt_shared, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(shared.theta - other, reference.theta, rtol=1e-5, atol=1e-6)
+
+
 def test_sarsa_takes_the_action_it_bootstrapped_from():
     cfg, net, shared, L = make("sarsa")
     play_segment(L, 4, REWARDS, False)

@@ -3,7 +3,7 @@
 Every method in the paper has the same skeleton: act for a while, then turn what was seen into a
 gradient and apply it to the shared parameters. Here that skeleton is four functions:
 
-``begin_segment(L)``   θ′ ← θ (n-step Q and A3C only); the segment starts empty.
+``begin_segment(L)``   θ′ ← θ; the segment starts empty.
 ``act(L)``             forward pass on s_n (its activations are kept for the backward pass),
                        then ε-greedy (Q methods) or a sample of π (A3C); returns a_n.
 ``observe(L, r, terminal, truncated, episode_over)``
@@ -81,22 +81,12 @@ from numba_a3c.nn.network import forward_row
 from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_update
 
 
-@njit(nogil=True, cache=True, inline="always")
-def acting_params(L):
-    """θ for the one-step methods (they act and learn on the shared parameters), θ′ otherwise."""
-    algo = L.config_i[CI_ALGO]
-    if algo == ONESTEP_Q or algo == SARSA:
-        return L.theta
-    return L.theta_local
-
-
 # ----------------------------------------------------------------------------- the step functions
 @njit(nogil=True, cache=True, inline="always")
 def begin_segment(L):
-    """``dθ ← 0; θ′ ← θ; t_start ← t`` (Algorithms S2 and S3). dθ is already zero (end_segment zeroes it)."""
-    algo = L.config_i[CI_ALGO]
-    if algo == NSTEP_Q or algo == A3C:
-        L.theta_local[:] = L.theta
+    """``dθ ← 0; θ′ ← θ; t_start ← t`` (Algorithms S2 and S3; the one-step methods take the same
+    snapshot, see :mod:`.onestep`). dθ is already zero (end_segment zeroes it)."""
+    L.theta_local[:] = L.theta
     L.thread_i[TI_N] = 0
     L.thread_i[TI_SEGMENT_END] = SEG_NONE
 
@@ -105,7 +95,7 @@ def begin_segment(L):
 def act(L):
     """``a_n ← policy(s_n)`` with a forward pass whose activations the backward pass reuses."""
     n = L.thread_i[TI_N]
-    forward_row(L.table, acting_params(L), L.obs, L.ws, n)
+    forward_row(L.table, L.theta_local, L.obs, L.ws, n)
     pending = L.thread_i[TI_PENDING_ACTION]
     if pending >= 0:
         # Sarsa chose this action (a′) before its last update; it is taken now, as in the paper.

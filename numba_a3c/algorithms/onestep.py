@@ -10,11 +10,17 @@ Per thread, the paper's loop is::
     every I_AsyncUpdate local steps or at a terminal s: apply dθ to θ; dθ ← 0
 
 The learner collects the transitions between two updates (at most I_AsyncUpdate of them) and
-:func:`segment_gradient` sums their gradients in one backward pass. The one-step methods act
-and learn on the shared θ itself, and with one thread θ does not change between two updates,
-so the batched sum equals the paper's step-by-step accumulation exactly; with several threads
-both see whatever θ the others have written (Hogwild). For Sarsa, a′ in the last transition is
-chosen here, before the update, and then taken as the next action (``TI_PENDING_ACTION``).
+:func:`segment_gradient` sums their gradients in one backward pass.
+
+Each step's gradient is taken at the θ its forward pass used. The thread acts on θ′, a copy of
+the shared θ taken when the segment starts (as n-step Q and A3C do), so the activations that the
+backward pass reuses and the weights it propagates through are the same parameters. Backing up
+through the live shared θ instead would mix activations computed under one θ with weights that
+other threads have changed since. With one thread θ does not change between two updates, so
+θ′ = θ and the batched sum equals the paper's step-by-step accumulation exactly; with several,
+a step's action comes from a θ at most I_AsyncUpdate local steps old (Hogwild reads are stale by
+some amount anyway). For Sarsa, a′ in the last transition is chosen here, before the update,
+and then taken as the next action (``TI_PENDING_ACTION``).
 """
 
 import numpy as np
@@ -39,9 +45,9 @@ from numba_a3c.targets import q_learning_target, sarsa_target
 
 @njit(nogil=True, cache=True, inline="always")
 def segment_gradient(L, n, sarsa):
-    """dθ for the n transitions of the segment; returns the summed squared TD error.
+    """dθ for the n transitions of the segment, at θ′; returns the summed squared TD error.
 
-    Row i of the buffers holds s_i (``obs[i]``), its forward pass under θ (``ws[i]``), a_i and
+    Row i of the buffers holds s_i (``obs[i]``), its forward pass under θ′ (``ws[i]``), a_i and
     r_i; s′_i is s_{i+1} (``obs[i+1]``), evaluated under θ⁻ into ``tws[i+1]``.
     """
     A = L.config_i[CI_N_ACTIONS]
@@ -50,9 +56,9 @@ def segment_gradient(L, n, sarsa):
     terminal_last = L.thread_i[TI_SEGMENT_END] == SEG_TERMINAL
     a_last = -1
     if sarsa and not terminal_last:
-        # a′ for the last s′ = s_n: chosen now with θ, before the update, and taken as the next
+        # a′ for the last s′ = s_n: chosen now with θ′, before the update, and taken as the next
         # action if the episode goes on (after a time-limit truncation it only bootstraps).
-        forward_row(L.table, L.theta, L.obs, L.ws, n)
+        forward_row(L.table, L.theta_local, L.obs, L.ws, n)
         a_last = choose_action(L, n)
         L.thread_i[TI_PENDING_ACTION] = a_last if L.thread_i[TI_EPISODE_OVER] == 0 else -1
     value = 0.0
@@ -73,7 +79,7 @@ def segment_gradient(L, n, sarsa):
         L.returns[i] = y
         value += L.ws[i, q_off + L.actions[i]]
     loss = q_loss(L.ws[:, q_off:q_off + A], L.actions, L.returns, L.delta[:, q_off:q_off + A], n)
-    backward_rows(L.table, L.theta, L.grads, L.obs, L.ws, L.delta, n)
+    backward_rows(L.table, L.theta_local, L.grads, L.obs, L.ws, L.delta, n)
     L.thread_f[TF_LOSS] = loss
     L.thread_f[TF_VALUE] = value / n
     return loss
