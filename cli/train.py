@@ -84,53 +84,84 @@ def progress_line(p):
 
 
 def _exit_now(run_dir):
-    """The second Ctrl-C: leave at once. A checkpoint being written at this moment is abandoned
-    (its temporary file removed); the file it would have replaced is untouched, because a save
-    only ever renames a complete temporary file over it."""
-    for tmp in Path(run_dir).glob(".*.tmp"):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-    last = Path(run_dir) / "latest.h5"
-    kept = f"the last checkpoint {last} is intact" if last.exists() else "no checkpoint was saved"
+    """A deliberate second Ctrl-C: leave at once. A checkpoint being written at this moment is
+    abandoned (its temporary file removed); the file it would have replaced is untouched, because
+    a save only ever renames a complete temporary file over it."""
+    if run_dir is not None:
+        from numba_a3c.rundir import remove_stale_temporaries
+
+        remove_stale_temporaries(run_dir)
+        last = Path(run_dir) / "latest.h5"
+        kept = f"the last checkpoint {last} is intact" if last.exists() else "no checkpoint was saved"
+    else:
+        kept = "nothing was created"
     os.write(2, f"interrupted again: exiting now; {kept}\n".encode())
     os._exit(130)
 
 
-def _install_signal_handlers(trainer, run_dir):
-    """First Ctrl-C, SIGTERM or SIGHUP: stop every thread, save, print how to resume. Second: exit now.
-    Returns the list the handler appends each signal number to, and the handlers it replaced.
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP for ``asyncrl train``; installed by, and run in, the main thread.
+
+    * Before a trainer is attached (while the inputs are checked): the first signal raises
+      KeyboardInterrupt, so nothing is created.
+    * The first signal once a trainer is attached asks it to stop; the run saves ``latest.h5``.
+    * Any signal within ``GRACE`` seconds of the first is the same request, not a second one:
+      GNU ``timeout`` sends its signal to the process and then to its process group, terminals and
+      schedulers signal whole groups, so one request often arrives twice within microseconds.
+    * A signal later than that is a deliberate second Ctrl-C: exit at once (``_exit_now``); every
+      save is atomic, so the last complete ``latest.h5`` stays loadable.
 
     The second signal exits from inside the handler (``os._exit``) rather than by raising: an
     exception raised by a signal handler is lost when it fires inside a ``__del__`` or weakref
-    callback, and worker threads may still be inside nopython code."""
-    received = []
-    previous = {}
+    callback, and worker threads may still be inside nopython code.
+    """
 
-    def handler(signum, frame):
-        received.append(signum)
-        if len(received) == 1:
+    GRACE = 1.0   # seconds
+
+    def __init__(self):
+        self.received = []          # signal numbers, in order
+        self.trainer = None
+        self.run_dir = None
+        self._first = None          # time.monotonic() of the first signal
+        self._previous = {}
+
+    def install(self):
+        # SIGHUP (the terminal went away) saves like SIGTERM.
+        sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+        try:
+            for sig in sigs:
+                self._previous[sig] = signal.signal(sig, self.handler)
+        except ValueError:  # not the main thread (e.g. inside a test runner's thread)
+            pass
+        return self
+
+    def restore(self):
+        """Give an in-process caller (a test) its handlers back."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def attach(self, trainer, run_dir):
+        """From now on a signal stops ``trainer`` (which saves into ``run_dir``)."""
+        self.trainer, self.run_dir = trainer, run_dir
+        if self.received:                     # a request that came while the run was being set up
             trainer.request_stop()
+
+    def handler(self, signum, frame):
+        now = time.monotonic()
+        self.received.append(signum)
+        if self._first is None:
+            self._first = now
+            if self.trainer is None:
+                raise KeyboardInterrupt
+            self.trainer.request_stop()
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            os.write(2, f"\n{name}: stopping every thread and saving latest.h5 "
-                        f"(press Ctrl-C again to exit at once, without saving)\n".encode())
-        else:
-            _exit_now(run_dir)
-
-    # SIGHUP (the terminal went away) saves like SIGTERM.
-    sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    try:
-        for sig in sigs:
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread (e.g. inside a test runner's thread)
-        pass
-    return received, previous
-
-
-def _default_run_dir(config):
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.env.replace('/', '_')}-{config.algo}-{stamp}"
+            os.write(2, f"\n{name}: stopping every thread and saving latest.h5 (press Ctrl-C again, a second "
+                        f"or more later, to exit at once without saving)\n".encode())
+        elif now - self._first < self.GRACE:
+            return                            # the same request, delivered twice (process and group)
+        elif self.trainer is not None:
+            _exit_now(self.run_dir)
 
 
 @click.command()
@@ -144,20 +175,34 @@ def _default_run_dir(config):
 @click.option("--stop-at", "stop_at", type=click.IntRange(min=1), default=None,
               help="pause at this global step (at a segment boundary) and save; resume later with --resume")
 @click.option("--quiet", is_flag=True, help="no progress lines, only the summary")
-def train(out, resume, force, stop_at, quiet, **options):
+@click.option("--save-seconds", "save_seconds", type=click.FloatRange(min=0), default=None, metavar="S",
+              help="also save latest.h5 every S seconds of wall time, so a killed run (SIGKILL, out of memory) "
+                   "loses at most about S seconds of training; 0 turns it off [default: 60]")
+def train(out, resume, force, stop_at, quiet, save_seconds, **options):
     """Train an agent. With no options: A3C on CartPole-v1 with the shipped preset.
 
     Every option not given comes from the preset for the environment and algorithm
     (data/presets); the resolved configuration is printed and saved in the run directory.
-    Every option is checked before anything is created. Ctrl-C (or SIGTERM) stops every
-    thread, saves latest.h5 and prints how to resume; a second Ctrl-C exits at once.
+    Every option is checked before anything is created. latest.h5 is saved every 60 s
+    (--save-seconds) and every --save-every steps. Ctrl-C (or SIGTERM) stops every thread,
+    saves latest.h5 and prints how to resume; the same signal repeated within a second is the
+    same request; a second Ctrl-C later than that exits at once.
 
-    Exit status: 0 finished (or paused by --stop-at), 1 failed or diverged, 2 bad input,
-    130 stopped by Ctrl-C, 143 by SIGTERM. See docs/robustness.md.
+    Exit status: 0 finished (or paused by --stop-at), 1 failed or diverged, 2 bad input (or a
+    run directory in use), 130 stopped by Ctrl-C, 143 by SIGTERM. See docs/robustness.md.
     """
+    signals = StopSignals().install()
+    try:
+        _train(signals, out, resume, force, stop_at, quiet, save_seconds, options)
+    finally:
+        signals.restore()
+
+
+def _train(signals, out, resume, force, stop_at, quiet, save_seconds, options):
+    from numba_a3c import rundir
     from numba_a3c.checkpoint import CheckpointError
     from numba_a3c.envs.registry import EnvError
-    from numba_a3c.trainer import Trainer
+    from numba_a3c.trainer import SAVE_SECONDS, Trainer
     from numba_a3c.validation import check_config, check_environment, check_resume, check_run_dir, check_stop_at
 
     printing = [True]
@@ -177,12 +222,14 @@ def train(out, resume, force, stop_at, quiet, **options):
         say(f"evaluation at step {ev.steps:,}: mean return {ev.mean:.2f} over {len(ev.returns)} "
             f"episodes (min {ev.returns.min():.1f}, max {ev.returns.max():.1f})")
 
-    callbacks = dict(on_progress=None if quiet else on_progress, on_eval=on_eval)
+    callbacks = dict(on_progress=None if quiet else on_progress, on_eval=on_eval,
+                     save_seconds=SAVE_SECONDS if save_seconds is None else save_seconds)
     # Everything is checked before anything is created: a refused run leaves no file behind.
     try:
         if resume:
             ckpt_path = check_resume(resume)
             run_dir = Path(out) if out else ckpt_path.parent
+            _check_not_in_use(run_dir)
             check_run_dir(run_dir, force=force, resuming_from=ckpt_path)
             given = {k: v for k, v in options.items() if v is not None}
             trainer = Trainer.from_checkpoint(ckpt_path, given, run_dir=run_dir, **callbacks)
@@ -192,17 +239,58 @@ def train(out, resume, force, stop_at, quiet, **options):
             check_config(config)
             check_environment(config)
             run_dir = Path(out) if out else _default_run_dir(config)
+            if out:
+                _check_not_in_use(run_dir)
             check_run_dir(run_dir, force=force)
             trainer = Trainer(config, run_dir=run_dir, **callbacks)
         done = int(trainer.shared.counters[0])
         check_stop_at(stop_at, done)
+        signals.attach(trainer, run_dir)   # from here on a signal stops the run, which saves
     except (EnvError, ValueError, CheckpointError) as exc:
         raise BadInput(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("interrupted before training started; nothing was created", err=True)
         sys.exit(130)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if out or resume:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:   # a new name, created atomically: parallel runs never share a directory
+            run_dir = trainer.run_dir = signals.run_dir = rundir.create_unique(run_dir.parent, run_dir.name)
+        lock = rundir.acquire(run_dir)
+    except rundir.RunDirInUse as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"cannot write the run directory {run_dir}: {exc}") from None
+    try:
+        _run(trainer, config, run_dir, resume, done, stop_at, lock, signals.received)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _check_not_in_use(run_dir):
+    from numba_a3c import rundir
+
+    holder = rundir.holder_of(run_dir)
+    if holder is not None:
+        raise BadInput(rundir.in_use_message(run_dir, holder))
+
+
+def _default_run_dir(config):
+    """runs/<env>-<algo>-<time>: a candidate name; the directory made is this or <name>-2, -3, ..."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.env.replace('/', '_')}-{config.algo}-{stamp}"
+
+
+def _run(trainer, config, run_dir, resume, done, stop_at, lock, received):
+    """Train in ``run_dir`` (locked by this process) and report; exits with the run's status."""
+    from numba_a3c import rundir
+
+    try:
+        if lock is not None and lock.previous:
+            click.echo(f"note: took over the lock of {run_dir} left by {lock.previous}, which is no longer running",
+                       err=True)
+        rundir.remove_stale_temporaries(run_dir)
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     except OSError as exc:
         raise BadInput(f"cannot write the run directory {run_dir}: {exc}") from None
@@ -211,32 +299,27 @@ def train(out, resume, force, stop_at, quiet, **options):
     click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
                f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
                + (f"; resuming at step {done:,}" if resume else ""))
-    received, previous = _install_signal_handlers(trainer, run_dir)
+    t0 = time.monotonic()
     try:
-        t0 = time.monotonic()
-        try:
-            result = trainer.run(stop_at=stop_at)
-        except KeyboardInterrupt:  # only where the handlers could not be installed
-            _exit_now(run_dir)
-        click.echo(f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s of training "
-                   f"({result.steps_per_s:,.0f} steps/s this session), {result.episodes:,} episodes, "
-                   f"{time.monotonic() - t0:.1f} s in all")
-        if trainer.episodes_dropped:
-            click.echo(f"warning: {trainer.episodes_dropped:,} finished episodes are missing from episodes.csv (the "
-                       f"monitor fell behind); the step counts and the parameters are not affected", err=True)
-        if result.final_eval is not None:
-            ev = result.final_eval
-            click.echo(f"final greedy evaluation: mean return {ev.mean:.2f} ± {ev.returns.std():.2f} over "
-                       f"{len(ev.returns)} episodes")
-        files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
-        click.echo(f"run directory: {run_dir} ({files})")
-        if result.status in ("stopped", "paused", "failed") and (run_dir / "latest.h5").exists():
-            click.echo(f"to continue: asyncrl train --resume {run_dir / 'latest.h5'}")
-        if result.error:
-            click.echo(f"error: {result.error}", err=True)
-            sys.exit(1)
-        if result.status == "stopped" and received:
-            sys.exit(128 + received[0])  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM, 129 SIGHUP
-    finally:
-        for sig, handler in previous.items():  # an in-process caller (a test) gets its handlers back
-            signal.signal(sig, handler)
+        result = trainer.run(stop_at=stop_at)
+    except KeyboardInterrupt:  # only where the handlers could not be installed
+        _exit_now(run_dir)
+    click.echo(f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s of training "
+               f"({result.steps_per_s:,.0f} steps/s this session), {result.episodes:,} episodes, "
+               f"{time.monotonic() - t0:.1f} s in all")
+    if trainer.episodes_dropped:
+        click.echo(f"warning: {trainer.episodes_dropped:,} finished episodes are missing from episodes.csv (the "
+                   f"monitor fell behind); the step counts and the parameters are not affected", err=True)
+    if result.final_eval is not None:
+        ev = result.final_eval
+        click.echo(f"final greedy evaluation: mean return {ev.mean:.2f} ± {ev.returns.std():.2f} over "
+                   f"{len(ev.returns)} episodes")
+    files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
+    click.echo(f"run directory: {run_dir} ({files})")
+    if result.status in ("stopped", "paused", "failed") and (run_dir / "latest.h5").exists():
+        click.echo(f"to continue: asyncrl train --resume {run_dir / 'latest.h5'}")
+    if result.error:
+        click.echo(f"error: {result.error}", err=True)
+        sys.exit(1)
+    if result.status == "stopped" and received:
+        sys.exit(128 + received[0])  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM, 129 SIGHUP

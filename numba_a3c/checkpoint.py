@@ -19,8 +19,16 @@ Format version 1 (see docs/checkpoint-format.md for the reader's guide)::
                            thread_float (per-thread counters and statistics, column names in attrs),
                            rng, env_rng (xoroshiro128+ states), env_state, observation (each
                            thread's current observation)
-    /log/episodes          (n, 5) float64, appendable, gzip: global_step, thread, return, length, wall_time
+    /log/episodes          (n, 5) float64, appendable, gzip: global_step, thread, return, length, wall_time;
+                           attrs log_first_row, csv_rows, csv_bytes (below)
     /log/evaluations       (n, 7) float64, appendable: global_step, mean, std, min, max, episodes, wall_time
+
+A run with a run directory appends its whole episode log to ``episodes.csv`` and keeps only
+the last rows (``numba_a3c.episode_log.TAIL``) in /log/episodes: ``log_first_row`` is the index
+in the whole log of its first row, and ``csv_rows``/``csv_bytes`` how many rows of the whole log
+and bytes episodes.csv held when the checkpoint was written. :func:`load` puts the whole log
+back together from the two (``whole_log=True``); a checkpoint without these attributes holds
+its whole log itself.
 
 Saving is atomic: the file is written beside its destination under a temporary name, flushed
 to disk, then renamed over it, so a crash or a full disk never leaves a broken checkpoint where
@@ -132,13 +140,15 @@ def _read_params(group, network):
     return flat
 
 
-def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_rest=False):
+def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_rest=False, log_attrs=None):
     """Write a checkpoint of a run atomically to ``path``.
 
     ``shared`` is the run's :class:`numba_a3c.workers.SharedState`. ``at_rest`` says every worker
     had stopped at a segment boundary when it was read: such a checkpoint resumes exactly
     (environments included); one taken while workers ran is a Hogwild snapshot, and resuming it
-    starts fresh episodes. ``episodes`` and ``evaluations`` are sequences of rows as above.
+    starts fresh episodes. ``episodes`` and ``evaluations`` are sequences of rows as above;
+    ``log_attrs`` (log_first_row, csv_rows, csv_bytes) say where ``episodes`` sits in the run's
+    whole log when it is only its tail.
     """
     import h5py
 
@@ -196,7 +206,9 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
             st.create_dataset("env_state", data=shared.env_state.copy())
             st.create_dataset("observation", data=shared.obs[:, 0].copy())
             log = f.create_group("log")
-            _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
+            ds = _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
+            for k, v in (log_attrs or {}).items():
+                ds.attrs[k] = int(v)
             _log_dataset(log, "evaluations", evaluations, EVALUATION_COLUMNS)
             f.flush()
         _publish(tmp, path)
@@ -227,6 +239,7 @@ def _log_dataset(group, name, rows, columns):
     ds = group.create_dataset(name, data=data, maxshape=(None, len(columns)), chunks=(256, len(columns)),
                               compression="gzip", compression_opts=6, shuffle=True)
     ds.attrs["columns"] = np.asarray(columns, dtype="S")
+    return ds
 
 
 def latest_in(run_dir):
@@ -257,8 +270,13 @@ def write_csv(path, columns, rows):
         raise
 
 
-def load(path):
-    """Read a checkpoint; raises :class:`CheckpointError` with a one-line reason for any unusable file."""
+def load(path, whole_log=True):
+    """Read a checkpoint; raises :class:`CheckpointError` with a one-line reason for any unusable file.
+
+    With ``whole_log`` the episode log of a run that appended it to episodes.csv is read back from
+    the episodes.csv beside the checkpoint (when it is there and long enough); without, or
+    without that file, ``episodes`` is the tail the checkpoint holds (``attrs["log_first_row"]``
+    says where it starts)."""
     import h5py
 
     from numba_a3c.config import TrainConfig
@@ -301,11 +319,32 @@ def load(path):
                 observation=st["observation"][()], episodes=f["log/episodes"][()],
                 evaluations=f["log/evaluations"][()], wall_time=float(st.attrs["wall_time"]),
                 attrs={**{k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
-                       "at_rest": bool(st.attrs.get("at_rest", False))},
+                       "at_rest": bool(st.attrs.get("at_rest", False)),
+                       **{k: int(f["log/episodes"].attrs.get(k, 0)) for k in ("log_first_row", "csv_rows",
+                                                                               "csv_bytes")}},
             )
     except CheckpointError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path} is damaged or incomplete ({type(exc).__name__}: {exc}); use another "
                               f"checkpoint, e.g. best.h5 or an earlier one") from None
+    if whole_log and ckpt.attrs["log_first_row"] > 0:
+        ckpt.episodes = _whole_log(path, ckpt)
     return ckpt
+
+
+def _whole_log(path, ckpt):
+    """The run's whole episode log: episodes.csv up to the checkpoint's mark, then the rows of the
+    checkpoint's tail not yet in it. The tail alone when episodes.csv is missing, short or unreadable."""
+    from numba_a3c.episode_log import read_rows
+
+    csv = Path(path).parent / "episodes.csv"
+    first, rows, size = (ckpt.attrs[k] for k in ("log_first_row", "csv_rows", "csv_bytes"))
+    try:
+        if not csv.is_file() or csv.stat().st_size < size:
+            return ckpt.episodes
+        head = read_rows(csv, size)
+    except (OSError, ValueError):
+        return ckpt.episodes
+    tail = np.asarray(ckpt.episodes, np.float64).reshape(-1, 5)
+    return np.concatenate([head, tail[max(0, rows - first):]])

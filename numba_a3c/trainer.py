@@ -53,6 +53,7 @@ from numba_a3c.algorithms.state import (
     TI_EPISODES,
 )
 from numba_a3c.envs.registry import describe_env
+from numba_a3c.episode_log import FLUSH_SECONDS
 from numba_a3c.evaluate import evaluate
 from numba_a3c.nn.network import Network, atari_spec, mlp_spec, small_conv_spec
 from numba_a3c.workers import (
@@ -69,6 +70,7 @@ STATUS_NAMES = {0: "finished", 1: "diverged", 2: "stopped", 3: "finished", 4: "f
 STOP_TIMEOUT = 2.0            # seconds workers (and an evaluation) get to stop once asked
 END_TIMEOUT = 10.0            # seconds the other workers get to finish once one has ended (budget, pause)
 THETA_CHECK_INTERVAL = 0.1    # seconds between the monitor's checks that θ is finite
+SAVE_SECONDS = 60.0           # a run with a run directory saves latest.h5 at least this often (wall time)
 
 # Settings a resumed run may change: they do not alter what is learned (steps extends the budget).
 RESUMABLE_CHANGES = ("steps", "eval_every", "eval_episodes", "save_every", "log_interval")
@@ -94,19 +96,24 @@ def network_spec(config, env_info):
 
 
 class EpisodeRows:
-    """The finished episodes of a run, as rows (global step, thread, return, length, wall time).
+    """The finished episodes of a run still in memory, as rows (global step, thread, return,
+    length, wall time).
 
     Reads like a list of tuples (``len``, indexing, slicing, iteration) but keeps the rows in
-    one growing float64 array: 40 bytes an episode, where a list of tuples takes about 200, so a
-    long run's memory stays nearly flat. Appended to by the monitor thread only; a reader in
-    another thread (the evaluation thread's save) sees a consistent prefix.
+    one float64 array (40 bytes an episode; a list of tuples takes about 200). ``first`` is the
+    index in the run's whole log of the first row held: a run with a run directory writes its
+    rows to episodes.csv and then keeps only the last ones (:meth:`discard_head`), so its memory
+    does not grow with the run. Written by the monitor thread only; a reader in another thread
+    (the evaluation thread's save of best.h5) takes the lock and gets a consistent copy.
     """
 
     COLUMNS = 5
 
-    def __init__(self, rows=()):
+    def __init__(self, rows=(), first=0):
         self._a = np.zeros((1024, self.COLUMNS), np.float64)
         self._n = 0
+        self.first = first
+        self._lock = threading.Lock()
         self.extend(rows)
 
     @staticmethod
@@ -116,16 +123,19 @@ class EpisodeRows:
     def __len__(self):
         return self._n
 
+    @property
+    def total(self):
+        """Rows in the run's whole log so far (those discarded included)."""
+        return self.first + self._n
+
     def __getitem__(self, i):
-        n = self._n
-        rows = self._a[:n]
+        rows = self.array()
         if isinstance(i, slice):
             return [self._row(r) for r in rows[i].tolist()]
         return self._row(rows[i].tolist())
 
     def __iter__(self):
-        n = self._n
-        for r in self._a[:n].tolist():
+        for r in self.array().tolist():
             yield self._row(r)
 
     def _reserve(self, extra):
@@ -133,23 +143,49 @@ class EpisodeRows:
         if need > self._a.shape[0]:
             grown = np.zeros((max(need, 2 * self._a.shape[0]), self.COLUMNS), np.float64)
             grown[:self._n] = self._a[:self._n]
-            self._a = grown  # readers that took the old array still see their prefix
+            self._a = grown
 
     def append(self, row):
-        self._reserve(1)
-        self._a[self._n] = row
-        self._n += 1
+        with self._lock:
+            self._reserve(1)
+            self._a[self._n] = row
+            self._n += 1
 
     def extend(self, rows):
         data = np.asarray(rows, np.float64).reshape(-1, self.COLUMNS)
-        self._reserve(len(data))
-        self._a[self._n:self._n + len(data)] = data
-        self._n += len(data)
+        with self._lock:
+            self._reserve(len(data))
+            self._a[self._n:self._n + len(data)] = data
+            self._n += len(data)
 
     def array(self):
-        """A copy of the rows as an (n, 5) float64 array."""
-        n = self._n          # the count first: rows below it are in whichever array is read next
-        return self._a[:n].copy()
+        """A copy of the rows held as an (n, 5) float64 array."""
+        with self._lock:
+            return self._a[:self._n].copy()
+
+    def snapshot(self):
+        """(``first``, a copy of the rows held), consistent with each other."""
+        with self._lock:
+            return self.first, self._a[:self._n].copy()
+
+    def since(self, index):
+        """A copy of the rows from whole-log index ``index`` on."""
+        with self._lock:
+            return self._a[max(0, index - self.first):self._n].copy()
+
+    def discard_head(self, keep, written):
+        """Forget the rows before the last ``keep``, but none at or after whole-log index
+        ``written`` (rows not yet in episodes.csv). The buffer shrinks back when it can."""
+        with self._lock:
+            drop = min(self._n - keep, written - self.first)
+            if drop <= 0:
+                return
+            rest = self._n - drop
+            size = max(1024, 2 * rest)
+            a = np.zeros((size, self.COLUMNS), np.float64) if size < self._a.shape[0] else self._a
+            a[:rest] = self._a[drop:self._n]
+            self._a, self._n = a, rest
+            self.first += drop
 
     def __array__(self, dtype=None, copy=None):
         a = self.array()
@@ -201,13 +237,19 @@ class RunResult:
 class Trainer:
     """One training run. ``run()`` blocks until it ends and returns a :class:`RunResult`.
 
-    With a ``run_dir``, the run keeps there: ``latest.h5`` (every ``save_every`` steps and at the
-    end, also after Ctrl-C or a failed worker), ``best.h5`` (the parameters of the best
-    evaluation so far), ``episodes.csv`` and ``evaluations.csv``. After a divergence the last
-    good ``latest.h5`` is kept and the diverged state goes to ``diverged.h5`` for inspection.
+    With a ``run_dir``, the run keeps there: ``latest.h5`` (every ``save_seconds`` of wall time,
+    every ``save_every`` steps and at the end, also after Ctrl-C or a failed worker), ``best.h5``
+    (the parameters of the best evaluation so far), ``episodes.csv`` (appended, see
+    :mod:`numba_a3c.episode_log`) and ``evaluations.csv``. After a divergence the last good
+    ``latest.h5`` is kept and the diverged state goes to ``diverged.h5`` for inspection.
+
+    Threads: the monitor (the thread that calls ``run()``) owns ``episode_rows``' writes,
+    episodes.csv, the periodic saves and the counters it reads; the evaluation thread only reads
+    a consistent copy of the episode rows and ``_csv_mark`` to write best.h5.
     """
 
-    def __init__(self, config, on_progress=None, on_eval=None, final_eval=True, run_dir=None):
+    def __init__(self, config, on_progress=None, on_eval=None, final_eval=True, run_dir=None,
+                 save_seconds=SAVE_SECONDS):
         from numba_a3c.validation import check_config
 
         check_config(config)
@@ -238,6 +280,12 @@ class Trainer:
         self.last_good_save = None   # (path, global step) of the last latest.h5 written
         self.episodes_dropped = 0    # finished episodes missing from the logs (ring buffer overrun)
         self.end_timeout = END_TIMEOUT
+        self.save_seconds = float(save_seconds or 0.0)   # 0: no saves by wall time
+        self._next_save_time = math.inf
+        self._csv = None             # the open episodes.csv (EpisodeCsv) while a run with a run_dir runs
+        self._csv_mark = (0, 0)      # (whole-log rows, bytes) in episodes.csv: both read in one go
+        self._resume_log = None      # (episodes.csv beside the checkpoint resumed, rows, bytes)
+        self.log_warning = ""        # a problem with the episode log of a resumed run
 
     @classmethod
     def from_checkpoint(cls, path, changes=None, **kwargs):
@@ -248,7 +296,7 @@ class Trainer:
         """
         from numba_a3c import checkpoint
 
-        ckpt = checkpoint.load(path)
+        ckpt = checkpoint.load(path, whole_log=False)   # the log's tail: episodes.csv keeps the rest
         config = ckpt.config
         changes = {k: v for k, v in (changes or {}).items() if v is not None}
         refused = sorted(k for k, v in changes.items() if k not in RESUMABLE_CHANGES and getattr(config, k) != v)
@@ -262,6 +310,8 @@ class Trainer:
         config = config.replace(**changes)
         trainer = cls(config, **kwargs)
         trainer.restore(ckpt)
+        trainer._resume_log = (Path(path).parent / "episodes.csv", int(ckpt.attrs.get("csv_rows", 0)),
+                               int(ckpt.attrs.get("csv_bytes", 0)))
         return trainer
 
     def restore(self, ckpt):
@@ -287,7 +337,7 @@ class Trainer:
         sh.env_state[:] = ckpt.env_state
         sh.obs[:, 0] = ckpt.observation
         sh.config_i[CI_BUDGET] = self.config.steps
-        self.episode_rows = EpisodeRows(ckpt.episodes)
+        self.episode_rows = EpisodeRows(ckpt.episodes, first=int(ckpt.attrs.get("log_first_row", 0)))
         self._recent.extend(r[2] for r in self.episode_rows[-100:])
         self.eval_rows = [tuple(r) for r in ckpt.evaluations.tolist()]
         self.best_mean = max((float(r[1]) for r in ckpt.evaluations), default=-math.inf)
@@ -341,18 +391,55 @@ class Trainer:
         from numba_a3c import checkpoint
 
         shared = self.shared if theta is None else dataclasses.replace(self.shared, theta=theta)
-        rows = self.episode_rows.array()
+        first, rows = self.episode_rows.snapshot()
+        csv_rows, csv_bytes = self._csv_mark
         evals = list(self.eval_rows)
         return checkpoint.save(path, config=self.config, network=self.network, shared=shared, episodes=rows,
                                evaluations=evals, wall_time=self.wall_time_before + self._elapsed(),
-                               at_rest=at_rest)
+                               at_rest=at_rest,
+                               log_attrs=dict(log_first_row=first, csv_rows=csv_rows, csv_bytes=csv_bytes))
 
     def write_logs(self):
-        """episodes.csv and evaluations.csv in the run directory (written atomically too)."""
-        from numba_a3c.checkpoint import EPISODE_COLUMNS, EVALUATION_COLUMNS, write_csv
+        """Append the new episodes to episodes.csv; rewrite evaluations.csv (a few rows) atomically."""
+        from numba_a3c.checkpoint import EVALUATION_COLUMNS, write_csv
 
-        write_csv(self.run_dir / "episodes.csv", EPISODE_COLUMNS, self.episode_rows)
+        self.flush_episodes()
         write_csv(self.run_dir / "evaluations.csv", EVALUATION_COLUMNS, self.eval_rows)
+
+    def _open_episode_csv(self):
+        """Start episodes.csv for this session: a new one, or a resumed run's log cut to its checkpoint."""
+        from numba_a3c.episode_log import EpisodeCsv
+
+        if self.run_dir is None or self._csv is not None:
+            return
+        source, rows, size = self._resume_log or (None, 0, 0)
+        if size:
+            self._csv, self.log_warning = EpisodeCsv.start(self.run_dir / "episodes.csv", source=source,
+                                                           source_bytes=size, rows=self.episode_rows.array())
+            written = rows if not self.log_warning else self.episode_rows.total
+        else:   # a new run, or a checkpoint that holds its whole log (format 1 before episodes.csv was appended)
+            self._csv, _ = EpisodeCsv.start(self.run_dir / "episodes.csv", rows=self.episode_rows.array())
+            written = self.episode_rows.total
+        self._csv_mark = (written, self._csv.size)
+
+    def flush_episodes(self):
+        """Monitor thread: append the episodes not yet in episodes.csv, then forget all but the last
+        ``TAIL`` rows, so memory does not grow with the run."""
+        from numba_a3c.episode_log import TAIL
+
+        if self.run_dir is None:
+            return
+        self._open_episode_csv()
+        written = self._csv_mark[0]
+        rows = self.episode_rows.since(written)
+        size = self._csv.append(rows)
+        self._csv_mark = (written + len(rows), size)
+        self.episode_rows.discard_head(TAIL, written + len(rows))
+
+    def _close_episode_csv(self):
+        if self._csv is not None:
+            self._csv.close()
+            self._csv = None
 
     def _elapsed(self):
         return 0.0 if self._t0 is None else time.monotonic() - self._t0
@@ -425,6 +512,8 @@ class Trainer:
         next_eval = self._next_multiple(steps_at_start, config.eval_every)
         self._next_save = self._next_multiple(steps_at_start, config.save_every)
         t0 = self._t0 = time.monotonic()
+        self._next_save_time = t0 + self.save_seconds if self.save_seconds else math.inf
+        next_flush = t0 + FLUSH_SECONDS
         next_log = t0 + config.log_interval
         next_theta_check = t0 + THETA_CHECK_INTERVAL
         interrupted = False
@@ -439,6 +528,9 @@ class Trainer:
                 if now >= next_theta_check:
                     self._check_finite()
                     next_theta_check = now + THETA_CHECK_INTERVAL
+                if now >= next_flush:
+                    self._flush_or_fail()
+                    next_flush = now + FLUSH_SECONDS
                 if self._eval_error is not None and not self._fault:
                     self._fault = "the periodic evaluation failed: " + describe_exception(self._eval_error)
                 asked = bool(counters[C_STOP])
@@ -523,12 +615,15 @@ class Trainer:
             self._closed = True
         if self.run_dir is not None:
             try:
+                self.flush_episodes()
                 self._save_at_end(status, at_rest=not stuck_threads)
                 self.write_logs()
             except OSError as exc:
                 errors.append(f"could not write the run directory {self.run_dir}: {exc}")
                 if name not in ("failed", "diverged"):
                     name = "failed"
+            finally:
+                self._close_episode_csv()
         return RunResult(status=name, steps=T, wall_time=wall,
                          steps_per_s=(T - steps_at_start) / elapsed if elapsed > 0 else 0.0,
                          episodes=int(self.shared.thread_i[:, TI_EPISODES].sum()), final_eval=final,
@@ -613,24 +708,41 @@ class Trainer:
             self.last_good_save = (self.run_dir / "latest.h5", int(self.shared.counters[C_T]))
 
     def on_tick(self, steps, wall):
-        """Called by the monitor loop about 50 times a second: periodic checkpoints.
+        """Called by the monitor loop about 50 times a second: periodic checkpoints, every
+        ``save_every`` steps and every ``save_seconds`` of wall time.
 
         A checkpoint is written only from finite parameters; a failed write (disk full, directory
         removed) stops the run as failed rather than training on without a way to resume.
         """
-        if self.run_dir is not None and self._next_save and steps >= self._next_save:
-            theta = self.shared.theta.copy()
-            if np.isfinite(theta).all():
-                try:
-                    self.save(self.run_dir / "latest.h5", theta=theta)
-                    self.write_logs()
-                except OSError as exc:
-                    self._fault = f"could not save a checkpoint in {self.run_dir}: {exc}"
-                    self.shared.counters[C_STATUS] = ERROR
-                    self.shared.counters[C_STOP] = 1
-                    return
-                self.last_good_save = (self.run_dir / "latest.h5", steps)
-            self._next_save = self._next_multiple(steps, self.config.save_every)
+        if self.run_dir is None:
+            return
+        now = time.monotonic()
+        if not ((self._next_save and steps >= self._next_save) or now >= self._next_save_time):
+            return
+        theta = self.shared.theta.copy()
+        if np.isfinite(theta).all():
+            try:
+                self.flush_episodes()      # first: the checkpoint records how much of the CSV is its log
+                self.save(self.run_dir / "latest.h5", theta=theta)
+                self.write_logs()
+            except OSError as exc:
+                self._fail_write(f"could not save a checkpoint in {self.run_dir}: {exc}")
+                return
+            self.last_good_save = (self.run_dir / "latest.h5", steps)
+        self._next_save = self._next_multiple(steps, self.config.save_every)
+        if self.save_seconds:
+            self._next_save_time = time.monotonic() + self.save_seconds
+
+    def _flush_or_fail(self):
+        try:
+            self.flush_episodes()
+        except OSError as exc:
+            self._fail_write(f"could not append to {self.run_dir / 'episodes.csv'}: {exc}")
+
+    def _fail_write(self, message):
+        self._fault = message
+        self.shared.counters[C_STATUS] = ERROR
+        self.shared.counters[C_STOP] = 1
 
     @staticmethod
     def _next_multiple(T, every):
