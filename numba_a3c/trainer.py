@@ -412,6 +412,9 @@ class Trainer:
 
         if self.run_dir is None or self._csv is not None:
             return
+        if self._csv_mark[1]:     # a later run() of this trainer (after stop_at): go on appending
+            self._csv = EpisodeCsv(self.run_dir / "episodes.csv", self._csv_mark[1])
+            return
         source, rows, size = self._resume_log or (None, 0, 0)
         if size:
             self._csv, self.log_warning = EpisodeCsv.start(self.run_dir / "episodes.csv", source=source,

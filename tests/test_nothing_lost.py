@@ -299,6 +299,15 @@ def test_resume_cuts_the_log_a_killed_session_appended(tmp_path):
     resumed._close_episode_csv()
 
 
+def test_a_paused_and_continued_run_keeps_its_whole_log(tmp_path):
+    trainer = Trainer(resolve(dict(threads=2, steps=40000, eval_every=0)), final_eval=False, run_dir=tmp_path)
+    assert trainer.run(stop_at=20000).status == "paused"
+    assert trainer.run().status == "finished"
+    rows = episode_log.read_rows(tmp_path / "episodes.csv")
+    assert len(rows) == int(trainer.shared.thread_i[:, TI_EPISODES].sum()) > 0
+    assert len(checkpoint.load(tmp_path / "latest.h5").episodes) == len(rows)
+
+
 # ============================================================================ hostile checkpoints
 def fuzz(tmp_path, cases, seed):
     """Mutate and truncate a checkpoint at ``cases`` random places; inspect, eval and --resume each.
