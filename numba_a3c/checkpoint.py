@@ -51,6 +51,9 @@ EPISODE_COLUMNS = ("global_step", "thread", "return", "length", "wall_time")
 EVALUATION_COLUMNS = ("global_step", "mean", "std", "min", "max", "episodes", "wall_time")
 
 
+MAX_EXPANSION = 1100   # bytes of data per byte of file a dataset can hold at most (gzip's limit is ~1,032)
+
+
 class CheckpointError(ValueError):
     """A file that cannot be used as a checkpoint; the message says why and what to do."""
 
@@ -133,9 +136,10 @@ def _read_params(group, network):
         layer, tensor = p.name.split("/")
         if layer not in group or tensor not in group[layer]:
             raise CheckpointError(f"the checkpoint has no dataset {group.name}/{p.name}; it is incomplete")
-        data = group[layer][tensor][()]
-        if data.shape != p.shape:
-            raise CheckpointError(f"{group.name}/{p.name} has shape {data.shape}, expected {p.shape}")
+        ds = group[layer][tensor]
+        if ds.shape != p.shape:
+            raise CheckpointError(f"{group.name}/{p.name} has shape {ds.shape}, expected {p.shape}")
+        data = ds[()]
         flat[p.offset:p.offset + p.size] = data.reshape(-1)
     return flat
 
@@ -289,7 +293,7 @@ def load(path, whole_log=True):
         raise CheckpointError(f"{path} is a directory; give the checkpoint file (e.g. {path}/latest.h5)")
     try:
         is_hdf5 = h5py.is_hdf5(path)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not is_hdf5:
         raise CheckpointError(f"{path} is not an HDF5 file; a numba_a3c checkpoint is an .h5 file written by "
@@ -311,13 +315,23 @@ def load(path, whole_log=True):
             theta = _read_params(f["params"], network)
             target = _read_params(f["target_params"], network) if "target_params" in f else None
             st = f["state"]
+            limit = MAX_EXPANSION * path.stat().st_size + 2**20
+
+            def read(ds):
+                # A damaged header can claim any shape; no real dataset holds more bytes than the
+                # file could expand to (deflate cannot expand data more than about 1,032 times).
+                if ds.size * ds.dtype.itemsize > limit:
+                    raise CheckpointError(f"{path} is damaged: {ds.name} claims shape {ds.shape}, more data than the "
+                                          f"file can hold; use another checkpoint, e.g. best.h5 or an earlier one")
+                return ds[()]
+
             ckpt = Checkpoint(
                 config=config, spec=spec, theta=theta, theta_target=target,
-                opt_shared=f["optimizer/g"][()], opt_private=f["optimizer/per_thread"][()],
-                counters=st["counters"][()], thread_i=st["thread_int"][()], thread_f=st["thread_float"][()],
-                rng=st["rng"][()], env_rng=st["env_rng"][()], env_state=st["env_state"][()],
-                observation=st["observation"][()], episodes=f["log/episodes"][()],
-                evaluations=f["log/evaluations"][()], wall_time=float(st.attrs["wall_time"]),
+                opt_shared=read(f["optimizer/g"]), opt_private=read(f["optimizer/per_thread"]),
+                counters=read(st["counters"]), thread_i=read(st["thread_int"]), thread_f=read(st["thread_float"]),
+                rng=read(st["rng"]), env_rng=read(st["env_rng"]), env_state=read(st["env_state"]),
+                observation=read(st["observation"]), episodes=read(f["log/episodes"]),
+                evaluations=read(f["log/evaluations"]), wall_time=float(st.attrs["wall_time"]),
                 attrs={**{k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
                        "at_rest": bool(st.attrs.get("at_rest", False)),
                        **{k: int(f["log/episodes"].attrs.get(k, 0)) for k in ("log_first_row", "csv_rows",
@@ -325,7 +339,8 @@ def load(path, whole_log=True):
             )
     except CheckpointError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, MemoryError) as exc:
+        # h5py raises RuntimeError for damaged metadata (object headers, links, attribute messages)
         raise CheckpointError(f"{path} is damaged or incomplete ({type(exc).__name__}: {exc}); use another "
                               f"checkpoint, e.g. best.h5 or an earlier one") from None
     if whole_log and ckpt.attrs["log_first_row"] > 0:
