@@ -155,8 +155,9 @@ def train(out, resume, force, stop_at, quiet, **options):
     Exit status: 0 finished (or paused by --stop-at), 1 failed or diverged, 2 bad input,
     130 stopped by Ctrl-C, 143 by SIGTERM. See docs/robustness.md.
     """
+    from numba_a3c.algorithms.state import C_T
     from numba_a3c.checkpoint import CheckpointError
-    from numba_a3c.envs.registry import EnvError
+    from numba_a3c.envs.base import EnvError
     from numba_a3c.trainer import Trainer
     from numba_a3c.validation import check_config, check_environment, check_resume, check_run_dir, check_stop_at
 
@@ -190,11 +191,11 @@ def train(out, resume, force, stop_at, quiet, **options):
         else:
             config = resolve(options)
             check_config(config)
-            check_environment(config)
+            parts = check_environment(config)
             run_dir = Path(out) if out else _default_run_dir(config)
             check_run_dir(run_dir, force=force)
-            trainer = Trainer(config, run_dir=run_dir, **callbacks)
-        done = int(trainer.shared.counters[0])
+            trainer = Trainer(config, run_dir=run_dir, parts=parts, **callbacks)
+        done = int(trainer.shared.counters[C_T])
         check_stop_at(stop_at, done)
     except (EnvError, ValueError, CheckpointError) as exc:
         raise BadInput(str(exc)) from None

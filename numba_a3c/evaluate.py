@@ -9,8 +9,9 @@ import numpy as np
 from numba import njit
 
 from numba_a3c.algorithms.policies import argmax, epsilon_greedy, sample_policy
+from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step
-from numba_a3c.envs.registry import flat_observation, make_python_env
+from numba_a3c.envs.registry import make_python_env
 from numba_a3c.nn.network import forward_row
 from numba_a3c.rng import new_rng
 
