@@ -354,38 +354,6 @@ class Network:
 
 
 # ====================================================================== whole-network kernels
-# Reading the layer table: what every layer has (where its input and output lie in a workspace
-# row), a dense layer's W and b (or dW and db) as views of a flat array, a conv layer's geometry.
-@njit(inline="always")
-def _layer_io(table, l):
-    """(input offset, input size, output offset, output size) of layer ``l`` in a workspace row
-    (input offset INPUT: the layer reads the observation)."""
-    return table[l, T_IN], table[l, T_IN_SIZE], table[l, T_OUT], table[l, T_OUT_SIZE]
-
-
-@njit(inline="always")
-def _dense_wb(table, l, flat):
-    """Dense layer ``l``'s W (n_in, n_out) and b (n_out,) as views of ``flat`` (params or grads)."""
-    n_in, n_out, w_off, b_off = table[l, T_IN_SIZE], table[l, T_OUT_SIZE], table[l, T_W], table[l, T_B]
-    return flat[w_off:w_off + n_in * n_out].reshape((n_in, n_out)), flat[b_off:b_off + n_out]
-
-
-@njit(inline="always")
-def _conv_geometry(table, l):
-    """(C, H, W, O, kh, kw, stride, K = C·kh·kw, P = Ho·Wo, patch offset) of conv layer ``l``."""
-    kh, kw = table[l, T_KH], table[l, T_KW]
-    C = table[l, T_C]
-    return (C, table[l, T_H], table[l, T_WD], table[l, T_O], kh, kw, table[l, T_STRIDE], C * kh * kw,
-            table[l, T_HO] * table[l, T_WO], table[l, T_COLS])
-
-
-@njit(inline="always")
-def _conv_wb(table, l, flat):
-    """Conv layer ``l``'s W as an (O, K) matrix and b (O,), views of ``flat`` (params or grads)."""
-    O, K, w_off, b_off = table[l, T_O], table[l, T_C] * table[l, T_KH] * table[l, T_KW], table[l, T_W], table[l, T_B]
-    return flat[w_off:w_off + O * K].reshape((O, K)), flat[b_off:b_off + O]
-
-
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_row(table, params, obs, ws, row):
     """Forward pass of the observation ``obs[row]``, writing every layer's output into ``ws[row]``.
@@ -396,27 +364,38 @@ def forward_row(table, params, obs, ws, row):
     x = obs[row]
     h = ws[row]
     for l in range(table.shape[0]):
-        in_off, n_in, out_off, n_out = _layer_io(table, l)
-        z = h[out_off:out_off + n_out]
+        in_off = table[l, T_IN]
+        n_in = table[l, T_IN_SIZE]
+        out_off = table[l, T_OUT]
+        n_out = table[l, T_OUT_SIZE]
+        w_off = table[l, T_W]
+        b_off = table[l, T_B]
         if table[l, T_KIND] == DENSE:
-            W, b = _dense_wb(table, l, params)
+            W = params[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
+            b = params[b_off:b_off + n_out]
+            z = h[out_off:out_off + n_out]
             if in_off == INPUT:
                 dense_forward(x[0:n_in], W, b, z)
             else:
                 dense_forward(h[in_off:in_off + n_in], W, b, z)
         else:
-            C, H, Wd, O, kh, kw, s, K, P, c0 = _conv_geometry(table, l)
-            Wm, b = _conv_wb(table, l, params)
-            cols = h[c0:c0 + K * P].reshape((K, P))
+            C, H, Wd, O = table[l, T_C], table[l, T_H], table[l, T_WD], table[l, T_O]
+            kh, kw, s = table[l, T_KH], table[l, T_KW], table[l, T_STRIDE]
+            K = C * kh * kw
+            P = table[l, T_HO] * table[l, T_WO]
+            Wm = params[w_off:w_off + O * K].reshape((O, K))
+            b = params[b_off:b_off + O]
+            cols = h[table[l, T_COLS]:table[l, T_COLS] + K * P].reshape((K, P))
+            z = h[out_off:out_off + n_out]
             if in_off == INPUT:
                 conv2d_forward(x, C, H, Wd, Wm, b, kh, kw, s, cols, z)
             else:
                 conv2d_forward(h[in_off:in_off + n_in], C, H, Wd, Wm, b, kh, kw, s, cols, z)
         act = table[l, T_ACT]
         if act == ACT_RELU:
-            relu_forward(z)
+            relu_forward(h[out_off:out_off + n_out])
         elif act == ACT_TANH:
-            tanh_forward(z)
+            tanh_forward(h[out_off:out_off + n_out])
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -435,21 +414,28 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows, scratch):
     ∂L/∂(head outputs). Layers are visited in reverse: the activation's backward turns ∂L/∂Y into
     ∂L/∂Z in place, then the layer's backward adds ∂L/∂W, ∂L/∂b into ``grads`` (same flat layout
     as ``params``) and ∂L/∂X into the ``delta`` of its input. Dense layers process all rows in one
-    call, on contiguous copies of their rows in ``scratch`` (from :meth:`Network.backward_scratch`;
-    their weights are read once per segment); conv layers go row by row through BLAS, reusing the
-    patch matrices left by the forward pass.
+    call, on contiguous copies of their rows in ``scratch`` (from :meth:`Network.backward_scratch`,
+    allocated once per learner; their weights are read once per segment); conv layers go row by
+    row through BLAS, reusing the patch matrices left by the forward pass.
     """
     n = n_rows
-    width = 1                                  # the widest dense input or output (Network.dense_width)
+    # ``scratch`` holds the dense layers' contiguous row copies (X, dZ, dX), each block n rows of
+    # the widest dense input or output (Network.dense_width).
+    width = 1
     for l in range(table.shape[0]):
         if table[l, T_KIND] == DENSE:
             width = max(width, table[l, T_IN_SIZE], table[l, T_OUT_SIZE])
     if scratch.shape[0] < 3 * n * width:
         raise ValueError("backward_rows: scratch too small (use Network.backward_scratch(rows))")
     for l in range(table.shape[0] - 1, -1, -1):
-        in_off, n_in, out_off, n_out = _layer_io(table, l)
-        need_dx = table[l, T_NEED_DX] != 0
+        in_off = table[l, T_IN]
+        n_in = table[l, T_IN_SIZE]
+        out_off = table[l, T_OUT]
+        n_out = table[l, T_OUT_SIZE]
+        w_off = table[l, T_W]
+        b_off = table[l, T_B]
         act = table[l, T_ACT]
+        need_dx = table[l, T_NEED_DX] != 0
         if act == ACT_RELU:
             for i in range(n):
                 relu_backward(ws[i, out_off:out_off + n_out], delta[i, out_off:out_off + n_out])
@@ -457,8 +443,9 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows, scratch):
             for i in range(n):
                 tanh_backward(ws[i, out_off:out_off + n_out], delta[i, out_off:out_off + n_out])
         if table[l, T_KIND] == DENSE:
-            W, _ = _dense_wb(table, l, params)
-            dW, db = _dense_wb(table, l, grads)
+            W = params[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
+            dW = grads[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
+            db = grads[b_off:b_off + n_out]
             X = scratch[0:n * n_in].reshape((n, n_in))
             dZ = scratch[n * width:n * width + n * n_out].reshape((n, n_out))
             dX = scratch[2 * n * width:2 * n * width + n * n_in].reshape((n, n_in))
@@ -476,9 +463,14 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows, scratch):
                         for j in range(n_in):
                             delta[i, in_off + j] += dX[i, j]
         else:
-            C, H, Wd, O, kh, kw, s, K, P, c0 = _conv_geometry(table, l)
-            Wm, _ = _conv_wb(table, l, params)
-            dWm, db = _conv_wb(table, l, grads)
+            C, H, Wd, O = table[l, T_C], table[l, T_H], table[l, T_WD], table[l, T_O]
+            kh, kw, s = table[l, T_KH], table[l, T_KW], table[l, T_STRIDE]
+            K = C * kh * kw
+            P = table[l, T_HO] * table[l, T_WO]
+            Wm = params[w_off:w_off + O * K].reshape((O, K))
+            dWm = grads[w_off:w_off + O * K].reshape((O, K))
+            db = grads[b_off:b_off + O]
+            c0 = table[l, T_COLS]
             for i in range(n):
                 h = ws[i]
                 d = delta[i]
