@@ -222,9 +222,8 @@ def loss_setup(net, rng, n):
             "targets": rng.standard_normal(n + 1).astype(np.float32).astype(np.float64), "beta": 0.05}
 
 
-def analytic_gradient(net, theta, obs, n, data, scratch_fill=0.0):
-    """What a worker does: forward each row (acting), the loss kernel, backward_rows (its scratch
-    filled with ``scratch_fill`` first, as a reused buffer holds the last segment's values)."""
+def analytic_gradient(net, theta, obs, n, data):
+    """What a worker does: forward each row (acting), the loss kernel, backward_rows."""
     ws = run_forward(net, theta, obs)
     delta = np.zeros_like(ws)
     grads = np.zeros_like(theta)
@@ -236,9 +235,7 @@ def analytic_gradient(net, theta, obs, n, data, scratch_fill=0.0):
         a3c_loss(ws[:, net.out_pi:net.out_pi + A], ws[:, net.out_v:net.out_v + 1], data["actions"],
                  data["targets"], data["beta"], delta[:, net.out_pi:net.out_pi + A],
                  delta[:, net.out_v:net.out_v + 1], np.zeros(A), n)
-    scratch = net.backward_scratch(obs.shape[0], theta.dtype)
-    scratch[:] = scratch_fill
-    backward_rows(net.table, theta, grads, obs, ws, delta, n, scratch)
+    backward_rows(net.table, theta, grads, obs, ws, delta, n)
     return grads, ws
 
 
@@ -309,28 +306,9 @@ def test_backward_rows_sums_over_rows_and_accumulates():
         for r0, r1 in rows:
             w, d = ws[r0:r1].copy(), np.zeros((r1 - r0, net.workspace_size))
             d[:, net.out_pi:net.out_pi + 4] = head[r0:r1, :4]
-            backward_rows(net.table, theta, g, obs[r0:r1].copy(), w, d, r1 - r0, net.backward_scratch(3, theta.dtype))
+            backward_rows(net.table, theta, g, obs[r0:r1].copy(), w, d, r1 - r0)
         return g
 
     whole = grad_of([(0, 3)])
     np.testing.assert_allclose(grad_of([(0, 1), (1, 2), (2, 3)]), whole, rtol=1e-10, atol=1e-12)
     assert np.abs(whole).sum() > 0
-
-
-@pytest.mark.parametrize("make", [lambda: mlp_spec(3, 2, (6, 5), "tanh"),
-                                  lambda: small_conv_spec((2, 5, 5), 3, filters=2, hidden=5)])
-def test_backward_rows_reuses_its_scratch(make):
-    # The scratch is allocated once per learner and reused every segment: what the last segment
-    # left in it (NaN here) must not reach the gradient, and a scratch too small is refused.
-    net = Network(make())
-    rng = np.random.default_rng(4)
-    theta = net.init_params(4, np.float64) + rng.standard_normal(net.n_params) * 0.05
-    obs = obs_for(net, rng, 4)
-    data = loss_setup(net, rng, 3)
-    clean, _ = analytic_gradient(net, theta, obs, 3, data)
-    reused, _ = analytic_gradient(net, theta, obs, 3, data, scratch_fill=np.nan)
-    np.testing.assert_array_equal(reused, clean)
-    ws = run_forward(net, theta, obs)
-    with pytest.raises(ValueError, match="scratch too small"):
-        backward_rows(net.table, theta, np.zeros_like(theta), obs, ws, np.zeros_like(ws), 3,
-                      net.backward_scratch(2, theta.dtype))

@@ -19,8 +19,7 @@ Shared by every thread (the *same* array objects in each thread's :class:`Learne
 
 Private to the thread: ``theta_local`` θ′ (n-step Q and A3C), ``grads`` dθ, ``opt_private``
 (per-thread RMSProp g or momentum m), the segment buffers ``obs``/``ws``/``delta``/``tws``,
-``actions``/``rewards``/``returns``, ``scratch`` (policy probabilities), ``dense_rows`` (backward_rows'
-contiguous row copies), the agent's ``rng`` and the environment's
+``actions``/``rewards``/``returns``, ``scratch``, the agent's ``rng`` and the environment's
 ``env_rng`` and ``env_state``.
 """
 
@@ -134,7 +133,7 @@ Learner = namedtuple(
         "thread_i", "thread_f", "episode_log",
         # private
         "theta_local", "grads", "opt_private", "obs", "ws", "delta", "tws",
-        "actions", "rewards", "returns", "scratch", "dense_rows", "rng", "env_rng", "env_state",
+        "actions", "rewards", "returns", "scratch", "rng", "env_rng", "env_state",
     ],
 )
 

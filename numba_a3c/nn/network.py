@@ -271,10 +271,6 @@ class Network:
         self.table = np.stack(rows)
         self.n_params = n_params
         self.workspace_size = ws
-        # backward_rows copies a dense layer's rows (X, ∂L/∂Z, ∂L/∂X) into contiguous scratch:
-        # three blocks of rows × the widest dense input or output.
-        dense = self.table[self.table[:, T_KIND] == DENSE]
-        self.dense_width = int(max(1, dense[:, T_IN_SIZE].max(), dense[:, T_OUT_SIZE].max()))
         self._by_name = {p.name: p for p in self.params}
 
     # ------------------------------------------------------------------ parameters
@@ -326,11 +322,6 @@ class Network:
         """(obs, ws, delta) arrays for ``rows`` samples."""
         return (np.zeros((rows, self.input_size), dtype), np.zeros((rows, self.workspace_size), dtype),
                 np.zeros((rows, self.workspace_size), dtype))
-
-    def backward_scratch(self, rows, dtype=np.float32):
-        """The scratch :func:`backward_rows` needs to backpropagate up to ``rows`` rows at once
-        (allocated once, with the other buffers, so that no segment allocates)."""
-        return np.zeros(3 * rows * self.dense_width, dtype)
 
     def forward(self, params, observations):
         """Convenience forward pass of a batch (Python API; the workers use the kernels directly).
@@ -407,26 +398,23 @@ def _gather(src, off, size, n, dst):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def backward_rows(table, params, grads, obs, ws, delta, n_rows, scratch):
+def backward_rows(table, params, grads, obs, ws, delta, n_rows):
     """Backpropagate through rows 0..n_rows−1 at once, accumulating into ``grads``.
 
     On entry ``delta[:n_rows]`` is zero except at the head outputs, where the loss kernel wrote
     ∂L/∂(head outputs). Layers are visited in reverse: the activation's backward turns ∂L/∂Y into
     ∂L/∂Z in place, then the layer's backward adds ∂L/∂W, ∂L/∂b into ``grads`` (same flat layout
     as ``params``) and ∂L/∂X into the ``delta`` of its input. Dense layers process all rows in one
-    call, on contiguous copies of their rows in ``scratch`` (from :meth:`Network.backward_scratch`,
-    allocated once per learner; their weights are read once per segment); conv layers go row by
-    row through BLAS, reusing the patch matrices left by the forward pass.
+    call, on contiguous copies of their rows (their weights are read once per segment); conv
+    layers go row by row through BLAS, reusing the patch matrices left by the forward pass.
     """
     n = n_rows
-    # ``scratch`` holds the dense layers' contiguous row copies (X, dZ, dX), each block n rows of
-    # the widest dense input or output (Network.dense_width).
+    # Scratch for the dense layers' contiguous row copies (X, dZ, dX), sized for the widest one.
     width = 1
     for l in range(table.shape[0]):
         if table[l, T_KIND] == DENSE:
             width = max(width, table[l, T_IN_SIZE], table[l, T_OUT_SIZE])
-    if scratch.shape[0] < 3 * n * width:
-        raise ValueError("backward_rows: scratch too small (use Network.backward_scratch(rows))")
+    scratch = np.empty(3 * n * width, ws.dtype)
     for l in range(table.shape[0] - 1, -1, -1):
         in_off = table[l, T_IN]
         n_in = table[l, T_IN_SIZE]
