@@ -5,12 +5,13 @@ import json
 import click
 
 from numba_a3c.cli.bench_options import int_list
+from numba_a3c.config import ALGORITHMS
 
 
 @click.command("atari")
 @click.option("--env", "env_id", default="ALE/Pong-v5", show_default=True, help="Atari game, ALE/<Game>-v5")
 @click.option("--algo", default="a3c", show_default=True,
-              type=click.Choice(["a3c", "nstep-q", "onestep-q", "sarsa"]), help="method to train")
+              type=click.Choice(ALGORITHMS), help="method to train")
 @click.option("--threads", default="1,2,16", show_default=True, callback=int_list,
               help="worker thread counts to measure training throughput with")
 @click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(min=1.0),
@@ -33,7 +34,8 @@ def atari(env_id, algo, threads, seconds, warmup, emulator_seconds, breakdown_st
     """
     from numba_a3c.benchmarks import atari as bench
     from numba_a3c.benchmarks import report
-    from numba_a3c.envs.registry import EnvError, describe_env
+    from numba_a3c.envs.base import EnvError
+    from numba_a3c.envs.registry import describe_env
 
     try:
         describe_env(env_id)

@@ -43,7 +43,8 @@ def choice_list(choices):
 
 def check_env(env, gym):
     """Fail fast, with exit code 2, on an environment id the trainer cannot use."""
-    from numba_a3c.envs.registry import EnvError, describe_env
+    from numba_a3c.envs.base import EnvError
+    from numba_a3c.envs.registry import describe_env
 
     try:
         return describe_env(env, force_gym=gym)

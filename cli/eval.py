@@ -31,7 +31,7 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
     """
     from numba_a3c import checkpoint
     from numba_a3c.checkpoint import CheckpointError
-    from numba_a3c.envs.registry import EnvError
+    from numba_a3c.envs.base import EnvError
     from numba_a3c.inspection import (
         InspectError,
         evaluate_checkpoint,

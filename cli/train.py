@@ -200,8 +200,9 @@ def train(out, resume, force, stop_at, quiet, save_seconds, **options):
 
 def _train(signals, out, resume, force, stop_at, quiet, save_seconds, options):
     from numba_a3c import rundir
+    from numba_a3c.algorithms.state import C_T
     from numba_a3c.checkpoint import CheckpointError
-    from numba_a3c.envs.registry import EnvError
+    from numba_a3c.envs.base import EnvError
     from numba_a3c.trainer import SAVE_SECONDS, Trainer
     from numba_a3c.validation import check_config, check_environment, check_resume, check_run_dir, check_stop_at
 
@@ -237,13 +238,13 @@ def _train(signals, out, resume, force, stop_at, quiet, save_seconds, options):
         else:
             config = resolve(options)
             check_config(config)
-            check_environment(config)
+            parts = check_environment(config)
             run_dir = Path(out) if out else _default_run_dir(config)
             if out:
                 _check_not_in_use(run_dir)
             check_run_dir(run_dir, force=force)
-            trainer = Trainer(config, run_dir=run_dir, **callbacks)
-        done = int(trainer.shared.counters[0])
+            trainer = Trainer(config, run_dir=run_dir, parts=parts, **callbacks)
+        done = int(trainer.shared.counters[C_T])
         check_stop_at(stop_at, done)
         signals.attach(trainer, run_dir)   # from here on a signal stops the run, which saves
     except (EnvError, ValueError, CheckpointError) as exc:

@@ -45,9 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
+from numba_a3c.episode_log import EPISODE_COLUMNS, read_rows
+
 FORMAT_NAME = "numba_a3c checkpoint"
 FORMAT_VERSION = 1
-EPISODE_COLUMNS = ("global_step", "thread", "return", "length", "wall_time")
 EVALUATION_COLUMNS = ("global_step", "mean", "std", "min", "max", "episodes", "wall_time")
 
 
@@ -351,7 +352,6 @@ def load(path, whole_log=True):
 def _whole_log(path, ckpt):
     """The run's whole episode log: episodes.csv up to the checkpoint's mark, then the rows of the
     checkpoint's tail not yet in it. The tail alone when episodes.csv is missing, short or unreadable."""
-    from numba_a3c.episode_log import read_rows
 
     csv = Path(path).parent / "episodes.csv"
     first, rows, size = (ckpt.attrs[k] for k in ("log_first_row", "csv_rows", "csv_bytes"))

@@ -12,10 +12,11 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from numba_a3c.algorithms.state import ALGORITHM_IDS, OPTIMIZER_IDS
 from numba_a3c.data import data_path
 
-ALGORITHMS = ("a3c", "nstep-q", "onestep-q", "sarsa")
-OPTIMIZERS = ("shared-rmsprop", "rmsprop", "momentum")
+ALGORITHMS = tuple(ALGORITHM_IDS)     # ("a3c", "nstep-q", "onestep-q", "sarsa")
+OPTIMIZERS = tuple(OPTIMIZER_IDS)     # ("shared-rmsprop", "rmsprop", "momentum")
 NETWORKS = ("mlp", "conv", "atari")
 
 

@@ -39,7 +39,8 @@ def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", eps
     """Play ``steps`` steps with the policy (``mode`` as in evaluation; episodes restart as they
     end) and return (observations (N, input_size) float32 scaled as the network reads them,
     actions (N,), rewards (N,), ends (N,) bool: True where the step ended an episode)."""
-    from numba_a3c.envs.registry import flat_observation, make_python_env
+    from numba_a3c.envs.base import flat_observation
+    from numba_a3c.envs.registry import make_python_env
     from numba_a3c.evaluate import Policy
 
     policy = Policy(network, params, mode, epsilon, seed)  # a Q network samples ε-greedily
@@ -170,12 +171,12 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
 def checkpoint_health(ckpt, steps=400, seed=0):
     """:func:`health` of a loaded checkpoint on ``steps`` steps of its own environment, played with
     its policy (sampled from π for A3C, ε-greedy with ε 0.05 for the Q methods)."""
-    from numba_a3c.envs.registry import describe_env
+    from numba_a3c.build import environment
     from numba_a3c.nn.network import Network
 
     config = ckpt.config
     network = Network(ckpt.spec)
-    env_info = describe_env(config.env, force_gym=config.gym)
+    env_info = environment(config)
     data = collect(network, ckpt.theta, env_info, steps=steps, seed=seed)
     g = np.asarray(ckpt.opt_shared)
     report = health(network, ckpt.theta, *data, gamma=config.gamma, reward_clip=config.reward_clip,

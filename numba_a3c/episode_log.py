@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from numba_a3c.checkpoint import EPISODE_COLUMNS
-
 TAIL = 10_000            # rows kept in memory and in each checkpoint's /log/episodes
 FLUSH_SECONDS = 5.0      # the monitor appends to episodes.csv at least this often
+# The columns of episodes.csv and of a checkpoint's /log/episodes.
+EPISODE_COLUMNS = ("global_step", "thread", "return", "length", "wall_time")
 HEADER = (",".join(EPISODE_COLUMNS) + "\n").encode()
 
 

@@ -5,12 +5,15 @@ others through a Python loop over :class:`Policy`. Evaluation never changes the 
 is given; the trainer hands it a snapshot of θ taken at the evaluation's start.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
 from numba_a3c.algorithms.policies import argmax, epsilon_greedy, sample_policy
+from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step
-from numba_a3c.envs.registry import flat_observation, make_python_env
+from numba_a3c.envs.registry import make_python_env
 from numba_a3c.nn.network import forward_row
 from numba_a3c.rng import new_rng
 
@@ -33,21 +36,42 @@ def select_action(ws_row, out_q, out_pi, n_actions, mode, epsilon, rng, scratch)
     return epsilon_greedy(values, epsilon, rng)
 
 
+# An evaluation policy as one value that nopython code can take: the network (layer table,
+# parameters, head offsets), how it picks actions (mode, ε, its RNG) and its buffers (``obs[0]``
+# holds the current observation). Private to the thread that evaluates.
+PolicyState = namedtuple("PolicyState", ["table", "params", "out_q", "out_pi", "n_actions", "mode", "epsilon",
+                                         "rng", "obs", "ws", "scratch"])
+
+
+def policy_state(network, params, mode, epsilon, rng):
+    """A :data:`PolicyState` for ``network`` with ``params`` (float32), its buffers freshly allocated."""
+    obs, ws, _ = network.buffers(1)
+    return PolicyState(network.table, np.ascontiguousarray(params, np.float32), network.out_q, network.out_pi,
+                       network.spec.n_actions, MODES[mode], float(epsilon), rng, obs, ws,
+                       np.zeros(2 * network.spec.n_actions, np.float32))
+
+
 @njit(nogil=True, cache=True)
-def run_episodes_native(table, params, out_q, out_pi, n_actions, env_id, env_state, env_rng, rng,
-                        obs, ws, scratch, mode, epsilon, max_steps, returns, lengths):
-    """Play ``len(returns)`` episodes of a native environment; write each return and length.
+def policy_action(P):
+    """The action for the observation in ``P.obs[0]``: one forward pass, then :func:`select_action`."""
+    forward_row(P.table, P.params, P.obs, P.ws, 0)
+    return select_action(P.ws[0], P.out_q, P.out_pi, P.n_actions, P.mode, P.epsilon, P.rng, P.scratch)
+
+
+@njit(nogil=True, cache=True)
+def run_episodes_native(P, env_id, env_state, env_rng, max_steps, returns, lengths):
+    """Play ``len(returns)`` episodes of a native environment with policy ``P``; write each return
+    and length.
 
     ``max_steps`` (> 0) caps an episode in case the environment has no time limit of its own.
     """
     for e in range(returns.shape[0]):
-        env_reset(env_id, env_state, env_rng, obs[0])
+        env_reset(env_id, env_state, env_rng, P.obs[0])
         total = 0.0
         steps = 0
         while True:
-            forward_row(table, params, obs, ws, 0)
-            a = select_action(ws[0], out_q, out_pi, n_actions, mode, epsilon, rng, scratch)
-            r, term, trunc = env_step(env_id, env_state, a, env_rng, obs[0])
+            a = policy_action(P)
+            r, term, trunc = env_step(env_id, env_state, a, env_rng, P.obs[0])
             total += r
             steps += 1
             if term or trunc or steps >= max_steps:
@@ -61,20 +85,12 @@ class Policy:
 
     def __init__(self, network, params, mode="greedy", epsilon=0.0, seed=0):
         self.network = network
-        self.params = np.ascontiguousarray(params, dtype=np.float32)
-        self.mode = MODES[mode]
-        self.epsilon = float(epsilon)
-        self.rng = new_rng(seed)
-        self.obs, self.ws, _ = network.buffers(1)
-        self.scratch = np.zeros(2 * network.spec.n_actions, np.float32)
+        self.state = policy_state(network, params, mode, epsilon, new_rng(seed))
         self.scale = np.float32(network.spec.input_scale)
 
     def __call__(self, observation):
-        flat_observation(observation, self.scale, self.obs[0])
-        net = self.network
-        forward_row(net.table, self.params, self.obs, self.ws, 0)
-        return int(select_action(self.ws[0], net.out_q, net.out_pi, net.spec.n_actions, self.mode,
-                                 self.epsilon, self.rng, self.scratch))
+        flat_observation(observation, self.scale, self.state.obs[0])
+        return int(policy_action(self.state))
 
 
 def evaluate(network, params, env_info, episodes=10, mode="greedy", epsilon=0.0, seed=0, max_steps=0,
@@ -89,11 +105,8 @@ def evaluate(network, params, env_info, episodes=10, mode="greedy", epsilon=0.0,
     returns = np.zeros(episodes, np.float64)
     lengths = np.zeros(episodes, np.int64)
     if env_info.kind == "native" and on_frame is None:
-        obs, ws, _ = network.buffers(1)
-        run_episodes_native(network.table, np.ascontiguousarray(params, np.float32), network.out_q, network.out_pi,
-                            network.spec.n_actions, env_info.native_id, np.zeros(ENV_STATE_SIZE),
-                            new_rng(seed + 1), new_rng(seed), obs, ws,
-                            np.zeros(2 * network.spec.n_actions, np.float32), MODES[mode], float(epsilon), cap,
+        policy = policy_state(network, params, mode, epsilon, new_rng(seed))
+        run_episodes_native(policy, env_info.native_id, np.zeros(ENV_STATE_SIZE), new_rng(seed + 1), cap,
                             returns, lengths)
         return returns, lengths
     policy = Policy(network, params, mode, epsilon, seed)

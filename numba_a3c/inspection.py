@@ -451,13 +451,12 @@ def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, m
     any recording) play one episode per call, episode e with seed ``seed + e``, so progress is
     reported as it happens.
     """
-    from numba_a3c.envs.registry import describe_env
+    from numba_a3c.build import environment, network_spec
     from numba_a3c.evaluate import evaluate
     from numba_a3c.nn.network import Network
-    from numba_a3c.trainer import network_spec
 
     config = ckpt.config
-    env_info = describe_env(config.env, force_gym=config.gym)
+    env_info = environment(config)
     expected = network_spec(config, env_info)
     if expected.input_shape != ckpt.spec.input_shape or expected.n_actions != ckpt.spec.n_actions:
         raise InspectError(f"the checkpoint's network takes {ckpt.spec.input_shape} observations and "

@@ -43,7 +43,9 @@ from numba_a3c.algorithms.state import (
     C_TARGET_UPDATES,
     CI_BUDGET,
     DIVERGED,
+    ERROR,
     NEVER,
+    STATUS_NAMES,
     STOPPED,
     TF_ENTROPY,
     TF_EPSILON,
@@ -52,20 +54,15 @@ from numba_a3c.algorithms.state import (
     TF_LR,
     TI_EPISODES,
 )
-from numba_a3c.envs.registry import describe_env
+from numba_a3c.build import build_run
 from numba_a3c.episode_log import FLUSH_SECONDS
 from numba_a3c.evaluate import evaluate
-from numba_a3c.nn.network import Network, atari_spec, mlp_spec, small_conv_spec
 from numba_a3c.workers import (
-    ERROR,
     WorkerError,
     Workers,
     compile_kernels,
     describe_exception,
-    new_shared_state,
 )
-
-STATUS_NAMES = {0: "finished", 1: "diverged", 2: "stopped", 3: "finished", 4: "failed"}
 
 STOP_TIMEOUT = 2.0            # seconds workers (and an evaluation) get to stop once asked
 END_TIMEOUT = 10.0            # seconds the other workers get to finish once one has ended (budget, pause)
@@ -74,25 +71,6 @@ SAVE_SECONDS = 60.0           # a run with a run directory saves latest.h5 at le
 
 # Settings a resumed run may change: they do not alter what is learned (steps extends the budget).
 RESUMABLE_CHANGES = ("steps", "eval_every", "eval_episodes", "save_every", "log_interval")
-
-
-def network_spec(config, env_info):
-    """The network a configuration asks for on an environment (Q heads for the Q methods)."""
-    heads = "actor_critic" if config.algo == "a3c" else "q"
-    A = env_info.n_actions
-    if config.network == "atari":
-        if tuple(env_info.obs_shape) != (4, 84, 84):
-            raise ValueError(f"the atari network needs 4x84x84 frames; {env_info.env_id} gives {env_info.obs_shape}")
-        return atari_spec(A, heads)
-    if config.network == "conv":
-        if len(env_info.obs_shape) != 3:
-            raise ValueError(f"the conv network needs (channels, height, width) observations; "
-                             f"{env_info.env_id} gives {env_info.obs_shape}. Use --network mlp")
-        return small_conv_spec(env_info.obs_shape, A, heads, hidden=config.hidden[0] if config.hidden else 128)
-    spec = mlp_spec(int(np.prod(env_info.obs_shape)), A, config.hidden, config.activation, heads)
-    if env_info.input_scale != 1.0:
-        spec = type(spec)(spec.input_shape, spec.n_actions, spec.body, spec.heads, env_info.input_scale)
-    return spec
 
 
 class EpisodeRows:
@@ -248,15 +226,19 @@ class Trainer:
     a consistent copy of the episode rows and ``_csv_mark`` to write best.h5.
     """
 
-    def __init__(self, config, on_progress=None, on_eval=None, final_eval=True, run_dir=None,
+    def __init__(self, config, on_progress=None, on_eval=None, final_eval=True, run_dir=None, parts=None,
                  save_seconds=SAVE_SECONDS):
         from numba_a3c.validation import check_config
 
         check_config(config)
+        if parts is None:
+            parts = build_run(config)   # callers that checked the configuration pass the parts they built
+        elif parts.config != config:
+            raise ValueError("the run's parts were built for another configuration")
         self.config = config
-        self.env_info = describe_env(config.env, force_gym=config.gym)
-        self.network = Network(network_spec(config, self.env_info))
-        self.shared = new_shared_state(config, self.network)
+        self.env_info = parts.env_info
+        self.network = parts.network
+        self.shared = parts.initial_state()
         self.on_progress = on_progress
         self.on_eval = on_eval
         self.final_eval = final_eval

@@ -131,15 +131,15 @@ def planned_memory(config, network):
 
 
 def check_environment(config):
-    """The environment's :class:`~numba_a3c.envs.registry.EnvInfo` and the run's network, or
+    """The run's parts (:class:`~numba_a3c.build.RunParts`: the environment's
+    :class:`~numba_a3c.envs.base.EnvInfo` and the network), built once here for the trainer, or
     :class:`ConfigError` when the id is unknown, the algorithm cannot act in it, the network
     cannot read its observations or the run would not fit in memory."""
-    from numba_a3c.envs.registry import EnvError, describe_env
-    from numba_a3c.nn.network import Network
-    from numba_a3c.trainer import network_spec
+    from numba_a3c.build import RunParts, build_network, environment
+    from numba_a3c.envs.base import EnvError
 
     try:
-        info = describe_env(config.env, force_gym=config.gym)
+        info = environment(config)
     except EnvError as exc:
         msg = str(exc)
         if "action space" in msg:
@@ -148,7 +148,7 @@ def check_environment(config):
     if info.n_actions < 2:
         raise ConfigError(f"{config.env} has {info.n_actions} action(s); there is nothing to learn with fewer than 2")
     try:
-        network = Network(network_spec(config, info))
+        network = build_network(config, info)
     except (ValueError, IndexError) as exc:
         raise ConfigError(f"--network {config.network} cannot read {config.env}'s observations "
                           f"{tuple(info.obs_shape)}: {exc}") from None
@@ -158,7 +158,7 @@ def check_environment(config):
         raise ConfigError(f"this run needs about {need / 2**30:.1f} GiB for its {network.n_params:,} parameters "
                           f"and {config.threads} threads, more than this machine has ({have / 2**30:.1f} GiB); "
                           f"use fewer --threads, smaller --hidden or a shorter --t-max")
-    return info, network
+    return RunParts(config, info, network)
 
 
 def _existing_ancestor(path):

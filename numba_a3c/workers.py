@@ -30,7 +30,7 @@ from numba import njit
 
 from numba_a3c.algorithms.learner import act, begin_segment, end_segment, observe
 from numba_a3c.algorithms.state import (
-    ALGORITHMS,
+    ALGORITHM_IDS,
     BUDGET_DONE,
     C_PAUSE_AT,
     C_SIZE,
@@ -60,11 +60,12 @@ from numba_a3c.algorithms.state import (
     CI_SIZE,
     CI_T_MAX,
     CI_TARGET_INTERVAL,
-    DIVERGED,
+    EL_SIZE,
     EPISODE_LOG_CAPACITY,
+    ERROR,
     NEVER,
     OK,
-    OPTIMIZERS,
+    OPTIMIZER_IDS,
     SHARED_RMSPROP,
     STOPPED,
     TF_EPISODE_RETURN,
@@ -81,11 +82,10 @@ from numba_a3c.algorithms.state import (
     Learner,
     epsilon_finals,
 )
+from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step
-from numba_a3c.envs.registry import flat_observation, make_python_env
+from numba_a3c.envs.registry import make_python_env
 from numba_a3c.rng import rng_seed
-
-ERROR = 4  # status of a run stopped by an exception in a worker
 
 
 def describe_exception(exc):
@@ -196,10 +196,10 @@ def make_config_arrays(config, network):
     """The config_i / config_f arrays the kernels read, from a TrainConfig and a Network."""
     ci = np.zeros(CI_SIZE, np.int64)
     cf = np.zeros(CF_SIZE, np.float64)
-    ci[CI_ALGO] = ALGORITHMS[config.algo]
+    ci[CI_ALGO] = ALGORITHM_IDS[config.algo]
     ci[CI_T_MAX] = config.t_max
     ci[CI_TARGET_INTERVAL] = config.target_interval if config.algo != "a3c" else 0
-    ci[CI_OPTIMIZER] = OPTIMIZERS[config.optimizer]
+    ci[CI_OPTIMIZER] = OPTIMIZER_IDS[config.optimizer]
     ci[CI_N_ACTIONS] = network.spec.n_actions
     ci[CI_OUT_Q], ci[CI_OUT_PI], ci[CI_OUT_V] = network.out_q, network.out_pi, network.out_v
     ci[CI_ACTIVATION_SIZE] = network.activation_size
@@ -249,7 +249,7 @@ def new_shared_state(config, network, theta=None):
         config_f=cf,
         thread_i=thread_i,
         thread_f=thread_f,
-        episode_log=np.zeros((N, EPISODE_LOG_CAPACITY, 3), np.float64),
+        episode_log=np.zeros((N, EPISODE_LOG_CAPACITY, EL_SIZE), np.float64),
         opt_private=np.zeros((N, private_opt), np.float32),
         rng=rng,
         env_rng=env_rng,
@@ -425,4 +425,4 @@ class Workers:
 
 
 __all__ = ["Workers", "WorkerError", "SharedState", "new_shared_state", "make_learner", "compile_kernels",
-           "run_native", "python_env_begin", "python_env_step", "DIVERGED", "ERROR", "C_T"]
+           "run_native", "python_env_begin", "python_env_step"]

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ALGOS = ("a3c", "nstep-q", "onestep-q", "sarsa")
+from numba_a3c.config import ALGORITHMS as ALGOS
 
 
 def parse_seeds(text):

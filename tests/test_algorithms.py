@@ -8,8 +8,17 @@ the update must be, and the new shared θ must match.
 import numpy as np
 import pytest
 
+from numba_a3c import a3c_numpy as ref
 from numba_a3c.algorithms.learner import act, begin_segment, end_segment, observe
-from numba_a3c.algorithms.state import C_T, C_TARGET_UPDATES, TI_PENDING_ACTION
+from numba_a3c.algorithms.state import (
+    C_T,
+    C_TARGET_NEXT,
+    C_TARGET_UPDATES,
+    CI_TARGET_INTERVAL,
+    TF_EPS_FINAL,
+    TI_N,
+    TI_PENDING_ACTION,
+)
 from numba_a3c.config import TrainConfig
 from numba_a3c.nn.network import Network, mlp_spec
 from numba_a3c.workers import make_learner, new_shared_state
@@ -18,47 +27,34 @@ OBS, A, HIDDEN = 3, 3, (8, 6)
 
 
 # ----------------------------------------------------------------------------- NumPy reference
-def np_forward(net, theta, x):
-    """Activations of a relu MLP: list of (input, output) per layer, and the head outputs."""
-    v = net.views(theta.astype(np.float64))
-    h = x.astype(np.float64)
-    cache = []
-    for i in range(1, len(HIDDEN) + 1):
-        z = h @ v[f"fc{i}/W"] + v[f"fc{i}/b"]
-        cache.append((h, z))
-        h = np.maximum(z, 0.0)
-    heads = {}
-    for name in ("q", "pi", "v"):
-        if f"{name}/W" in v:
-            heads[name] = h @ v[f"{name}/W"] + v[f"{name}/b"]
-    return cache, h, heads
+# A3C's is the single file numba_a3c/a3c_numpy.py; the Q methods reuse its body and backprop.
+def as_params(net, theta):
+    """θ (the package's flat array) as the reference's dict of named float64 arrays."""
+    return {name: view.astype(np.float64) for name, view in net.views(theta).items()}
 
 
-def np_backward(net, theta, x, d_heads):
-    """dθ for a batch x given ∂L/∂(head outputs), by the textbook backprop of a relu MLP."""
-    v = net.views(theta.astype(np.float64))
-    cache, h, _ = np_forward(net, theta, x)
-    grads = {}
-    dh = np.zeros_like(h)
-    for name, d in d_heads.items():
-        grads[f"{name}/W"] = h.T @ d
-        grads[f"{name}/b"] = d.sum(0)
-        dh += d @ v[f"{name}/W"].T
-    for i in range(len(HIDDEN), 0, -1):
-        inp, z = cache[i - 1]
-        dz = dh * (z > 0)
-        grads[f"fc{i}/W"] = inp.T @ dz
-        grads[f"fc{i}/b"] = dz.sum(0)
-        dh = dz @ v[f"fc{i}/W"].T
+def as_flat(net, params):
     flat = np.zeros(net.n_params)
     for p in net.params:
-        flat[p.offset:p.offset + p.size] = grads[p.name].reshape(-1)
+        flat[p.offset:p.offset + p.size] = params[p.name].reshape(-1)
     return flat
 
 
-def np_rmsprop(theta, g, d, lr, alpha=0.99, eps=0.1):
-    g = alpha * g + (1 - alpha) * d * d
-    return theta - lr * d / np.sqrt(g + eps), g
+def np_q_values(net, theta, x):
+    """Q(s, ·) of a relu MLP with a linear Q head, for a batch x."""
+    params = as_params(net, theta)
+    h, _ = ref.body_forward(params, x.astype(np.float64))
+    return h @ params["q/W"] + params["q/b"]
+
+
+def np_q_update(net, theta, x, dq, lr):
+    """θ after one shared-RMSProp step (g from 0) on the gradient whose value at the Q head is dq."""
+    params = as_params(net, theta)
+    h, tape = ref.body_forward(params, x.astype(np.float64))
+    grads = {}
+    ref.body_backward(params, tape, ref.linear_backward(params, "q", h, dq, grads), grads)
+    zeros = {k: np.zeros_like(v) for k, v in params.items()}
+    return as_flat(net, ref.shared_rmsprop(params, zeros, grads, lr)[0])
 
 
 # ----------------------------------------------------------------------------- harness
@@ -68,7 +64,7 @@ def make(algo, t_max=4, **kw):
     heads = "actor_critic" if algo == "a3c" else "q"
     net = Network(mlp_spec(OBS, A, HIDDEN, "relu", heads))
     shared = new_shared_state(cfg, net)
-    shared.thread_f[0, 0] = 0.3  # final ε: exploration with the thread's RNG, deterministic
+    shared.thread_f[0, TF_EPS_FINAL] = 0.3  # final ε: exploration with the thread's RNG, deterministic
     # A target network different from θ, so using the wrong one would show.
     shared.theta_target[:] = shared.theta + np.random.default_rng(5).normal(0, 0.05, net.n_params).astype(np.float32)
     return cfg, net, shared, make_learner(shared, net, 0)
@@ -97,26 +93,12 @@ def test_a3c_segment_matches_reference(terminal):
     theta0 = shared.theta.copy()
     states, actions = play_segment(L, 4, REWARDS, terminal)
     end_segment(L)
-    # Reference, Algorithm S3: R ← 0 or V(s_t; θ′); R ← r_i + γR; A = R − V(s_i); policy + entropy + ½A².
-    _, _, heads = np_forward(net, theta0, states)
-    logits, values = heads["pi"], heads["v"][:, 0]
-    R = 0.0 if terminal else values[4]
-    returns = np.zeros(4)
-    for i in range(3, -1, -1):
-        R = REWARDS[i] + 0.9 * R
-        returns[i] = R
-    z = logits[:4]
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    logp = np.log(p)
-    H = -(p * logp).sum(1)
-    adv = returns - values[:4]
-    onehot = np.eye(A)[actions]
-    dz = adv[:, None] * (p - onehot) + cfg.beta * p * (logp + H[:, None])
-    dv = (values[:4] - returns)[:, None]
-    d = np_backward(net, theta0, states[:4], {"pi": dz, "v": dv})
-    expected, _ = np_rmsprop(theta0.astype(np.float64), np.zeros(net.n_params), d, cfg.lr)
-    np.testing.assert_allclose(shared.theta, expected, rtol=2e-5, atol=2e-6)
+    # Reference, Algorithm S3, in plain NumPy (numba_a3c/a3c_numpy.py): the same segment, the same update.
+    params = as_params(net, theta0)
+    zeros = {k: np.zeros_like(v) for k, v in params.items()}
+    expected, _, _ = ref.segment_update(params, zeros, states.astype(np.float64), actions, REWARDS.astype(np.float64),
+                                        terminal, gamma=cfg.gamma, beta=cfg.beta, lr=cfg.lr, clip_norm=0.0)
+    np.testing.assert_allclose(shared.theta, as_flat(net, expected), rtol=2e-5, atol=2e-6)
     assert shared.counters[C_T] == 4
 
 
@@ -128,19 +110,15 @@ def test_nstep_q_segment_matches_reference(terminal):
     states, actions = play_segment(L, 4, REWARDS, terminal)
     end_segment(L)
     # Reference, Algorithm S2: R ← 0 or max_a Q(s_t, a; θ⁻); R ← r_i + γR; dθ += ∂(R − Q(s_i, a_i; θ′))².
-    _, _, heads_target = np_forward(net, target, states)
-    R = 0.0 if terminal else heads_target["q"][4].max()
+    R = 0.0 if terminal else np_q_values(net, target, states)[4].max()
     returns = np.zeros(4)
     for i in range(3, -1, -1):
         R = REWARDS[i] + 0.9 * R
         returns[i] = R
-    _, _, heads = np_forward(net, theta0, states[:4])
-    q = heads["q"]
+    q = np_q_values(net, theta0, states[:4])
     dq = np.zeros_like(q)
     dq[np.arange(4), actions] = -2.0 * (returns - q[np.arange(4), actions])
-    d = np_backward(net, theta0, states[:4], {"q": dq})
-    expected, _ = np_rmsprop(theta0.astype(np.float64), np.zeros(net.n_params), d, cfg.lr)
-    np.testing.assert_allclose(shared.theta, expected, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(shared.theta, np_q_update(net, theta0, states[:4], dq, cfg.lr), rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.parametrize("algo", ["onestep-q", "sarsa"])
@@ -153,8 +131,7 @@ def test_onestep_segment_matches_reference(algo, terminal):
     end_segment(L)
     # Reference, Algorithm 1: y_i = r_i (terminal) or r_i + γ max_a′ Q(s_{i+1}, a′; θ⁻)
     # (Sarsa: r_i + γ Q(s_{i+1}, a_{i+1}; θ⁻), with a_4 the action chosen for the next step).
-    _, _, heads_target = np_forward(net, target, states)
-    qt = heads_target["q"]
+    qt = np_q_values(net, target, states)
     pending = int(L.thread_i[TI_PENDING_ACTION])
     if algo == "sarsa" and not terminal:
         assert 0 <= pending < A, "Sarsa must have chosen a′ for s_4 before its update"
@@ -167,13 +144,10 @@ def test_onestep_segment_matches_reference(algo, terminal):
             y[i] = REWARDS[i] + 0.9 * qt[i + 1, next_actions[i]]
         else:
             y[i] = REWARDS[i] + 0.9 * qt[i + 1].max()
-    _, _, heads = np_forward(net, theta0, states[:4])
-    q = heads["q"]
+    q = np_q_values(net, theta0, states[:4])
     dq = np.zeros_like(q)
     dq[np.arange(4), actions] = -2.0 * (y - q[np.arange(4), actions])
-    d = np_backward(net, theta0, states[:4], {"q": dq})
-    expected, _ = np_rmsprop(theta0.astype(np.float64), np.zeros(net.n_params), d, cfg.lr)
-    np.testing.assert_allclose(shared.theta, expected, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(shared.theta, np_q_update(net, theta0, states[:4], dq, cfg.lr), rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.parametrize("algo", ["onestep-q", "sarsa", "nstep-q", "a3c"])
@@ -207,8 +181,8 @@ def test_sarsa_takes_the_action_it_bootstrapped_from():
 
 def test_target_network_refreshed_every_interval():
     cfg, net, shared, L = make("nstep-q")
-    L.config_i[2] = 8  # CI_TARGET_INTERVAL
-    shared.counters[3] = 8  # C_TARGET_NEXT
+    L.config_i[CI_TARGET_INTERVAL] = 8
+    shared.counters[C_TARGET_NEXT] = 8
     for seg in range(3):
         play_segment(L, 4, REWARDS, False, seed=seg)
         end_segment(L)
@@ -226,10 +200,26 @@ def test_one_step_updates_every_I_async_local_steps():
     ends = []
     for t in range(1, 7):
         act(L)
-        n = int(L.thread_i[4])
+        n = int(L.thread_i[TI_N])
         L.obs[n + 1] = rng.normal(size=OBS).astype(np.float32)
         if observe(L, 0.0, False, False, False):
             ends.append(t)
             end_segment(L)
             begin_segment(L)
     assert ends == [3, 6]
+
+
+def test_reference_agent_runs_its_loop_on_cartpole():
+    """The single-file reference's actor-learner loop (numba_a3c/a3c_numpy.py:train): episodes end
+    and are reported, every update leaves θ finite, and θ moves."""
+    import gymnasium
+
+    episodes = []
+    env = gymnasium.make("CartPole-v1")
+    start = ref.init_params((4, 16), 2, np.random.default_rng(1))
+    params = ref.train(env, steps=400, hidden=(16,), seed=1, lr=1e-2,
+                       on_episode=lambda T, ret: episodes.append((T, ret)))
+    env.close()
+    assert episodes and all(ret >= 1 for _, ret in episodes) and episodes[-1][0] <= 400
+    assert all(np.isfinite(v).all() for v in params.values())
+    assert any(not np.allclose(params[k], start[k]) for k in params)

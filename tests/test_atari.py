@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 
 from numba_a3c.algorithms.state import TF_EPISODE_RETURN, TI_EPISODE_STEPS, TI_EPISODES, TI_N, TI_PENDING_ACTION
+from numba_a3c.build import network_spec
 from numba_a3c.config import TrainConfig, resolve
 from numba_a3c.envs.atari import AtariEnv, describe_atari, make_atari_env
-from numba_a3c.envs.registry import EnvError, describe_env
+from numba_a3c.envs.base import EnvError
+from numba_a3c.envs.registry import describe_env
 from numba_a3c.nn.network import Network
-from numba_a3c.trainer import Trainer, network_spec
+from numba_a3c.trainer import Trainer
 from numba_a3c.workers import Workers, compile_kernels, new_shared_state
 
 pytestmark = pytest.mark.atari

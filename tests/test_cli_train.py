@@ -154,3 +154,27 @@ def test_every_shipped_preset_resolves_for_every_method(env):
         for key, value in preset_values(env, algo).items():
             got = getattr(config, key)
             assert (list(got) if isinstance(got, tuple) else got) == value, key
+
+
+def test_train_builds_the_environment_and_the_network_once(tmp_path, monkeypatch):
+    # Validation builds the run's parts (numba_a3c/build.py) and the trainer trains those very
+    # parts: one environment description and one network per command, not one per step.
+    from numba_a3c import build
+
+    calls = {"environment": 0, "network": 0}
+    describe, network = build.describe_env, build.build_network
+
+    def counting_describe(*args, **kwargs):
+        calls["environment"] += 1
+        return describe(*args, **kwargs)
+
+    def counting_network(*args, **kwargs):
+        calls["network"] += 1
+        return network(*args, **kwargs)
+
+    monkeypatch.setattr(build, "describe_env", counting_describe)
+    monkeypatch.setattr(build, "build_network", counting_network)
+    result = run_cli("--env", "CartPole-v1", "--threads", "1", "--steps", "200", "--eval-episodes", "1",
+                     "--hidden", "8", "--quiet", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert calls == {"environment": 1, "network": 1}

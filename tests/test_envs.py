@@ -4,6 +4,7 @@ import gymnasium
 import numpy as np
 import pytest
 
+from numba_a3c.envs.base import EnvError
 from numba_a3c.envs.native import (
     CATCH_COLS,
     CATCH_ROWS,
@@ -13,7 +14,7 @@ from numba_a3c.envs.native import (
     env_reset,
     env_step,
 )
-from numba_a3c.envs.registry import EnvError, describe_env
+from numba_a3c.envs.registry import describe_env
 from numba_a3c.rng import new_rng
 
 

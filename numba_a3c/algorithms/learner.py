@@ -53,6 +53,9 @@ from numba_a3c.algorithms.state import (
     CI_T_MAX,
     CI_TARGET_INTERVAL,
     DIVERGED,
+    EL_LENGTH,
+    EL_RETURN,
+    EL_T,
     MOMENTUM,
     NSTEP_Q,
     OK,
@@ -132,9 +135,9 @@ def observe(L, reward, terminal, truncated, episode_over):
     if episode_over:
         k = L.thread_i[TI_EPISODES]
         row = k % L.episode_log.shape[0]
-        L.episode_log[row, 0] = T
-        L.episode_log[row, 1] = L.thread_f[TF_EPISODE_RETURN]
-        L.episode_log[row, 2] = L.thread_i[TI_EPISODE_STEPS]
+        L.episode_log[row, EL_T] = T
+        L.episode_log[row, EL_RETURN] = L.thread_f[TF_EPISODE_RETURN]
+        L.episode_log[row, EL_LENGTH] = L.thread_i[TI_EPISODE_STEPS]
         L.thread_i[TI_EPISODES] = k + 1
         L.thread_i[TI_EPISODE_STEPS] = 0
         L.thread_f[TF_EPISODE_RETURN] = 0.0

@@ -27,19 +27,19 @@ from collections import namedtuple
 
 import numpy as np
 
-# Algorithms, as numbers in config_i[CI_ALGO].
+# Algorithms, as numbers in config_i[CI_ALGO]. ALGORITHM_IDS is the one list of algorithm names
+# (TrainConfig's choices are its keys, in this order).
 ONESTEP_Q = 0
 SARSA = 1
 NSTEP_Q = 2
 A3C = 3
-ALGORITHMS = {"onestep-q": ONESTEP_Q, "sarsa": SARSA, "nstep-q": NSTEP_Q, "a3c": A3C}
-ALGORITHM_NAMES = {v: k for k, v in ALGORITHMS.items()}
+ALGORITHM_IDS = {"a3c": A3C, "nstep-q": NSTEP_Q, "onestep-q": ONESTEP_Q, "sarsa": SARSA}
 
-# Optimisers, as numbers in config_i[CI_OPTIMIZER].
+# Optimisers, as numbers in config_i[CI_OPTIMIZER]; OPTIMIZER_IDS is the one list of their names.
 SHARED_RMSPROP = 0
 RMSPROP = 1
 MOMENTUM = 2
-OPTIMIZERS = {"shared-rmsprop": SHARED_RMSPROP, "rmsprop": RMSPROP, "momentum": MOMENTUM}
+OPTIMIZER_IDS = {"shared-rmsprop": SHARED_RMSPROP, "rmsprop": RMSPROP, "momentum": MOMENTUM}
 
 # config_i: integer hyperparameters (the same for every thread).
 CI_ALGO = 0
@@ -77,11 +77,16 @@ C_TARGET_UPDATES = 4      # how many times θ⁻ was refreshed
 C_PAUSE_AT = 5            # threads stop at the first segment boundary at or after this global step
 C_SIZE = 8
 
-# Status codes (also the return value of end_segment / run_native).
+# Status codes: counters[C_STATUS] (the first problem any thread reported), the return value of
+# end_segment / run_native, and a worker's end.
 OK = 0
 DIVERGED = 1              # a gradient or parameter became NaN or Inf
-STOPPED = 2               # the stop flag was raised
+STOPPED = 2               # the stop flag was raised (Ctrl-C, a pause at C_PAUSE_AT, another thread's end)
 BUDGET_DONE = 3           # T reached the budget
+ERROR = 4                 # set by Python, never by a kernel: a worker raised, a save or an evaluation failed
+# How a run that ended with each status is reported (RunResult.status); a STOPPED run is "stopped"
+# when the user asked for it (Ctrl-C, SIGTERM) and "paused" when it reached --stop-at.
+STATUS_NAMES = {OK: "finished", DIVERGED: "diverged", STOPPED: "stopped", BUDGET_DONE: "finished", ERROR: "failed"}
 
 # thread_i: one row per thread, written by that thread only.
 TI_THREAD = 0             # the thread's index
@@ -111,6 +116,11 @@ TF_GRAD_NORM = 6          # global gradient norm of the last update (before clip
 TF_VALUE = 7              # mean V(s_i) (A3C) or mean Q(s_i, a_i) of the actions taken (Q methods) over the last segment
 TF_SIZE = 8
 
+# episode_log: (capacity, EL_SIZE) per thread, a ring buffer of finished episodes.
+EL_T = 0                  # the global step T at the episode's end
+EL_RETURN = 1             # its return (raw, unclipped rewards)
+EL_LENGTH = 2             # its length in steps
+EL_SIZE = 3
 EPISODE_LOG_CAPACITY = 4096
 
 NEVER = 2**62             # C_PAUSE_AT when no pause is asked for

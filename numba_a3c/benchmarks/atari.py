@@ -48,12 +48,11 @@ import numpy as np
 from numba_a3c.algorithms.learner import act, apply_gradients, begin_segment, end_segment, observe
 from numba_a3c.algorithms.state import C_STOP, C_T, TI_EPISODE_OVER, TI_N
 from numba_a3c.benchmarks.report import resident_mib
+from numba_a3c.build import build_run
 from numba_a3c.config import resolve
 from numba_a3c.envs.atari import FRAME_SKIP, make_atari_env, rom_for
-from numba_a3c.envs.registry import describe_env, flat_observation
-from numba_a3c.nn.network import Network
-from numba_a3c.trainer import network_spec
-from numba_a3c.workers import Workers, compile_kernels, make_learner, new_shared_state
+from numba_a3c.envs.base import flat_observation
+from numba_a3c.workers import Workers, compile_kernels, make_learner
 
 #: Issue 4's target: the paper's whole-machine rate (80M agent steps in a day on 16 cores).
 TARGET_STEPS_PER_S = 926
@@ -136,11 +135,9 @@ def emulator_rate(env_id, threads, seconds, kind="vector"):
 
 # ----------------------------------------------------------------------------- 2. training throughput
 def _setup(env_id, algo, threads, seed=0):
-    config = resolve({"env": env_id, "algo": algo, "threads": threads, "steps": ENDLESS, "eval_every": 0,
-                      "save_every": 0, "seed": seed})
-    info = describe_env(env_id)
-    network = Network(network_spec(config, info))
-    return config, info, network
+    """The run's parts (:func:`numba_a3c.build.build_run`) with the Atari preset and an endless budget."""
+    return build_run(resolve({"env": env_id, "algo": algo, "threads": threads, "steps": ENDLESS, "eval_every": 0,
+                              "save_every": 0, "seed": seed}))
 
 
 def training_rate(env_id, algo, threads, seconds, warmup):
@@ -150,10 +147,10 @@ def training_rate(env_id, algo, threads, seconds, warmup):
     cores busy / steps/s: if it stays flat from 1 to N threads, the threads add no work of their
     own (no lock spinning, little cache contention) and N threads on N idle cores run N× faster.
     """
-    config, info, network = _setup(env_id, algo, threads)
-    compile_kernels(config, network, info)
-    shared = new_shared_state(config, network)
-    workers = Workers(shared, network, info, config)
+    parts = _setup(env_id, algo, threads)
+    compile_kernels(parts.config, parts.network, parts.env_info)
+    shared = parts.initial_state()
+    workers = Workers(shared, parts.network, parts.env_info, parts.config)
     workers.reset_environments()
     workers.start()
     try:
@@ -188,11 +185,12 @@ def step_breakdown(env_id, algo, steps, seed=0):
     thread on an idle core.
     Returns ``({piece: wall ms}, {piece: cpu ms}, steps, segments)``.
     """
-    config, info, network = _setup(env_id, algo, 1, seed)
-    compile_kernels(config, network, info)
-    shared = new_shared_state(config, network)
+    parts = _setup(env_id, algo, 1, seed)
+    config, network = parts.config, parts.network
+    compile_kernels(config, network, parts.env_info)
+    shared = parts.initial_state()
     L = make_learner(shared, network, 0)
-    spare = make_learner(new_shared_state(config, network), network, 0)   # for timing the update alone
+    spare = make_learner(parts.initial_state(), network, 0)   # for timing the update alone
     env = make_atari_env(env_id, seed=seed)
     scale = np.float32(network.spec.input_scale)
     obs, _ = env.reset(seed=seed)

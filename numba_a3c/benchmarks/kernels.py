@@ -6,10 +6,18 @@ and the paper's Atari network (4×84×84 → conv 16 8×8/4 → conv 32 4×4/2 �
 
 ``forward``        :func:`~numba_a3c.nn.network.forward_row` of one observation (what acting costs);
 ``segment``        an A3C segment of t_max = 5 steps: five forward passes (the acting passes, whose
-                   activations are kept), the A3C loss and :func:`~numba_a3c.nn.network.backward_rows`;
-``update``         one shared-RMSProp step on the whole flat parameter array;
-``segment_update`` a segment plus what ``apply_gradients`` does after it: global norm, RMSProp
-                   step, dθ ← 0 (what one A3C update costs a worker, environment excluded).
+                   activations are kept), then :func:`numba_a3c.algorithms.a3c.segment_gradient`:
+                   n-step returns, the A3C loss and :func:`~numba_a3c.nn.network.backward_rows`;
+``update``         one shared-RMSProp step (:func:`~numba_a3c.optim.rmsprop_update`) on the whole
+                   flat parameter array;
+``segment_update`` the five forward passes, then :func:`numba_a3c.algorithms.learner.end_segment`:
+                   the segment's gradient, then global norm, clipping, RMSProp step and dθ ← 0
+                   (what one A3C update costs a worker, environment excluded).
+
+These are the functions the workers run, on a :class:`~numba_a3c.algorithms.state.Learner` built
+the way training builds one (:func:`numba_a3c.workers.make_learner`), so the numbers are the cost
+of what trains. The timed segment ends at a terminal state (no bootstrap pass: exactly five
+forward passes, as in the README's table); a segment cut at t_max adds one forward pass.
 
 Each measurement runs the kernel ``inner`` times inside one nopython loop (chosen so that a
 measurement lasts about a millisecond) and divides, so Python's call overhead is not counted:
@@ -34,7 +42,11 @@ import time
 import numpy as np
 from numba import njit
 
+from numba_a3c.algorithms import a3c
+from numba_a3c.algorithms.learner import end_segment
+from numba_a3c.algorithms.state import CI_ACTIVATION_SIZE, SEG_TERMINAL, TI_N, TI_SEGMENT_END
 from numba_a3c.benchmarks.report import machine_info
+from numba_a3c.config import TrainConfig
 from numba_a3c.nn.losses import a3c_loss, q_loss
 from numba_a3c.nn.network import (
     Network,
@@ -44,6 +56,7 @@ from numba_a3c.nn.network import (
     mlp_spec,
 )
 from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_update
+from numba_a3c.workers import make_learner, new_shared_state
 
 T_MAX = 5
 RMS_ALPHA = 0.99
@@ -61,23 +74,25 @@ def _forward_loop(table, params, obs, ws, inner):
 
 
 @njit(nogil=True, cache=True)
-def a3c_segment(table, params, grads, obs, ws, delta, actions, returns, logp, n, act_size, pi_off, v_off, beta):
-    """Forward passes of rows 0..n−1, the A3C loss, and backpropagation into ``grads``."""
-    A = logp.shape[0]
+def _acting_passes(L, n):
+    """The forward passes of s_0 … s_{n−1} under θ′ that acting computes (and keeps for backprop)."""
     for i in range(n):
-        forward_row(table, params, obs, ws, i)
-    delta[0:n, 0:act_size] = 0.0
-    losses = a3c_loss(ws[:, pi_off:pi_off + A], ws[:, v_off:v_off + 1], actions, returns, beta,
-                      delta[:, pi_off:pi_off + A], delta[:, v_off:v_off + 1], logp, n)
-    backward_rows(table, params, grads, obs, ws, delta, n)
-    return losses[0] + losses[1]
+        forward_row(L.table, L.theta_local, L.obs, L.ws, i)
 
 
 @njit(nogil=True, cache=True)
-def _segment_loop(table, params, grads, obs, ws, delta, actions, returns, logp, n, act_size, pi_off, v_off,
-                  beta, inner):
+def a3c_segment(L, n):
+    """One A3C segment's gradient as a worker computes it: the acting passes, dδ ← 0 (as
+    ``end_segment`` does first), :func:`~numba_a3c.algorithms.a3c.segment_gradient`. Returns the loss."""
+    _acting_passes(L, n)
+    L.delta[0:n, 0:L.config_i[CI_ACTIVATION_SIZE]] = 0.0
+    return a3c.segment_gradient(L, n)
+
+
+@njit(nogil=True, cache=True)
+def _segment_loop(L, n, inner):
     for _ in range(inner):
-        a3c_segment(table, params, grads, obs, ws, delta, actions, returns, logp, n, act_size, pi_off, v_off, beta)
+        a3c_segment(L, n)
 
 
 @njit(nogil=True, cache=True)
@@ -87,60 +102,50 @@ def _update_loop(theta, grads, g, lr, alpha, eps, inner):
 
 
 @njit(nogil=True, cache=True)
-def _segment_update_loop(table, params, theta, grads, g, obs, ws, delta, actions, returns, logp, n, act_size,
-                         pi_off, v_off, beta, lr, alpha, eps, inner):
+def _segment_update_loop(L, n, inner):
     for _ in range(inner):
-        a3c_segment(table, params, grads, obs, ws, delta, actions, returns, logp, n, act_size, pi_off, v_off, beta)
-        scale = clip_scale(global_norm(grads), 40.0)
-        rmsprop_update(theta, grads, g, lr, alpha, eps, scale)
-        grads[:] = 0.0
+        _acting_passes(L, n)
+        L.thread_i[TI_N] = n
+        L.thread_i[TI_SEGMENT_END] = SEG_TERMINAL
+        end_segment(L)
 
 
 # ----------------------------------------------------------------------------- set-up
 class _Case:
-    """One network with everything a timed loop needs, filled with seeded random data."""
+    """One network and a worker's :class:`~numba_a3c.algorithms.state.Learner` for it (one thread,
+    the A3C settings below), its segment filled with seeded random observations, actions and rewards."""
 
     def __init__(self, name, spec, seed=0):
         self.name = name
         self.net = Network(spec)
         rng = np.random.default_rng(seed)
-        self.params = self.net.init_params(seed)
-        self.theta = self.params.copy()
-        self.grads = np.zeros_like(self.params)
-        self.g = np.zeros_like(self.params)
-        self.obs, self.ws, self.delta = self.net.buffers(T_MAX + 1)
+        config = TrainConfig(algo="a3c", threads=1, t_max=T_MAX, beta=BETA, lr=BENCH_LR, anneal_lr=False,
+                             rms_alpha=RMS_ALPHA, rms_eps=RMS_EPS, clip_norm=40.0, seed=seed)
+        self.L = L = make_learner(new_shared_state(config, self.net), self.net, 0)
+        L.theta_local[:] = L.theta                      # θ′ ← θ, as the segment's start does
+        L.thread_i[TI_SEGMENT_END] = SEG_TERMINAL       # no bootstrap pass (see the module docstring)
         shape = (T_MAX + 1, self.net.input_size)
         if len(spec.input_shape) == 3:
             frames = rng.integers(0, 256, size=shape)
-            self.obs[:] = frames * np.float32(spec.input_scale)
+            L.obs[:] = frames * np.float32(spec.input_scale)
         else:
-            self.obs[:] = rng.standard_normal(shape)
-        A = spec.n_actions
-        self.actions = rng.integers(0, A, size=T_MAX + 1).astype(np.int64)
-        self.returns = rng.standard_normal(T_MAX + 1).astype(np.float32)
-        self.logp = np.zeros(A, np.float32)
+            L.obs[:] = rng.standard_normal(shape)
+        L.actions[:] = rng.integers(0, spec.n_actions, size=T_MAX + 1)
+        L.rewards[:] = rng.standard_normal(T_MAX + 1)
         # Gradients for the stand-alone optimiser timing: a typical, non-zero gradient.
-        self.update_grads = (rng.standard_normal(self.params.shape) * 1e-3).astype(np.float32)
-
-    def segment_args(self):
-        n = self.net
-        return (n.table, self.params, self.grads, self.obs, self.ws, self.delta, self.actions, self.returns,
-                self.logp, T_MAX, n.activation_size, n.out_pi, n.out_v, BETA)
+        self.update_grads = (rng.standard_normal(L.theta.shape) * 1e-3).astype(np.float32)
 
     def forward(self, inner):
-        _forward_loop(self.net.table, self.params, self.obs, self.ws, inner)
+        _forward_loop(self.net.table, self.L.theta_local, self.L.obs, self.L.ws, inner)
 
     def segment(self, inner):
-        _segment_loop(*self.segment_args(), inner)
+        _segment_loop(self.L, T_MAX, inner)
 
     def update(self, inner):
-        _update_loop(self.theta, self.update_grads, self.g, BENCH_LR, RMS_ALPHA, RMS_EPS, inner)
+        _update_loop(self.L.theta, self.update_grads, self.L.opt_shared, BENCH_LR, RMS_ALPHA, RMS_EPS, inner)
 
     def segment_update(self, inner):
-        n = self.net
-        _segment_update_loop(n.table, self.params, self.theta, self.grads, self.g, self.obs, self.ws, self.delta,
-                             self.actions, self.returns, self.logp, T_MAX, n.activation_size, n.out_pi, n.out_v,
-                             BETA, BENCH_LR, RMS_ALPHA, RMS_EPS, inner)
+        _segment_update_loop(self.L, T_MAX, inner)
 
 
 def cases():
@@ -230,8 +235,10 @@ def torch_comparison(case, repeats):
     except ImportError:
         return None
     torch.set_num_threads(1)
-    net = case.net
-    views = net.views(case.params)
+    net, L = case.net, case.L
+    L.grads[:] = 0.0
+    a3c_segment(L, T_MAX)      # ours first: it computes the n-step returns that the PyTorch loss takes too
+    views = net.views(L.theta_local)
     modules = {}  # layer name -> torch module holding the same weights
     body = []
     for layer in net.layers:
@@ -253,9 +260,9 @@ def torch_comparison(case, repeats):
     body = torch.nn.Sequential(*body)
     pi, v = modules["pi"], modules["v"]
     params = [p for m in modules.values() for p in m.parameters()]
-    x = torch.from_numpy(case.obs[:T_MAX].reshape((T_MAX,) + tuple(net.spec.input_shape)).copy())
-    actions = torch.from_numpy(case.actions[:T_MAX])
-    returns = torch.from_numpy(case.returns[:T_MAX])
+    x = torch.from_numpy(L.obs[:T_MAX].reshape((T_MAX,) + tuple(net.spec.input_shape)).copy())
+    actions = torch.from_numpy(L.actions[:T_MAX])
+    returns = torch.from_numpy(L.returns[:T_MAX].copy())
 
     def loss_of(xb):
         h = body(xb)
@@ -285,9 +292,7 @@ def torch_comparison(case, repeats):
         p.grad = None
     loss, logits, value = loss_of(x)
     loss.backward()
-    case.grads[:] = 0.0
-    a3c_segment(*case.segment_args())
-    ours = net.views(case.grads)
+    ours = net.views(L.grads)
     rel_grad = 0.0
     for layer in net.layers:
         m = modules[layer["name"]]
@@ -296,9 +301,9 @@ def torch_comparison(case, repeats):
                         (layer["name"] + "/b", m.bias.grad.numpy())):
             rel_grad = max(rel_grad, float(np.abs(ours[name] - g).max()) / max(float(np.abs(g).max()), 1e-6))
     A = net.spec.n_actions
-    diff_out = max(float(np.abs(case.ws[:T_MAX, net.out_pi:net.out_pi + A] - logits.detach().numpy()).max()),
-                   float(np.abs(case.ws[:T_MAX, net.out_v] - value.detach().numpy()).max()))
-    case.grads[:] = 0.0
+    diff_out = max(float(np.abs(L.ws[:T_MAX, net.out_pi:net.out_pi + A] - logits.detach().numpy()).max()),
+                   float(np.abs(L.ws[:T_MAX, net.out_v] - value.detach().numpy()).max()))
+    L.grads[:] = 0.0
     return {"version": torch.__version__, "threads": 1, "forward_s": t_forward, "segment_s": t_segment,
             "max_output_diff": diff_out, "max_rel_grad_diff": rel_grad}
 

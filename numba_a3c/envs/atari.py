@@ -14,7 +14,7 @@ The preprocessing (Mnih et al. 2015, used unchanged by Mnih et al. 2016):
 * 84×84 greyscale (the C++ side converts to luminance and resizes with area averaging);
 * the observation is the stack of the last 4 such frames, shape ``(4, 84, 84)``, dtype uint8,
   OLDEST FIRST: ``obs[3]`` is the newest frame, and after a step ``obs[0:3]`` is the previous
-  ``obs[1:4]``. The network scales by 1/255 (:func:`numba_a3c.envs.registry.flat_observation`);
+  ``obs[1:4]``. The network scales by 1/255 (:func:`numba_a3c.envs.base.flat_observation`);
 * at the start of each episode a random number (up to 30) of no-op emulator frames (ale-py
   counts them in frames, as OpenAI baselines' NoopResetEnv does), then FIRE for the
   games that need it to start (Breakout …); the minimal action set (6 actions for Pong, 4 for
@@ -46,7 +46,7 @@ import re
 
 import numpy as np
 
-from numba_a3c.envs.registry import EnvError, EnvInfo
+from numba_a3c.envs.base import EnvError, EnvInfo
 
 OBS_SHAPE = (4, 84, 84)
 FRAME_SKIP = 4

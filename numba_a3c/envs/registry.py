@@ -11,24 +11,8 @@ Three kinds of environment run the same learners:
 """
 
 import difflib
-from dataclasses import dataclass
 
-import numpy as np
-
-
-class EnvError(ValueError):
-    """An environment id that cannot be used, with a message that says what to do."""
-
-
-@dataclass(frozen=True)
-class EnvInfo:
-    env_id: str
-    kind: str               # "native", "gym" or "atari"
-    obs_shape: tuple
-    n_actions: int
-    native_id: int = -1     # ENV_* constant of a native environment
-    input_scale: float = 1.0
-    max_episode_steps: int = 0
+from numba_a3c.envs.base import EnvError, EnvInfo
 
 
 def _native_specs():
@@ -100,7 +84,3 @@ def make_python_env(info, seed=None, render=False):
 
     return gymnasium.make(info.env_id, render_mode="rgb_array" if render else None)
 
-
-def flat_observation(obs, scale, out):
-    """Write an observation, flattened and scaled, into the float32 row ``out``."""
-    np.multiply(np.asarray(obs).reshape(-1), scale, out=out, casting="unsafe")

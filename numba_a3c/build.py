@@ -1,0 +1,84 @@
+"""A configuration turned into a run's parts, in one place: config → environment → network → initial state.
+
+::
+
+    TrainConfig ──environment()──▶ EnvInfo        what the observations and actions are, and how to
+                                                  make the environment (native id, gymnasium, ALE)
+                ──network_spec()─▶ NetworkSpec    body and heads the configuration asks for on it
+                ──Network()──────▶ Network        flat parameter layout, layer table, whole-net passes
+                ──initial_state()▶ SharedState    θ initialised from the seed, optimiser statistics,
+                                                  counters, per-thread rows and RNG states
+
+Every command builds these once, here: ``asyncrl train`` checks them
+(:func:`numba_a3c.validation.check_environment` returns the :class:`RunParts` it built) and hands
+them to the :class:`~numba_a3c.trainer.Trainer`; ``eval`` and ``inspect`` compare a checkpoint's
+network with the one its configuration asks for; the benchmarks build their runs with
+:func:`build_run`. Building allocates the arrays but starts no thread and writes no file.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from numba_a3c.config import TrainConfig
+from numba_a3c.envs.base import EnvInfo
+from numba_a3c.envs.registry import describe_env
+from numba_a3c.nn.network import Network, atari_spec, mlp_spec, small_conv_spec
+from numba_a3c.workers import SharedState, new_shared_state
+
+
+def environment(config):
+    """The :class:`EnvInfo` of ``config.env`` (gymnasium's version where ``config.gym`` asks for it);
+    raises :class:`~numba_a3c.envs.base.EnvError` for an id that cannot be used."""
+    return describe_env(config.env, force_gym=config.gym)
+
+
+def network_spec(config, env_info):
+    """The network a configuration asks for on an environment (Q heads for the Q methods).
+
+    ``atari``: the paper's network on 4×84×84 frames; ``conv``: a small convolutional body on
+    (channels, height, width) observations; ``mlp``: a dense body on the flattened observation,
+    scaled by the environment's ``input_scale``. Raises ValueError when the network cannot read the
+    environment's observations.
+    """
+    heads = "actor_critic" if config.algo == "a3c" else "q"
+    A = env_info.n_actions
+    if config.network == "atari":
+        if tuple(env_info.obs_shape) != (4, 84, 84):
+            raise ValueError(f"the atari network needs 4x84x84 frames; {env_info.env_id} gives {env_info.obs_shape}")
+        return atari_spec(A, heads)
+    if config.network == "conv":
+        if len(env_info.obs_shape) != 3:
+            raise ValueError(f"the conv network needs (channels, height, width) observations; "
+                             f"{env_info.env_id} gives {env_info.obs_shape}. Use --network mlp")
+        return small_conv_spec(env_info.obs_shape, A, heads, hidden=config.hidden[0] if config.hidden else 128)
+    spec = mlp_spec(int(np.prod(env_info.obs_shape)), A, config.hidden, config.activation, heads)
+    if env_info.input_scale != 1.0:
+        spec = type(spec)(spec.input_shape, spec.n_actions, spec.body, spec.heads, env_info.input_scale)
+    return spec
+
+
+def build_network(config, env_info):
+    """The :class:`~numba_a3c.nn.network.Network` of :func:`network_spec` (its layout; no parameters yet)."""
+    return Network(network_spec(config, env_info))
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """What a configuration builds before any thread starts: built once per command and read-only after."""
+
+    config: TrainConfig
+    env_info: EnvInfo
+    network: Network
+
+    def initial_state(self, theta=None) -> SharedState:
+        """Fresh arrays for ``config.threads`` learners: θ (``theta``, or initialised from the seed
+        with ``config.init``), θ⁻ = θ, zeroed optimiser statistics and counters, seeded RNGs."""
+        return new_shared_state(self.config, self.network, theta)
+
+
+def build_run(config):
+    """The :class:`RunParts` of ``config``; raises EnvError or ValueError (see
+    :func:`numba_a3c.validation.check_environment` for the checked version with one-line messages)."""
+    env_info = environment(config)
+    return RunParts(config, env_info, build_network(config, env_info))

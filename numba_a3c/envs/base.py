@@ -1,0 +1,34 @@
+"""What every kind of environment shares: its description, its error, and how an observation
+becomes a network input.
+
+:mod:`numba_a3c.envs.registry` (which id means which environment) and
+:mod:`numba_a3c.envs.atari` (ALE games) both build on this module and on nothing of each other's
+types, so the environment package imports one way: ``base`` ← ``native``/``atari`` ← ``registry``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class EnvError(ValueError):
+    """An environment id that cannot be used, with a message that says what to do."""
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the learners need to know of an environment, and enough to make one
+    (:func:`numba_a3c.envs.registry.make_python_env`, or ``native_id`` for the Numba ones)."""
+
+    env_id: str
+    kind: str               # "native", "gym" or "atari"
+    obs_shape: tuple
+    n_actions: int
+    native_id: int = -1     # ENV_* constant of a native environment
+    input_scale: float = 1.0
+    max_episode_steps: int = 0
+
+
+def flat_observation(obs, scale, out):
+    """Write an observation, flattened and scaled, into the float32 row ``out``: x = scale · obs."""
+    np.multiply(np.asarray(obs).reshape(-1), scale, out=out, casting="unsafe")
