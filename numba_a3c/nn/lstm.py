@@ -1,0 +1,149 @@
+"""The LSTM layer: one forward step, and backpropagation through time over a segment.
+
+A3C-LSTM (the paper's strongest Atari agent) puts an LSTM between the body and the heads. Acting
+computes one step at a time (:func:`lstm_forward`, like every forward kernel here); an update
+backpropagates through the whole segment of t_max steps at once (:func:`lstm_backward`).
+
+The step, with ⊙ the elementwise product and σ the logistic function::
+
+    z_t = x_t W + h_{t−1} U + b                       (4H pre-activations, gate order i, f, g, o)
+    i_t = σ(z_t[i])   f_t = σ(z_t[f])   g_t = tanh(z_t[g])   o_t = σ(z_t[o])
+    c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t                   (the cell)
+    h_t = o_t ⊙ tanh(c_t)                             (the output, read by the heads and by step t+1)
+
+**Gate order**: the 4H columns of ``W`` (n_in, 4H), ``U`` (H, 4H) and ``b`` (4H,) are the input
+gate i, the forget gate f, the cell candidate g and the output gate o, H columns each (the order
+of PyTorch's ``nn.LSTM`` and of cuDNN). Checkpoints record it as the attribute ``gate_order =
+"ifgo"``. **Initialisation**: W and U like a dense layer, b = 0 except the forget gate's bias,
+which starts at 1 so that f ≈ 0.73 and the cell keeps its content at first (Jozefowicz et al.
+2015); see :func:`lstm_init`.
+
+Backward, for t = T−1 down to 0, from ∂L/∂h_t (the heads' gradient ``dH[t]`` plus what step t+1
+sends back) and ∂L/∂c_t (what step t+1 sends back through its forget gate)::
+
+    dh = dH[t] + dh_next
+    do = dh ⊙ tanh(c_t)                     dz_o = do ⊙ o_t (1 − o_t)
+    dc = dc_next + dh ⊙ o_t ⊙ (1 − tanh²(c_t))
+    di = dc ⊙ g_t                           dz_i = di ⊙ i_t (1 − i_t)
+    df = dc ⊙ c_{t−1}                       dz_f = df ⊙ f_t (1 − f_t)
+    dg = dc ⊙ i_t                           dz_g = dg ⊙ (1 − g_t²)
+    dW += x_tᵀ dz     dU += h_{t−1}ᵀ dz     db += dz     dX[t] += dz Wᵀ
+    dh_next = dz Uᵀ   dc_next = dc ⊙ f_t
+
+After step 0, ``dh_next`` and ``dc_next`` are ∂L/∂h_{−1} and ∂L/∂c_{−1}: the gradient that
+reaches the state the segment started from. Truncated BPTT stops there (the state carried in
+from the previous segment is a constant); the kernel still returns it, for the tests and for
+anyone who wants to look. docs/backprop.md derives each line.
+
+Storage: a segment of T steps keeps ``Hs`` and ``Cs`` of shape (T+1, H) with row 0 the state
+the segment started from and row t+1 the state after step t, the post-activation gates ``G``
+(T, 4H) and ``TC`` = tanh(c_t) (T, H). Every kernel is ``@njit(nogil=True, cache=True)``,
+float32-clean and generic (float64 arrays give the float64 versions the finite-difference tests
+use); backward kernels accumulate parameter and input gradients like the other layers.
+"""
+
+import numpy as np
+from numba import njit
+
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+
+GATE_ORDER = "ifgo"
+FORGET_BIAS = 1.0
+
+
+def lstm_init(rng, n_in, H, dtype=np.float32):
+    """(W, U, b) initialised as the module docstring says: W, U ~ U(−1/√fan_in, 1/√fan_in)
+    (fan_in = n_in for W, H for U), b = 0 except the forget gate's, which is 1."""
+    W = rng.uniform(-1.0, 1.0, (n_in, 4 * H)) / np.sqrt(n_in)
+    U = rng.uniform(-1.0, 1.0, (H, 4 * H)) / np.sqrt(H)
+    b = np.zeros(4 * H)
+    b[H:2 * H] = FORGET_BIAS
+    return W.astype(dtype), U.astype(dtype), b.astype(dtype)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _sigmoid(z):
+    return _ONE / (_ONE + np.exp(-z))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def lstm_forward(x, W, U, b, h_prev, c_prev, gates, c, tc, h):
+    """One step: from x (n_in,) and the state (h_prev, c_prev), write the gates i, f, g, o
+    (``gates``, 4H, post-activation), the cell ``c`` (H), ``tc`` = tanh(c) (H) and ``h`` (H).
+
+    ``h`` may not alias ``h_prev`` (nor ``c`` ``c_prev``): keep the states of a segment in rows
+    of (T+1, H) arrays, as the backward pass needs them all.
+    """
+    n_in = x.shape[0]
+    H = h.shape[0]
+    for j in range(4 * H):
+        gates[j] = b[j]
+    for k in range(n_in):                  # z += x W, row by row of W (skips zero inputs)
+        xk = x[k]
+        if xk != _ZERO:
+            for j in range(4 * H):
+                gates[j] += xk * W[k, j]
+    for k in range(H):                     # z += h_prev U
+        hk = h_prev[k]
+        if hk != _ZERO:
+            for j in range(4 * H):
+                gates[j] += hk * U[k, j]
+    for j in range(H):
+        i = _sigmoid(gates[j])
+        f = _sigmoid(gates[H + j])
+        g = np.tanh(gates[2 * H + j])
+        o = _sigmoid(gates[3 * H + j])
+        gates[j], gates[H + j], gates[2 * H + j], gates[3 * H + j] = i, f, g, o
+        c[j] = f * c_prev[j] + i * g
+        tc[j] = np.tanh(c[j])
+        h[j] = o * tc[j]
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
+def lstm_backward(X, W, U, Hs, Cs, G, TC, dH, dW, dU, db, dX, dh0, dc0, dz, need_dX):
+    """Backpropagation through time over the T = ``X.shape[0]`` steps of a segment.
+
+    X (T, n_in) the inputs; Hs, Cs (T+1, H) the states (row 0: the segment's initial state);
+    G (T, 4H) and TC (T, H) as written by :func:`lstm_forward`; dH (T, H) = ∂L/∂h_t from the
+    heads. Accumulates dW (n_in, 4H), dU (H, 4H), db (4H,) and, if ``need_dX``, dX (T, n_in);
+    writes dh0, dc0 (H,): ∂L/∂h and ∂L/∂c of the initial state. ``dz`` is (4H,) scratch.
+    The gradient arriving from beyond the segment is 0 (truncated BPTT).
+    """
+    T, n_in = X.shape
+    H = dh0.shape[0]
+    dh_next = dh0     # dh0 and dc0 carry dh_next and dc_next through the loop
+    dc_next = dc0
+    for j in range(H):
+        dh_next[j] = _ZERO * dh_next[j]
+        dc_next[j] = _ZERO * dc_next[j]
+    for t in range(T - 1, -1, -1):
+        for j in range(H):
+            i, f, g, o = G[t, j], G[t, H + j], G[t, 2 * H + j], G[t, 3 * H + j]
+            tc = TC[t, j]
+            dh = dH[t, j] + dh_next[j]
+            dc = dc_next[j] + dh * o * (_ONE - tc * tc)
+            dz[j] = dc * g * i * (_ONE - i)                     # input gate
+            dz[H + j] = dc * Cs[t, j] * f * (_ONE - f)          # forget gate
+            dz[2 * H + j] = dc * i * (_ONE - g * g)             # cell candidate
+            dz[3 * H + j] = dh * tc * o * (_ONE - o)            # output gate
+            dc_next[j] = dc * f
+        for j in range(4 * H):
+            db[j] += dz[j]
+        for k in range(n_in):                                    # dW += x_tᵀ dz, dX[t] += dz Wᵀ
+            xk = X[t, k]
+            if xk != _ZERO:
+                for j in range(4 * H):
+                    dW[k, j] += xk * dz[j]
+            if need_dX:
+                s = _ZERO * dX[t, k]
+                for j in range(4 * H):
+                    s += dz[j] * W[k, j]
+                dX[t, k] += s
+        for k in range(H):                                       # dU += h_{t−1}ᵀ dz, dh_next = dz Uᵀ
+            hk = Hs[t, k]
+            s = _ZERO * dh_next[k]
+            for j in range(4 * H):
+                dU[k, j] += hk * dz[j]
+                s += dz[j] * U[k, j]
+            dh_next[k] = s
