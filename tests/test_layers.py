@@ -35,7 +35,7 @@ from numba_a3c.nn.layers import (
     tanh_backward,
     tanh_forward,
 )
-from numba_a3c.nn.losses import a3c_loss, q_loss
+from numba_a3c.nn.losses import LOG_2PI, VAR_MIN, a3c_loss, gaussian_a3c_loss, q_loss
 
 H = 1e-6  # finite-difference step (float64)
 SEEDS = [0, 1, 2, 3]
@@ -346,3 +346,42 @@ def test_a3c_entropy_term_alone():
                                       np.zeros((n, A)), np.zeros((n, 1)), np.zeros(A), n)[2])
 
     assert_grad("a3c_loss logits (entropy)", dlogits, numeric_grad(minus_beta_entropy, logits))
+
+
+@pytest.mark.parametrize("seed, beta", [(0, 0.0), (1, 1e-4), (2, 0.5)])
+def test_gaussian_a3c_loss_gradients(seed, beta):
+    """The continuous-action A3C loss: values against the written formula (Gaussian log-density
+    and entropy per dimension, σ² = softplus(s) + VAR_MIN), gradients against finite differences."""
+    rng = np.random.default_rng(seed)
+    n, D = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+    mu = rng.standard_normal((n, D))
+    s = rng.standard_normal((n, D)) * 2.0
+    s[0, 0] = 30.0                    # softplus's large-input branch
+    values = rng.standard_normal((n, 1))
+    actions = mu + rng.standard_normal((n, D)) * 1.5
+    returns = rng.standard_normal(n).astype(np.float32).astype(np.float64)  # the kernel reads R as float32
+    adv = returns - values[:, 0]
+
+    def terms():
+        return gaussian_a3c_loss(mu, s, values, actions, returns, beta, np.zeros((n, D)), np.zeros((n, D)),
+                                 np.zeros((n, 1)), n)
+
+    var = np.log1p(np.exp(s)) + float(VAR_MIN)
+    log_2pi = float(LOG_2PI)   # log 2π as the float32 constant the kernel uses
+    assert log_2pi == pytest.approx(np.log(2 * np.pi), rel=1e-7)
+    logp = -0.5 * ((actions - mu) ** 2 / var + np.log(var) + log_2pi)
+    H = 0.5 * (np.log(var) + log_2pi + 1)
+    expected = (-np.sum(adv[:, None] * logp), 0.5 * np.sum(adv ** 2), np.sum(H))
+    np.testing.assert_allclose(terms(), expected, rtol=1e-10)
+    # H of N(μ, σ²) is −E[log N]: the sample mean of −log N over many draws approaches it
+    draws = rng.standard_normal(200_000) * np.sqrt(var[0, 0]) + mu[0, 0]
+    sample_h = np.mean(0.5 * ((draws - mu[0, 0]) ** 2 / var[0, 0] + np.log(2 * np.pi * var[0, 0])))
+    assert sample_h == pytest.approx(H[0, 0], abs=5e-3)
+
+    dmu, ds, dvalues = np.zeros((n, D)), np.zeros((n, D)), np.zeros((n, 1))
+    gaussian_a3c_loss(mu, s, values, actions, returns, beta, dmu, ds, dvalues, n)
+    # The advantage is a constant in the policy and entropy terms (values held fixed there).
+    policy = lambda: float(terms()[0] - beta * terms()[2])  # noqa: E731
+    assert_grad("gaussian_a3c_loss mu", dmu, numeric_grad(policy, mu))
+    assert_grad("gaussian_a3c_loss s (variance)", ds, numeric_grad(policy, s))
+    assert_grad("gaussian_a3c_loss values", dvalues, numeric_grad(lambda: float(terms()[1]), values))

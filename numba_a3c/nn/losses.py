@@ -74,3 +74,57 @@ def a3c_loss(logits, values, actions, returns, beta, dlogits, dvalues, logp, n):
         value_loss += _HALF * adv * adv
         entropy += h
     return policy_loss, value_loss, entropy
+
+
+# --------------------------------------------------------------------------- continuous actions
+LOG_2PI = np.float32(np.log(2.0 * np.pi))
+VAR_MIN = np.float32(1e-4)   # σ² never falls below this (a policy that stops exploring cannot learn)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def softplus(s):
+    """log(1 + eˢ), computed without overflow for large |s|."""
+    return max(s, s * _ZERO) + np.log1p(np.exp(-abs(s)))
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def gaussian_a3c_loss(mu, s, values, actions, returns, beta, dmu, ds, dvalues, n):
+    """The A3C loss for a Gaussian policy over D continuous action dimensions (the paper's
+    continuous-control head: a linear mean μ and a softplus variance σ² per dimension).
+
+    With σ²_ik = softplus(s_ik) + VAR_MIN, advantage A_i = R_i − V(s_i) (a constant in the policy
+    term), log N(a; μ, σ²) = −(a − μ)²/(2σ²) − ½ log(2πσ²) and entropy H = ½(log(2πσ²) + 1) per
+    dimension (the policy's density is the product over dimensions, so both add up over k):
+
+        L = Σ_i [ −A_i Σ_k log N(a_ik; μ_ik, σ²_ik)  −  β Σ_k H_ik  +  ½ (R_i − V(s_i))² ]
+
+        ∂L/∂μ_ik = −A_i (a_ik − μ_ik) / σ²_ik
+        ∂L/∂σ²_ik = −A_i [ (a_ik − μ_ik)² / (2σ⁴_ik) − 1 / (2σ²_ik) ]  −  β / (2σ²_ik)
+        ∂L/∂s_ik = ∂L/∂σ²_ik · sigmoid(s_ik)          (softplus′ = sigmoid)
+        ∂L/∂V_i = V_i − R_i
+
+    mu, s (≥n, D); values (≥n, 1); actions (≥n, D) the sampled, UNCLIPPED actions; returns R
+    (≥n,). dmu, ds, dvalues written for the first n rows. Returns (policy_loss, value_loss,
+    entropy), each summed over the rows (and dimensions), as :func:`a3c_loss` does.
+    """
+    D = mu.shape[1]
+    policy_loss = _ZERO
+    value_loss = _ZERO
+    entropy = _ZERO
+    for i in range(n):
+        v = values[i, 0]
+        adv = np.float32(returns[i]) - v
+        for k in range(D):
+            var = softplus(s[i, k]) + VAR_MIN
+            diff = actions[i, k] - mu[i, k]
+            log_var = np.log(var)
+            logp = -_HALF * (diff * diff / var + log_var + LOG_2PI)
+            h = _HALF * (log_var + LOG_2PI + np.float32(1.0))
+            dvar = -adv * (_HALF * diff * diff / (var * var) - _HALF / var) - np.float32(beta) * _HALF / var
+            dmu[i, k] = -adv * diff / var
+            ds[i, k] = dvar / (np.float32(1.0) + np.exp(-s[i, k]))
+            policy_loss -= adv * logp
+            entropy += h
+        dvalues[i, 0] = -adv
+        value_loss += _HALF * adv * adv
+    return policy_loss, value_loss, entropy
