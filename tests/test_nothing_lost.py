@@ -290,13 +290,13 @@ def test_resume_cuts_the_log_a_killed_session_appended(tmp_path):
     trainer.save(tmp_path / "latest.h5")
     feed_episodes(trainer, 300, 500)
     trainer.flush_episodes()                     # in episodes.csv, but in no checkpoint
-    trainer._close_episode_csv()
+    trainer.files.close()
     assert len(episode_log.read_rows(tmp_path / "episodes.csv")) == 800
     resumed = Trainer.from_checkpoint(tmp_path / "latest.h5", run_dir=tmp_path, final_eval=False)
     resumed.flush_episodes()
     rows = episode_log.read_rows(tmp_path / "episodes.csv")
     assert len(rows) == 500 and np.array_equal(rows[:, 2], np.arange(500))
-    resumed._close_episode_csv()
+    resumed.files.close()
 
 
 def test_a_paused_and_continued_run_keeps_its_whole_log(tmp_path):

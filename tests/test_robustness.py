@@ -329,7 +329,7 @@ def test_stop_during_a_blocked_final_evaluation_returns_promptly(tmp_path):
     asked = {}
 
     def stop_once_evaluating():
-        while int(trainer.shared.counters[C_T]) < budget or trainer._t0 is not None:
+        while int(trainer.shared.counters[C_T]) < budget or trainer.clock.t0 is not None:
             time.sleep(0.05)
         time.sleep(0.5)
         asked["t"] = time.monotonic()

@@ -85,8 +85,9 @@ class _TargetProbe(Trainer):
 
     def on_tick(self, steps, wall):
         super().on_tick(steps, wall)
-        if (self.criterion == "train" and self.reached is None and len(self._recent) == self._recent.maxlen
-                and float(np.mean(self._recent)) >= self.target):
+        recent = self.episodes.recent
+        if (self.criterion == "train" and self.reached is None and len(recent) == recent.maxlen
+                and float(np.mean(recent)) >= self.target):
             self.reached = (wall, steps)
             self.shared.counters[C_STOP] = 1
         if self.reached is None and wall >= self.time_cap and not self.capped:
