@@ -35,6 +35,7 @@ to disk, then renamed over it, so a crash or a full disk never leaves a broken c
 a good one was.
 """
 
+import contextlib
 import datetime
 import json
 import os
@@ -86,6 +87,23 @@ class Checkpoint:
         from numba_a3c.algorithms.state import C_T
 
         return int(self.counters[C_T])
+
+
+@contextlib.contextmanager
+def _atomic(path):
+    """Write ``path`` atomically: yields the name of a new temporary file beside it (closed, to be
+    written and closed inside the ``with``), which then replaces ``path`` (:func:`_publish`). On any
+    exception, a signal's KeyboardInterrupt included, the temporary file is removed instead and
+    ``path`` is left as it was."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        _publish(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _publish(tmp, path):
@@ -161,68 +179,58 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-            for k, v in _versions().items():
-                f.attrs[k] = v
-            cfg = f.create_group("config")
-            d = config.to_dict()
-            cfg.attrs["json"] = json.dumps(d)
-            for k, v in d.items():
-                cfg.attrs[k] = np.asarray(v) if isinstance(v, list) else v
-            net = f.create_group("network")
-            spec = network.spec
-            net.attrs["spec_json"] = json.dumps(spec.to_dict())
-            net.attrs["input_shape"] = np.asarray(spec.input_shape, np.int64)
-            net.attrs["input_scale"] = float(spec.input_scale)
-            net.attrs["heads"] = spec.heads
-            net.attrs["n_actions"] = int(spec.n_actions)
-            net.attrs["n_params"] = int(network.n_params)
-            order = _write_params(f.create_group("params"), network, shared.theta.copy())
-            net.attrs["layer_order"] = np.asarray(order, dtype=h5py.string_dtype())
-            if config.algo != "a3c":
-                _write_params(f.create_group("target_params"), network, shared.theta_target.copy())
-            opt = f.create_group("optimizer")
-            opt.attrs["kind"] = config.optimizer
-            opt.attrs["description"] = {
-                "shared-rmsprop": "g <- a g + (1-a) d^2; theta <- theta - lr d / sqrt(g + eps); g shared",
-                "rmsprop": "as shared-rmsprop with one g per thread (per_thread)",
-                "momentum": "m <- a m + (1-a) d; theta <- theta - lr m; m per thread (per_thread)",
-            }[config.optimizer]
-            opt.create_dataset("g", data=shared.opt_shared.copy())
-            opt.create_dataset("per_thread", data=shared.opt_private.copy())
-            st = f.create_group("state")
-            st.attrs["global_step"] = int(shared.counters[C_T])
-            st.attrs["wall_time"] = float(wall_time)
-            st.attrs["threads"] = int(shared.n_threads)
-            st.attrs["at_rest"] = bool(at_rest)
-            st.create_dataset("counters", data=shared.counters.copy())
-            ti = st.create_dataset("thread_int", data=shared.thread_i.copy())
-            ti.attrs["columns"] = np.asarray(_columns("TI_", TI_SIZE), dtype=h5py.string_dtype())
-            tf = st.create_dataset("thread_float", data=shared.thread_f.copy())
-            tf.attrs["columns"] = np.asarray(_columns("TF_", TF_SIZE), dtype=h5py.string_dtype())
-            st.create_dataset("rng", data=shared.rng.copy())
-            st.create_dataset("env_rng", data=shared.env_rng.copy())
-            st.create_dataset("env_state", data=shared.env_state.copy())
-            st.create_dataset("observation", data=shared.obs[:, 0].copy())
-            log = f.create_group("log")
-            ds = _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
-            for k, v in (log_attrs or {}).items():
-                ds.attrs[k] = int(v)
-            _log_dataset(log, "evaluations", evaluations, EVALUATION_COLUMNS)
-            f.flush()
-        _publish(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with _atomic(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        for k, v in _versions().items():
+            f.attrs[k] = v
+        cfg = f.create_group("config")
+        d = config.to_dict()
+        cfg.attrs["json"] = json.dumps(d)
+        for k, v in d.items():
+            cfg.attrs[k] = np.asarray(v) if isinstance(v, list) else v
+        net = f.create_group("network")
+        spec = network.spec
+        net.attrs["spec_json"] = json.dumps(spec.to_dict())
+        net.attrs["input_shape"] = np.asarray(spec.input_shape, np.int64)
+        net.attrs["input_scale"] = float(spec.input_scale)
+        net.attrs["heads"] = spec.heads
+        net.attrs["n_actions"] = int(spec.n_actions)
+        net.attrs["n_params"] = int(network.n_params)
+        order = _write_params(f.create_group("params"), network, shared.theta.copy())
+        net.attrs["layer_order"] = np.asarray(order, dtype=h5py.string_dtype())
+        if config.algo != "a3c":
+            _write_params(f.create_group("target_params"), network, shared.theta_target.copy())
+        opt = f.create_group("optimizer")
+        opt.attrs["kind"] = config.optimizer
+        opt.attrs["description"] = {
+            "shared-rmsprop": "g <- a g + (1-a) d^2; theta <- theta - lr d / sqrt(g + eps); g shared",
+            "rmsprop": "as shared-rmsprop with one g per thread (per_thread)",
+            "momentum": "m <- a m + (1-a) d; theta <- theta - lr m; m per thread (per_thread)",
+        }[config.optimizer]
+        opt.create_dataset("g", data=shared.opt_shared.copy())
+        opt.create_dataset("per_thread", data=shared.opt_private.copy())
+        st = f.create_group("state")
+        st.attrs["global_step"] = int(shared.counters[C_T])
+        st.attrs["wall_time"] = float(wall_time)
+        st.attrs["threads"] = int(shared.n_threads)
+        st.attrs["at_rest"] = bool(at_rest)
+        st.create_dataset("counters", data=shared.counters.copy())
+        ti = st.create_dataset("thread_int", data=shared.thread_i.copy())
+        ti.attrs["columns"] = np.asarray(_columns("TI_", TI_SIZE), dtype=h5py.string_dtype())
+        tf = st.create_dataset("thread_float", data=shared.thread_f.copy())
+        tf.attrs["columns"] = np.asarray(_columns("TF_", TF_SIZE), dtype=h5py.string_dtype())
+        st.create_dataset("rng", data=shared.rng.copy())
+        st.create_dataset("env_rng", data=shared.env_rng.copy())
+        st.create_dataset("env_state", data=shared.env_state.copy())
+        st.create_dataset("observation", data=shared.obs[:, 0].copy())
+        log = f.create_group("log")
+        ds = _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
+        for k, v in (log_attrs or {}).items():
+            ds.attrs[k] = int(v)
+        _log_dataset(log, "evaluations", evaluations, EVALUATION_COLUMNS)
+        f.flush()
     return path
 
 
@@ -260,19 +268,10 @@ def latest_in(run_dir):
 def write_csv(path, columns, rows):
     """Write rows as CSV with a header, atomically (temporary file, then rename)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(",".join(columns) + "\n")
-            for row in rows:
-                fh.write(",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in row) + "\n")
-        _publish(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with _atomic(path) as tmp, open(tmp, "w") as fh:
+        fh.write(",".join(columns) + "\n")
+        for row in rows:
+            fh.write(",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in row) + "\n")
 
 
 def load(path, whole_log=True):
