@@ -99,9 +99,10 @@ class Trainer:
     :mod:`numba_a3c.episode_log`) and ``evaluations.csv``. After a divergence the last good
     ``latest.h5`` is kept and the diverged state goes to ``diverged.h5`` for inspection.
 
-    Threads: the monitor thread (the one that calls ``run()``) owns every attribute; the
-    evaluation thread touches only ``evals`` (under its lock) and reads a consistent copy of the
-    episode rows to save best.h5; ``request_stop`` may be called from any thread.
+    Threads: the monitor thread (the one that calls ``run()``) owns every attribute but ``shared``,
+    whose arrays the workers write lock-free (workers.py); the evaluation thread touches only
+    ``evals`` (under its lock) and reads a consistent copy of the episode rows to save best.h5;
+    ``request_stop`` may be called from any thread.
     """
 
     end_timeout = END_TIMEOUT     # seconds the others get once a worker has ended (a test shortens it)
