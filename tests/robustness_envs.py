@@ -11,21 +11,29 @@ too), after ``FAULT_AFTER`` of its steps:
 
 * ``Robust/FailingStep-v0``: ``step`` raises RuntimeError.
 * ``Robust/NaNReward-v0``: ``step`` returns a NaN reward.
-* ``Robust/BlockingStep-v0``: ``step`` never returns (it sleeps forever).
+* ``Robust/BlockingStep-v0``: ``step`` never returns (it sleeps forever). When it blocks it sets
+  :data:`BLOCKED` and touches the file named by the environment variable ``ROBUST_BLOCKED_MARK``
+  (if set), so a test waits for the block itself rather than for a step count; with
+  ``BlockingStep.others_wait`` the healthy threads wait for it at their ``FAULT_AFTER``-th step.
 * ``Robust/FailingReset-v0``: the first ``reset`` raises OSError (at once, not after FAULT_AFTER).
 """
 
+import os
+import threading
 import time
+from pathlib import Path
 
 import gymnasium
 import numpy as np
 
 FAULT_AFTER = 2000
 FAULTY_THREAD = 1
+BLOCKED = threading.Event()     # set when a BlockingStep environment has blocked (clear it before a test)
 
 
 class _Walk(gymnasium.Env):
     fault = None
+    others_wait = False
 
     def __init__(self, render_mode=None):
         self.render_mode = render_mode
@@ -56,8 +64,13 @@ class _Walk(gymnasium.Env):
             if self.fault == "nan":
                 reward = float("nan")
             if self.fault == "block":
+                BLOCKED.set()
+                if os.environ.get("ROBUST_BLOCKED_MARK"):
+                    Path(os.environ["ROBUST_BLOCKED_MARK"]).touch()
                 while True:
                     time.sleep(1.0)
+        elif self.others_wait and self.steps >= FAULT_AFTER:
+            BLOCKED.wait(60.0)   # the faulty thread blocks first, however the threads are scheduled
         self.x = self.np_random.normal(size=4).astype(np.float32)
         return self.x.copy(), reward, False, self.t >= 20, {}
 

@@ -417,10 +417,16 @@ def test_interrupted_save_leaves_the_old_checkpoint_intact(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_blocked_environment_does_not_hang_the_stop(tmp_path):
+def test_blocked_environment_does_not_hang_the_stop(tmp_path, monkeypatch):
+    mark = tmp_path / "blocked"
+    monkeypatch.setenv("ROBUST_BLOCKED_MARK", str(mark))    # touched by the environment when it blocks
     run = Running(["--env", "Robust/BlockingStep-v0", "--threads", "2", "--steps", "1000000000",
                    "--log-interval", "0.2", "--eval-every", "0", "--out", "run"], cwd=tmp_path)
     run.wait_for("steps/s")
+    deadline = time.monotonic() + 90.0
+    while not mark.exists() and time.monotonic() < deadline and run.proc.poll() is None:
+        time.sleep(0.05)
+    assert mark.exists(), f"thread 1 never blocked; output:\n{run.output}"
     rc, took = run.signal_and_time(signal.SIGINT)
     assert took < STOP_TIMEOUT + 4.0
     assert rc == 1
@@ -432,13 +438,18 @@ def test_blocked_environment_does_not_hang_the_stop(tmp_path):
 def test_blocked_thread_does_not_hang_the_end_of_a_run(tmp_path):
     """Thread 1 blocks forever in step; thread 0 reaches the budget: the run still ends (after
     ``end_timeout``), says which thread was left behind, and saves."""
-    import robustness_envs  # noqa: F401 - registers Robust/BlockingStep-v0
+    import robustness_envs  # registers Robust/BlockingStep-v0
 
     config = resolve(dict(env="Robust/BlockingStep-v0", threads=2, steps=8000, eval_every=0))
     trainer = Trainer(config, final_eval=False, run_dir=tmp_path)
     trainer.end_timeout = 1.0
+    robustness_envs.BLOCKED.clear()
+    robustness_envs.BlockingStep.others_wait = True   # thread 0 cannot spend the budget before thread 1 blocks
     t0 = time.monotonic()
-    result = trainer.run()
+    try:
+        result = trainer.run()
+    finally:
+        robustness_envs.BlockingStep.others_wait = False
     assert time.monotonic() - t0 < 30
     assert result.status == "failed" and result.steps >= 8000
     assert "worker thread(s) 1 did not stop within 1 s" in result.error
