@@ -32,6 +32,10 @@ def test_describe_gives_frames_scale_and_minimal_action_set():
     ("ALE/spaceinvaders-v5", "did you mean ALE/SpaceInvaders-v5"),
     ("ALE/Pong-v4", "use ALE/Pong-v5"),
     ("ALE/NoSuchGame-v5", "unknown Atari game 'NoSuchGame'"),
+    ("PongNoFrameskip-v4", "did you mean ALE/Pong-v5"),          # ids from older gym code
+    ("SpaceInvadersDeterministic-v4", "did you mean ALE/SpaceInvaders-v5"),
+    ("Breakout-v0", "did you mean ALE/Breakout-v5"),
+    ("Pong-v5", "did you mean ALE/Pong-v5"),
 ])
 def test_unknown_games_get_a_clear_error(env_id, expected):
     with pytest.raises(EnvError, match=expected):

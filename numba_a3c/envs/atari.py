@@ -65,6 +65,7 @@ def _rom_to_name(rom):
     return rom.title().replace("_", "")
 
 
+@functools.cache
 def _game_names():
     """``{PascalCase name: rom id}`` for every ROM in the ale-py wheel."""
     return {_rom_to_name(rom): rom for rom in _roms()}
@@ -90,6 +91,20 @@ def rom_for(env_id):
     raise EnvError(f"unknown Atari game {game!r}.{hint} The {len(names)} games that ship with ale-py are "
                    f"listed by `python -c \"import ale_py.roms as r; print(r.get_all_rom_ids())\"` "
                    f"(write them in PascalCase: space_invaders -> ALE/SpaceInvaders-v5)")
+
+
+_LEGACY_ID = re.compile(r"^([A-Za-z0-9]+?)(NoFrameskip|Deterministic)?-v[0-9]+$")
+
+
+def legacy_atari_hint(env_id):
+    """For a gym Atari id without ALE/ (``PongNoFrameskip-v4``, ``Breakout-v0``, ``Pong-v5``):
+    a one-line pointer to its ``ALE/<Game>-v5`` id, else None."""
+    m = _LEGACY_ID.match(env_id)
+    if m is None or m.group(1) not in _game_names():
+        return None
+    return (f"{env_id!r} is a gym Atari id without the ALE/ namespace; did you mean ALE/{m.group(1)}-v5? Every "
+            f"Atari game is played here as ALE/<Game>-v5 with the DeepMind preprocessing (4 frames per step, no "
+            f"sticky actions, up to 30 no-op starts)")
 
 
 @functools.cache

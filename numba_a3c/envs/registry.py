@@ -38,6 +38,11 @@ def describe_env(env_id, force_gym=False):
         from numba_a3c.envs.atari import describe_atari
 
         return describe_atari(env_id)
+    from numba_a3c.envs.atari import legacy_atari_hint
+
+    legacy = legacy_atari_hint(env_id)   # also when ale-py has registered it: raw frames would train badly
+    if legacy:
+        raise EnvError(legacy)
     import gymnasium
 
     ids = _gym_ids()
