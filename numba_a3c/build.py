@@ -16,7 +16,7 @@ network with the one its configuration asks for; the benchmarks build their runs
 :func:`build_run`. Building allocates the arrays but starts no thread and writes no file.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,7 +39,9 @@ def network_spec(config, env_info):
     ``atari``: the paper's network on 4×84×84 frames; ``conv``: a small convolutional body on
     (channels, height, width) observations; ``mlp``: a dense body on the flattened observation,
     scaled by the environment's ``input_scale``. Raises ValueError when the network cannot read the
-    environment's observations.
+    environment's observations. A Discrete(n) observation space reaches the MLP one-hot encoded
+    (``input_encoding``, applied by the environment wrapper of
+    :func:`numba_a3c.envs.registry.make_python_env`).
     """
     heads = "actor_critic" if config.algo == "a3c" else "q"
     A = env_info.n_actions
@@ -53,9 +55,7 @@ def network_spec(config, env_info):
                              f"{env_info.env_id} gives {env_info.obs_shape}. Use --network mlp")
         return small_conv_spec(env_info.obs_shape, A, heads, hidden=config.hidden[0] if config.hidden else 128)
     spec = mlp_spec(int(np.prod(env_info.obs_shape)), A, config.hidden, config.activation, heads)
-    if env_info.input_scale != 1.0:
-        spec = type(spec)(spec.input_shape, spec.n_actions, spec.body, spec.heads, env_info.input_scale)
-    return spec
+    return replace(spec, input_scale=env_info.input_scale, input_encoding=env_info.obs_encoding)
 
 
 def build_network(config, env_info):

@@ -195,6 +195,7 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
         net.attrs["spec_json"] = json.dumps(spec.to_dict())
         net.attrs["input_shape"] = np.asarray(spec.input_shape, np.int64)
         net.attrs["input_scale"] = float(spec.input_scale)
+        net.attrs["input_encoding"] = spec.input_encoding
         net.attrs["heads"] = spec.heads
         net.attrs["n_actions"] = int(spec.n_actions)
         net.attrs["n_params"] = int(network.n_params)

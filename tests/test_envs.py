@@ -145,3 +145,33 @@ def test_describe_env_kinds_and_errors():
         describe_env("Catch-v0", force_gym=True)
     with pytest.raises(EnvError, match="discrete actions"):
         describe_env("Pendulum-v1")
+
+
+def test_discrete_observations_are_one_hot_encoded(tmp_path):
+    from numba_a3c import checkpoint
+    from numba_a3c.config import resolve
+    from numba_a3c.envs.registry import make_python_env
+    from numba_a3c.inspection import evaluate_checkpoint
+    from numba_a3c.trainer import Trainer
+
+    info = describe_env("FrozenLake-v1")
+    assert (info.obs_shape, info.n_actions, info.obs_encoding) == ((16,), 4, "one-hot")
+    env = make_python_env(info, seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == np.float32 and obs.shape == (16,) and obs[0] == 1.0 and obs.sum() == 1.0  # start: state 0
+    raw = gymnasium.make("FrozenLake-v1")
+    raw.reset(seed=0)
+    for a in (2, 1, 1, 2):   # the same seed and actions: the one-hot is the raw state index
+        k, *_ = raw.step(a)
+        obs, *_ = env.step(a)
+        assert int(np.argmax(obs)) == int(k) and obs.sum() == 1.0
+    # It trains, saves the encoding with the network, and evaluates from the checkpoint.
+    config = resolve({"env": "FrozenLake-v1", "steps": 2000, "threads": 1, "eval_episodes": 2})
+    result = Trainer(config, run_dir=tmp_path / "run").run()
+    assert result.status == "finished"
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert ck.spec.input_encoding == "one-hot" and ck.spec.input_shape == (16,)
+    returns, lengths, _ = evaluate_checkpoint(ck, episodes=2)
+    assert lengths.min() >= 1
+    with pytest.raises(EnvError, match="Discrete one"):
+        describe_env("Blackjack-v1")     # a Tuple observation space is refused in one line

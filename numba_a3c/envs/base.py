@@ -27,6 +27,7 @@ class EnvInfo:
     native_id: int = -1     # ENV_* constant of a native environment
     input_scale: float = 1.0
     max_episode_steps: int = 0
+    obs_encoding: str = ""  # "one-hot": a Discrete(n) observation k is given to the network as e_k ∈ {0,1}ⁿ
 
 
 def flat_observation(obs, scale, out):

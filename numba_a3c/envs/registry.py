@@ -12,6 +12,8 @@ Three kinds of environment run the same learners:
 
 import difflib
 
+import numpy as np
+
 from numba_a3c.envs.base import EnvError, EnvInfo
 
 
@@ -38,14 +40,18 @@ def describe_env(env_id, force_gym=False):
         from numba_a3c.envs.atari import describe_atari
 
         return describe_atari(env_id)
-    from numba_a3c.envs.atari import legacy_atari_hint
-
-    legacy = legacy_atari_hint(env_id)   # also when ale-py has registered it: raw frames would train badly
-    if legacy:
-        raise EnvError(legacy)
     import gymnasium
 
+    from numba_a3c.envs.atari import legacy_atari_hint
+
     ids = _gym_ids()
+    spec = gymnasium.registry.get(env_id)
+    if spec is None or "ale_py" in str(spec.entry_point):
+        # An Atari id without ALE/ (PongNoFrameskip-v4): also when ale-py registered it, since its raw
+        # 210x160 frames would train badly; Blackjack-v1 and the like stay gymnasium's own.
+        legacy = legacy_atari_hint(env_id)
+        if legacy:
+            raise EnvError(legacy)
     if env_id not in ids:
         if env_id in natives:
             raise EnvError(f"{env_id} has no gymnasium version; drop --gym to use the native one")
@@ -62,9 +68,13 @@ def describe_env(env_id, force_gym=False):
         if not isinstance(act_space, gymnasium.spaces.Discrete):
             raise EnvError(f"{env_id} has a {type(act_space).__name__} action space; these methods need "
                            f"discrete actions (gymnasium.spaces.Discrete)")
-        if not isinstance(obs_space, gymnasium.spaces.Box):
-            raise EnvError(f"{env_id} has a {type(obs_space).__name__} observation space; a Box is needed")
         steps = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 0
+        if isinstance(obs_space, gymnasium.spaces.Discrete):
+            return EnvInfo(env_id, "gym", (int(obs_space.n),), int(act_space.n), max_episode_steps=int(steps),
+                           obs_encoding="one-hot")
+        if not isinstance(obs_space, gymnasium.spaces.Box):
+            raise EnvError(f"{env_id} has a {type(obs_space).__name__} observation space; these methods take a Box "
+                           f"(vectors or images) or a Discrete one (one-hot encoded)")
         return EnvInfo(env_id, "gym", tuple(int(s) for s in obs_space.shape), int(act_space.n),
                        max_episode_steps=int(steps))
     finally:
@@ -87,5 +97,19 @@ def make_python_env(info, seed=None, render=False):
         return make_atari_env(info.env_id, seed=seed)
     import gymnasium
 
-    return gymnasium.make(info.env_id, render_mode="rgb_array" if render else None)
+    env = gymnasium.make(info.env_id, render_mode="rgb_array" if render else None)
+    if info.obs_encoding == "one-hot":
+        env = one_hot_observations(env)
+    return env
+
+
+def one_hot_observations(env):
+    """``env`` with its Discrete(n) observations k given as float32 one-hot vectors e_k (a Box of
+    shape (n,)): a state index carries no order or scale, so the network sees one input per state."""
+    import gymnasium
+
+    n = int(env.observation_space.n)
+    eye = np.eye(n, dtype=np.float32)
+    space = gymnasium.spaces.Box(0.0, 1.0, (n,), np.float32)
+    return gymnasium.wrappers.TransformObservation(env, lambda k: eye[int(k)], space)
 

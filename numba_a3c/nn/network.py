@@ -100,7 +100,9 @@ class NetworkSpec:
     """What a network is: input shape, body layers, heads and number of actions.
 
     ``input_shape`` is (n,) for vector observations or (C, H, W) for images; ``input_scale``
-    multiplies raw observations on the way in (1/255 for uint8 Atari frames).
+    multiplies raw observations on the way in (1/255 for uint8 Atari frames); ``input_encoding``
+    is "one-hot" where the environment's observations are state indices k ∈ {0, …, n−1}, given to
+    the network as the one-hot vector e_k (input_shape (n,)).
     """
 
     input_shape: tuple
@@ -108,6 +110,7 @@ class NetworkSpec:
     body: tuple = field(default_factory=tuple)
     heads: str = "actor_critic"
     input_scale: float = 1.0
+    input_encoding: str = ""   # "one-hot": the environment's Discrete(n) observation k arrives as e_k
 
     def to_dict(self):
         d = asdict(self)
@@ -123,6 +126,7 @@ class NetworkSpec:
             body=tuple(LayerSpec(**layer) for layer in d["body"]),
             heads=str(d["heads"]),
             input_scale=float(d["input_scale"]),
+            input_encoding=str(d.get("input_encoding", "")),
         )
 
 
