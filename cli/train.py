@@ -40,6 +40,10 @@ def _config_options(func):
             opt = click.option(name, f.name, default=None, metavar="N[,N...]",
                                help=f"{help_text} [default: preset or {','.join(map(str, default))}]",
                                callback=_parse_hidden)
+        elif f.name == "env_kwargs":
+            opt = click.option(name, f.name, default=None, multiple=True, metavar="KEY=VALUE",
+                               help=f"{help_text}; repeat it or separate items with commas [default: none]",
+                               callback=_parse_env_kwargs)
         elif "choices" in f.metadata:
             opt = click.option(name, f.name, type=_Choice(f.metadata["choices"]), default=None,
                                help=f"{help_text} [default: preset or {default}]")
@@ -48,6 +52,11 @@ def _config_options(func):
             opt = click.option(name, f.name, type=typ, default=None, help=f"{help_text} [default: preset or {default}]")
         func = opt(func)
     return func
+
+
+def _parse_env_kwargs(ctx, param, value):
+    items = tuple(item for v in value or () for item in v.split(",") if item)
+    return items or None
 
 
 def _parse_hidden(ctx, param, value):

@@ -30,7 +30,7 @@ from numba_a3c.workers import SharedState, new_shared_state
 def environment(config):
     """The :class:`EnvInfo` of ``config.env`` (gymnasium's version where ``config.gym`` asks for it);
     raises :class:`~numba_a3c.envs.base.EnvError` for an id that cannot be used."""
-    return describe_env(config.env, force_gym=config.gym)
+    return describe_env(config.env, force_gym=config.gym, env_kwargs=config.env_kwargs)
 
 
 def network_spec(config, env_info):

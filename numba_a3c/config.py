@@ -31,6 +31,8 @@ class TrainConfig:
     algo: str = _f("a3c", "algorithm: a3c, nstep-q, onestep-q or sarsa", choices=ALGORITHMS)
     env: str = _f("CartPole-v1", "environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0), any "
                   "registered gymnasium id with discrete actions, or ALE/<Game>-v5")
+    env_kwargs: tuple = _f((), "KEY=VALUE items passed to gymnasium.make (e.g. map_name=8x8 is_slippery=false; "
+                           "values are read as JSON where they can be)", metavar="KEY=VALUE")
     preset: str = _f("", "the preset the other defaults come from: data/presets/NAME.json (e.g. atari, atari-paper, "
                      "default, CartPole-v1); if not given, the environment's own preset, else atari for ALE/ "
                      "ids, else default")
@@ -68,6 +70,7 @@ class TrainConfig:
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
+        d["env_kwargs"] = list(self.env_kwargs)
         return d
 
     @staticmethod
@@ -79,6 +82,8 @@ class TrainConfig:
         d = dict(d)
         if "hidden" in d:
             d["hidden"] = tuple(int(h) for h in d["hidden"])
+        if "env_kwargs" in d:
+            d["env_kwargs"] = tuple(str(item) for item in d["env_kwargs"])
         return TrainConfig(**d)
 
     def replace(self, **changes):

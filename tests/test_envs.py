@@ -175,3 +175,62 @@ def test_discrete_observations_are_one_hot_encoded(tmp_path):
     assert lengths.min() >= 1
     with pytest.raises(EnvError, match="Discrete one"):
         describe_env("Blackjack-v1")     # a Tuple observation space is refused in one line
+
+
+CORRIDOR = '''
+import gymnasium
+import numpy as np
+
+
+class Corridor(gymnasium.Env):
+    """Walk right to the end of a corridor of `length` cells (reward 1 there)."""
+
+    def __init__(self, length=4):
+        self.length = length
+        self.observation_space = gymnasium.spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.pos = max(0, self.pos + (1 if action == 1 else -1))
+        done = self.pos >= self.length
+        return np.array([self.pos / self.length], np.float32), float(done), done, False, {}
+
+
+gymnasium.register("Corridor-v0", entry_point=Corridor, max_episode_steps=50)
+'''
+
+
+def test_module_colon_id_and_env_kwargs(tmp_path, monkeypatch):
+    """gymnasium's module:Env-id imports the module (which registers the id); --env-kwargs go to
+    gymnasium.make; both are saved with the run, so evaluation rebuilds the same environment."""
+    from numba_a3c import checkpoint
+    from numba_a3c.config import resolve
+    from numba_a3c.inspection import evaluate_checkpoint
+    from numba_a3c.trainer import Trainer
+
+    (tmp_path / "corridor_pkg.py").write_text(CORRIDOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    info = describe_env("corridor_pkg:Corridor-v0", env_kwargs=("length=7",))
+    assert (info.env_id, info.obs_shape, info.n_actions, dict(info.make_kwargs)) == ("Corridor-v0", (1,), 2,
+                                                                                    {"length": 7})
+    config = resolve({"env": "corridor_pkg:Corridor-v0", "env_kwargs": ("length=3",), "steps": 3000, "threads": 1,
+                      "eval_episodes": 3})
+    assert Trainer(config, run_dir=tmp_path / "run").run().status == "finished"
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert ck.config.env == "corridor_pkg:Corridor-v0" and ck.config.env_kwargs == ("length=3",)
+    _, lengths, _ = evaluate_checkpoint(ck, episodes=2)
+    assert lengths.min() >= 3                         # at least `length` steps to the end of the corridor
+    assert dict(describe_env("FrozenLake-v1", env_kwargs=("map_name=8x8", "is_slippery=false")).make_kwargs) == {
+        "map_name": "8x8", "is_slippery": False}
+    assert describe_env("FrozenLake-v1", env_kwargs=("map_name=8x8",)).obs_shape == (64,)
+    for env_id, kwargs, message in [("no_such_module:X-v0", (), "could not import 'no_such_module'"),
+                                    ("FrozenLake-v1", ("map_name",), "KEY=VALUE"),
+                                    ("FrozenLake-v1", ("bogus=1",), "could not create FrozenLake-v1 with bogus=1"),
+                                    ("CartPole-v1", ("x=1",), "add --gym")]:
+        with pytest.raises(EnvError, match=message):
+            describe_env(env_id, env_kwargs=kwargs)

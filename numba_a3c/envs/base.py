@@ -28,8 +28,30 @@ class EnvInfo:
     input_scale: float = 1.0
     max_episode_steps: int = 0
     obs_encoding: str = ""  # "one-hot": a Discrete(n) observation k is given to the network as e_k ∈ {0,1}ⁿ
+    make_kwargs: tuple = ()  # ((key, value), …) passed to gymnasium.make (--env-kwargs)
 
 
 def flat_observation(obs, scale, out):
     """Write an observation, flattened and scaled, into the float32 row ``out``: x = scale · obs."""
     np.multiply(np.asarray(obs).reshape(-1), scale, out=out, casting="unsafe")
+
+
+def parse_env_kwargs(items):
+    """``("map_name=8x8", "is_slippery=false", …)`` → ``(("map_name", "8x8"), ("is_slippery", False), …)``.
+
+    A value is read as JSON where it can be (numbers, true/false/null, quoted strings, lists),
+    else taken as the string it is. Raises :class:`EnvError` for an item without ``=``.
+    """
+    import json
+
+    pairs = []
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip():
+            raise EnvError(f"--env-kwargs takes KEY=VALUE items (e.g. map_name=8x8 is_slippery=false); got {item!r}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = {"True": True, "False": False, "None": None}.get(text, text)
+        pairs.append((key.strip(), value))
+    return tuple(pairs)

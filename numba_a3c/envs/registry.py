@@ -14,7 +14,7 @@ import difflib
 
 import numpy as np
 
-from numba_a3c.envs.base import EnvError, EnvInfo
+from numba_a3c.envs.base import EnvError, EnvInfo, parse_env_kwargs
 
 
 def _native_specs():
@@ -29,9 +29,21 @@ def _gym_ids():
     return sorted(gymnasium.envs.registry.keys())
 
 
-def describe_env(env_id, force_gym=False):
-    """An :class:`EnvInfo` for ``env_id``; raises :class:`EnvError` for unknown or unusable ids."""
+def describe_env(env_id, force_gym=False, env_kwargs=()):
+    """An :class:`EnvInfo` for ``env_id``; raises :class:`EnvError` for unknown or unusable ids.
+
+    ``env_id`` may be gymnasium's ``module:Env-id`` (the module is imported first, which registers
+    its ids, as ``gymnasium.make`` does); ``env_kwargs`` ("KEY=VALUE" strings) go to
+    ``gymnasium.make`` (gymnasium environments only).
+    """
     natives = _native_specs()
+    make_kwargs = parse_env_kwargs(env_kwargs)
+    if ":" in env_id:
+        module, _, env_id = env_id.partition(":")
+        _import_env_module(module)
+    elif make_kwargs and (env_id in natives and not force_gym or env_id.startswith("ALE/")):
+        raise EnvError(f"--env-kwargs are passed to gymnasium.make; {env_id} is not a gymnasium environment here"
+                       + (" (add --gym for gymnasium's version)" if env_id in natives else ""))
     if env_id in natives and not force_gym:
         s = natives[env_id]
         return EnvInfo(env_id, "native", tuple(s.obs_shape), int(s.n_actions), int(s.env_id), 1.0,
@@ -60,9 +72,9 @@ def describe_env(env_id, force_gym=False):
         raise EnvError(f"unknown environment {env_id!r}.{hint} Use a native id "
                        f"({', '.join(natives)}), a registered gymnasium id, or ALE/<Game>-v5.")
     try:
-        env = gymnasium.make(env_id)
+        env = gymnasium.make(env_id, **dict(make_kwargs))
     except Exception as exc:  # noqa: BLE001 - any failure to build it is the user's to know
-        raise EnvError(f"could not create {env_id}: {exc}") from None
+        raise EnvError(f"could not create {env_id}{_kwargs_text(make_kwargs)}: {exc}") from None
     try:
         obs_space, act_space = env.observation_space, env.action_space
         if not isinstance(act_space, gymnasium.spaces.Discrete):
@@ -71,14 +83,29 @@ def describe_env(env_id, force_gym=False):
         steps = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 0
         if isinstance(obs_space, gymnasium.spaces.Discrete):
             return EnvInfo(env_id, "gym", (int(obs_space.n),), int(act_space.n), max_episode_steps=int(steps),
-                           obs_encoding="one-hot")
+                           obs_encoding="one-hot", make_kwargs=make_kwargs)
         if not isinstance(obs_space, gymnasium.spaces.Box):
             raise EnvError(f"{env_id} has a {type(obs_space).__name__} observation space; these methods take a Box "
                            f"(vectors or images) or a Discrete one (one-hot encoded)")
         return EnvInfo(env_id, "gym", tuple(int(s) for s in obs_space.shape), int(act_space.n),
-                       max_episode_steps=int(steps))
+                       max_episode_steps=int(steps), make_kwargs=make_kwargs)
     finally:
         env.close()
+
+
+def _import_env_module(module):
+    """Import the module of a ``module:Env-id`` (its import registers the environment)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - whatever the import raised, the user must see it in one line
+        raise EnvError(f"could not import {module!r} (the module of {module}:<Env-id>): "
+                       f"{type(exc).__name__}: {exc}") from None
+
+
+def _kwargs_text(pairs):
+    return f" with {', '.join(f'{k}={v!r}' for k, v in pairs)}" if pairs else ""
 
 
 def make_python_env(info, seed=None, render=False):
@@ -97,7 +124,10 @@ def make_python_env(info, seed=None, render=False):
         return make_atari_env(info.env_id, seed=seed)
     import gymnasium
 
-    env = gymnasium.make(info.env_id, render_mode="rgb_array" if render else None)
+    kwargs = dict(info.make_kwargs)
+    if render:   # only then: an environment class need not take render_mode at all
+        kwargs["render_mode"] = "rgb_array"
+    env = gymnasium.make(info.env_id, **kwargs)
     if info.obs_encoding == "one-hot":
         env = one_hot_observations(env)
     return env
