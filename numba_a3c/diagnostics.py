@@ -239,3 +239,36 @@ def format_health(report):
     lines.append("")
     lines += [f"  - {v}" for v in verdicts(report)]
     return "\n".join(lines)
+
+
+HEALTH_FRAMES = 256   # frames played for each row of a run's health.csv
+
+
+def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0):
+    """One row of a run's ``health.csv``: ({column: value}) from :func:`health` on ``steps`` frames
+    played by the policy ``params``: the policy's entropy (A3C), the value estimate's RMS error
+    and explained variance, and per hidden layer the share of dead units, of active outputs and
+    the RMS of its outputs (``conv1_dead``, ``conv1_active``, ``conv1_rms`` …)."""
+    data = collect(network, params, env_info, steps=steps, seed=seed)
+    report = health(network, params, *data, gamma=config.gamma, reward_clip=config.reward_clip, beta=config.beta)
+    h = report["heads"]
+    row = dict(entropy=h.get("entropy", float("nan")), value_mean=h["value_mean"], value_rmse=h["value_rmse"],
+               explained_variance=h["explained_variance"] if h["explained_variance"] is not None else float("nan"))
+    for layer in report["layers"]:
+        name = layer["name"]
+        row[f"{name}_dead"] = layer.get("dead_fraction", float("nan"))
+        row[f"{name}_active"] = layer.get("active_fraction", float("nan"))
+        row[f"{name}_rms"] = layer["rms"]
+    return row
+
+
+def append_health(path, global_step, wall_time, row):
+    """Append ``row`` to the CSV file ``path`` (with its header first if the file is new)."""
+    import os
+
+    columns = ["global_step", "wall_time", *row]
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a") as fh:
+        if new:
+            fh.write(",".join(columns) + "\n")
+        fh.write(",".join([str(int(global_step)), f"{wall_time:.3f}", *(f"{v:.6g}" for v in row.values())]) + "\n")

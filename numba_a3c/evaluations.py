@@ -5,11 +5,13 @@ thread (one at a time), so the workers never wait for it; at the end of a run th
 budget, the final evaluation runs in a thread the monitor waits on, so that a stop request
 abandons it instead of delaying the save. Each evaluation is appended to the run's rows (those of
 evaluations.csv and of every checkpoint) and, when it is the best so far and the run has a run
-directory, its parameters are saved as best.h5.
+directory, its parameters are saved as best.h5 and a row of the network's health on a few
+hundred frames its policy plays (dead units per layer, entropy, value error: see
+:mod:`numba_a3c.diagnostics`) is appended to health.csv.
 
 Threads: :meth:`Evaluations.evaluate_now` runs in the evaluation thread; everything else is
-called by the monitor thread. ``rows``, ``session``, ``best_mean`` and ``_closed`` are written
-under ``_lock`` (the monitor closes the run while a late evaluation may still finish); ``error``
+called by the monitor thread. ``rows``, ``session``, ``best_mean``, ``_closed`` and health.csv are
+written under ``_lock`` (the monitor closes the run while a late evaluation may still finish); ``error``
 is written by the evaluation thread and read by the monitor.
 """
 
@@ -44,12 +46,13 @@ class Evaluations:
     """The evaluations of one run. ``save_best(theta)`` writes best.h5 and returns True (False
     without a run directory); ``on_eval(Evaluation)`` reports a periodic evaluation."""
 
-    def __init__(self, config, network, env_info, on_eval=None, save_best=None):
+    def __init__(self, config, network, env_info, on_eval=None, save_best=None, health_file=None):
         self.config = config
         self.network = network
         self.env_info = env_info
         self.on_eval = on_eval
         self.save_best = save_best
+        self.health_file = health_file   # () -> the path of health.csv, or None: where each evaluation logs health
         self.rows = []              # every evaluation of the run (earlier sessions too), as checkpoint rows
         self.session = []           # Evaluation objects of this session
         self.best_mean = -math.inf  # the best mean return so far: an evaluation above it writes best.h5
@@ -87,9 +90,22 @@ class Evaluations:
             self.rows.append(ev.row())
             if ev.mean > self.best_mean and self.save_best is not None and self.save_best(params):
                 self.best_mean = ev.mean
+        self._log_health(params, steps, wall)
         if report and self.on_eval is not None:
             self.on_eval(ev)
         return ev
+
+    def _log_health(self, params, steps, wall):
+        """Append the network's health on frames its policy plays (numba_a3c.diagnostics) to health.csv."""
+        path = None if self.health_file is None else self.health_file()
+        if path is None:
+            return
+        from numba_a3c.diagnostics import append_health, health_row
+
+        row = health_row(self.network, params, self.env_info, self.config, seed=self.config.seed + len(self.rows))
+        with self._lock:
+            if not self._closed:
+                append_health(path, steps, wall, row)
 
     def running(self):
         return self._thread is not None and self._thread.is_alive()

@@ -123,7 +123,8 @@ class Trainer:
         self.on_progress = on_progress
         self.final_eval = final_eval
         self.episodes = Episodes(self.shared.n_threads)
-        self.evals = Evaluations(config, self.network, self.env_info, on_eval, save_best=self._save_best)
+        self.evals = Evaluations(config, self.network, self.env_info, on_eval, save_best=self._save_best,
+                                 health_file=lambda: None if self.run_dir is None else self.run_dir / "health.csv")
         self.files = RunFiles(run_dir, config.save_every, save_seconds)
         self.stops = StopReasons(self.shared.counters)
         self.clock = Clock()

@@ -88,3 +88,25 @@ def report_eps(name):
     from numba_a3c.inspection import find_checkpoint
 
     return checkpoint.load(find_checkpoint(name)).config.rms_eps
+
+
+def test_each_evaluation_logs_the_network_health(tmp_path):
+    """A run directory's health.csv gets one row per evaluation: dead units, activation scale,
+    entropy and value error, so a run's logs show whether its network is alive."""
+    import csv
+
+    from numba_a3c.config import resolve
+    from numba_a3c.trainer import Trainer
+
+    config = resolve({"env": "Catch-v0", "steps": 6000, "threads": 1, "eval_every": 2000, "eval_episodes": 2})
+    assert Trainer(config, run_dir=tmp_path / "run").run().status == "finished"
+    with open(tmp_path / "run" / "health.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(tmp_path / "run" / "evaluations.csv") as fh:
+        evaluations = list(csv.DictReader(fh))
+    assert len(rows) == len(evaluations) >= 2
+    assert [int(r["global_step"]) for r in rows] == [int(r["global_step"]) for r in evaluations]
+    for r in rows:
+        assert 0 <= float(r["conv1_dead"]) <= 1 and 0 <= float(r["fc1_active"]) <= 1
+        assert 0 <= float(r["entropy"]) <= np.log(3) + 1e-6
+        assert float(r["value_rmse"]) >= 0 and float(r["conv1_rms"]) > 0
