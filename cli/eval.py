@@ -13,7 +13,7 @@ from numba_a3c.cli.errors import BadInput
 @click.option("--episodes", "-n", type=click.IntRange(min=1), default=10, show_default=True,
               help="number of episodes")
 @click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=None,
-              help="ε-greedy: a random action with probability E [default: greedy]")
+              help="ε-greedy: a random action with probability ε [default: greedy]")
 @click.option("--stochastic", is_flag=True, help="sample actions from the policy π (A3C checkpoints)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the environments and of exploration")
 @click.option("--max-steps", type=click.IntRange(min=0), default=0,
@@ -35,10 +35,12 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
     from numba_a3c.inspection import (
         InspectError,
         evaluate_checkpoint,
+        evaluation_result,
         find_checkpoint,
         require,
         write_gif,
     )
+    from numba_a3c.validation import ConfigError, check_output_file
 
     if stochastic and epsilon is not None:
         raise BadInput("--stochastic and --epsilon exclude each other: sample π, or act ε-greedily")
@@ -46,6 +48,7 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
     try:
         if record:
             require("PIL.Image", "record")
+            check_output_file("--record", record)
         file = find_checkpoint(path)
         ckpt = checkpoint.load(file)
         if stochastic and ckpt.spec.heads != "actor_critic":
@@ -69,16 +72,11 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
         elapsed = time.monotonic() - t0
         if record:
             write_gif(frames, record, fps=fps)
-    except (CheckpointError, InspectError, EnvError) as exc:
+    except (CheckpointError, InspectError, EnvError, ConfigError) as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
         raise BadInput(f"{exc.filename or record}: {exc.strerror or exc}") from None
-    result = dict(checkpoint=str(file), env=cfg.env, algo=cfg.algo, global_step=ckpt.global_step, mode=mode,
-                  epsilon=epsilon if mode == "epsilon" else None, seed=seed, episodes=episodes,
-                  returns=[float(r) for r in returns], lengths=[int(n) for n in lengths],
-                  mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),
-                  max=float(returns.max()), mean_length=float(lengths.mean()), wall_time=elapsed,
-                  recording=str(record) if record else None)
+    result = evaluation_result(file, ckpt, mode, epsilon, seed, returns, lengths, elapsed, record)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -7,3 +7,9 @@ the GIL.
 """
 
 __version__ = "0.1.0"
+
+from numba_a3c.api import Agent, Run, configure, load, train  # noqa: E402 - the Python API, after __version__
+from numba_a3c.config import TrainConfig  # noqa: E402
+from numba_a3c.validation import ConfigError  # noqa: E402
+
+__all__ = ["Agent", "ConfigError", "Run", "TrainConfig", "configure", "load", "train", "__version__"]

@@ -27,6 +27,7 @@ class EnvInfo:
     native_id: int = -1     # ENV_* constant of a native environment
     input_scale: float = 1.0
     max_episode_steps: int = 0
+    maker: object = None    # a zero-argument callable that returns the gymnasium.Env (Python API), else None
 
 
 def flat_observation(obs, scale, out):
