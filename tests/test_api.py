@@ -98,3 +98,26 @@ def test_predict_and_act_agree_with_asyncrl_eval():
         assert ev[key] == cli_ev[key], key
     with pytest.raises(ValueError, match="observation of shape"):
         agent.act(np.zeros(3))
+
+
+def test_train_writes_tensorboard_event_files(tmp_path):
+    pytest.importorskip("tensorboardX", reason="needs the 'tensorboard' extra (tensorboardX)")
+    from test_cli_output import read_scalars
+
+    run = numba_a3c.train("CartPole-v1", steps=40_000, hidden=(8,), eval_every=20_000, eval_episodes=2,
+                          log_interval=0.01, out=str(tmp_path / "run"), tensorboard=str(tmp_path / "tb"))
+    scalars = read_scalars(tmp_path / "tb")
+    assert len(scalars["train/return"]) == len([p for p in run.progress if p.recent_return == p.recent_return])
+    assert [s for s, _ in scalars["eval/mean_return"]][-1] == run.final_eval.steps
+
+
+def test_a_missing_tensorboard_extra_is_one_line_naming_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    with pytest.raises(numba_a3c.ConfigError, match=r"pip install 'numba_a3c\[tensorboard\]'"):
+        numba_a3c.train("CartPole-v1", steps=100, out=str(tmp_path / "run"), tensorboard=str(tmp_path / "tb"))
+    result = CliRunner().invoke(cli, ["train", "--steps", "100", "--out", str(tmp_path / "run"),
+                                      "--tensorboard", str(tmp_path / "tb")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "numba_a3c[tensorboard]" in result.output
+    assert not (tmp_path / "run").exists() and not (tmp_path / "tb").exists()
