@@ -281,10 +281,10 @@ def _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_second
             check_run_dir(run_dir, force=force)
             trainer = Trainer(config, run_dir=run_dir, parts=parts, **callbacks)
         done = int(trainer.shared.counters[C_T])
+        check_stop_at(stop_at, done)
         if resume and done >= config.steps:
             raise BadInput(f"--resume {resume}: the run already reached its budget ({done:,} of --steps "
                            f"{config.steps:,}); give a larger --steps to train on, e.g. --steps {2 * config.steps}")
-        check_stop_at(stop_at, done)
         if tensorboard:
             from numba_a3c.tensorboard import check_logdir
 

@@ -8,8 +8,23 @@ the GIL.
 
 __version__ = "0.1.0"
 
-from numba_a3c.api import Agent, Run, configure, load, train  # noqa: E402 - the Python API, after __version__
-from numba_a3c.config import TrainConfig  # noqa: E402
-from numba_a3c.validation import ConfigError  # noqa: E402
+# The Python API (docs/python-api.md), imported on first use (PEP 562): ``import numba_a3c`` stays light
+# for ``asyncrl --help``, and the package module itself imports none of its modules.
+_EXPORTS = {"Agent": "api", "Run": "api", "configure": "api", "load": "api", "train": "api",
+            "TrainConfig": "config", "ConfigError": "validation"}
 
-__all__ = ["Agent", "ConfigError", "Run", "TrainConfig", "configure", "load", "train", "__version__"]
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'numba_a3c' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"numba_a3c.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -123,7 +123,7 @@ def train(env="CartPole-v1", algo="a3c", *, out=None, force=False, resume=None, 
 
     Raises :class:`ConfigError` for anything the CLI refuses with ``Error:``, before creating anything.
     """
-    from numba_a3c import rundir
+    import numba_a3c.rundir as rundir
     from numba_a3c.checkpoint import CheckpointError
     from numba_a3c.envs.base import EnvError
     from numba_a3c.trainer import SAVE_SECONDS, Trainer
@@ -221,7 +221,7 @@ def train(env="CartPole-v1", algo="a3c", *, out=None, force=False, resume=None, 
 
 def _resumed_parts(ckpt_path, options, make_env):
     """The run's parts for resuming a checkpoint of a callable-made environment on ``make_env``."""
-    from numba_a3c import checkpoint
+    import numba_a3c.checkpoint as checkpoint
     from numba_a3c.envs.registry import callable_env_id
     from numba_a3c.validation import check_environment
 
@@ -345,7 +345,7 @@ def load(path, env=None):
     the name of a shipped checkpoint (``"CartPole-v1-a3c"``), as ``asyncrl eval`` takes.
     ``env``: the callable (or id) :meth:`Agent.evaluate` plays by default, for a checkpoint of an
     environment made by a Python callable. Raises :class:`~numba_a3c.checkpoint.CheckpointError`."""
-    from numba_a3c import checkpoint
+    import numba_a3c.checkpoint as checkpoint
     from numba_a3c.inspection import find_checkpoint
 
     file = find_checkpoint(path)
