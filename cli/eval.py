@@ -20,8 +20,11 @@ from numba_a3c.cli.errors import BadInput
               help="cap each episode at this many steps [default: the environment's own limit]")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
 @click.option("--record", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE.gif",
-              help="write the first episode as an animated GIF (needs the 'record' extra: pillow)")
-@click.option("--fps", type=click.IntRange(1, 100), default=30, show_default=True, help="frames per second of --record")
+              help="write the first episode as an animated GIF, in colour for Atari (needs the 'record' extra: "
+                   "pillow)")
+@click.option("--fps", type=click.IntRange(1, 100), default=None,
+              help="frames per second of --record [default: the game's pace for Atari, 15 (60 Hz, 4 frames a "
+                   "step); else 30]")
 def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record, fps):
     """Evaluate the policy saved in PATH: greedy by default, ε-greedy or stochastic.
 
@@ -37,6 +40,7 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
         evaluate_checkpoint,
         evaluation_result,
         find_checkpoint,
+        recording_fps,
         require,
         write_gif,
     )
@@ -71,7 +75,7 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
                                                        on_episode=on_episode)
         elapsed = time.monotonic() - t0
         if record:
-            write_gif(frames, record, fps=fps)
+            write_gif(frames, record, fps=fps or recording_fps(cfg.env))
     except (CheckpointError, InspectError, EnvError, ConfigError) as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:

@@ -514,6 +514,16 @@ def evaluation_result(file, ckpt, mode, epsilon, seed, returns, lengths, wall_ti
                 recording=str(recording) if recording else None)
 
 
+def recording_fps(env_id):
+    """Frames per second a recording of ``env_id`` plays at by default: the game's own pace for
+    Atari (one frame per agent step: 60 Hz / 4 frames a step = 15), else 30."""
+    if env_id.startswith("ALE/"):
+        from numba_a3c.envs.atari import FRAME_RATE, FRAME_SKIP
+
+        return FRAME_RATE // FRAME_SKIP
+    return 30
+
+
 def write_gif(frames, path, fps=30):
     """Write RGB uint8 frames as an animated GIF (pillow), looping forever."""
     Image = require("PIL.Image", "record")

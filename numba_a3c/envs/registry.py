@@ -120,7 +120,7 @@ def make_python_env(info, seed=None, render=False):
     """A Python-stepped environment for ``info``: gymnasium's, or the native one's Python wrapper.
 
     ``render=True`` asks gymnasium for ``render_mode="rgb_array"`` so that ``render()`` returns
-    frames (native and Atari environments always can). An environment described by
+    frames (native environments always can), and Atari for the colour screen. An environment described by
     :func:`describe_callable` is made by its callable (its own render mode applies).
     """
     if info.maker is not None:
@@ -132,7 +132,7 @@ def make_python_env(info, seed=None, render=False):
     if info.kind == "atari":
         from numba_a3c.envs.atari import make_atari_env
 
-        return make_atari_env(info.env_id, seed=seed)
+        return make_atari_env(info.env_id, seed=seed, colour=render)
     import gymnasium
 
     return gymnasium.make(info.env_id, render_mode="rgb_array" if render else None)
