@@ -189,11 +189,16 @@ def train(env="CartPole-v1", algo="a3c", *, out=None, force=False, resume=None, 
     except ValueError as exc:   # Trainer.from_checkpoint's refusals
         raise ConfigError(str(exc)) from None
     holder["trainer"] = trainer
-    if out is not None or resume is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        run_dir = trainer.run_dir = rundir.create_unique(run_dir.parent, run_dir.name)
-    lock = rundir.acquire(run_dir)
+    try:
+        if out is not None or resume is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:   # a new name, created atomically: parallel runs never share a directory
+            run_dir = trainer.run_dir = rundir.create_unique(run_dir.parent, run_dir.name)
+        lock = rundir.acquire(run_dir)
+    except rundir.RunDirInUse as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run directory {run_dir}: {exc}") from None
     writer = None
     try:
         if tensorboard is not None:

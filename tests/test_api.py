@@ -121,3 +121,16 @@ def test_a_missing_tensorboard_extra_is_one_line_naming_it(tmp_path, monkeypatch
                                       "--tensorboard", str(tmp_path / "tb")])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "numba_a3c[tensorboard]" in result.output
     assert not (tmp_path / "run").exists() and not (tmp_path / "tb").exists()
+
+
+def test_a_run_directory_in_use_is_a_config_error(tmp_path):
+    import numba_a3c.rundir as rundir
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lock = rundir.acquire(run_dir)
+    try:
+        with pytest.raises(numba_a3c.ConfigError, match="in use|is used|held"):
+            numba_a3c.train("CartPole-v1", steps=100, out=str(run_dir), force=True)
+    finally:
+        lock.release()
