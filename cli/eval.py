@@ -51,8 +51,8 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
     mode = "stochastic" if stochastic else "epsilon" if epsilon is not None else "greedy"
     try:
         if record:
+            check_output_file("--record", record)   # the same message with or without the extra
             require("PIL.Image", "record")
-            check_output_file("--record", record)
         file = find_checkpoint(path)
         ckpt = checkpoint.load(file)
         if stochastic and ckpt.spec.heads != "actor_critic":

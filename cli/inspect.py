@@ -48,8 +48,8 @@ def inspect(path, as_json, layer, plot, bins, last_evals, health, health_steps, 
 
     try:
         if plot:
+            check_output_file("--plot", plot)   # the same message with or without the extra
             require("matplotlib", "plot")   # fail before any work when the extra is missing
-            check_output_file("--plot", plot)
         file = find_checkpoint(path)
         ckpt = checkpoint.load(file)
         if health:

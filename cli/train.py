@@ -367,7 +367,7 @@ def _run(trainer, config, run_dir, resume, done, stop_at, lock, received, quiet=
     if not quiet:
         print_config(config)
         click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
-               f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
+                   f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
                    + (f"; resuming at step {done:,}" if resume else ""))
     t0 = time.monotonic()
     try:

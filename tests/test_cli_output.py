@@ -91,9 +91,11 @@ def test_output_paths_are_checked_before_any_work(tmp_path):
     result = CliRunner().invoke(cli, ["train", *TINY, "--tensorboard", str(tmp_path / "file"),
                                       "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and not (tmp_path / "run").exists(), result.output
-    pytest.importorskip("PIL", reason="eval --record needs the 'record' extra (pillow)")
+    # checked first, with or without the optional extras installed
     result = CliRunner().invoke(cli, ["eval", "CartPole-v1-a3c", "--record", str(tmp_path / "no" / "x.gif")])
     assert result.exit_code == 2 and "does not exist" in result.output and "episode" not in result.output
+    result = CliRunner().invoke(cli, ["inspect", "CartPole-v1-a3c", "--plot", str(tmp_path / "no" / "c.png")])
+    assert result.exit_code == 2 and "--plot" in result.output and "does not exist" in result.output
 
 
 def test_help_texts_use_the_symbols_they_mean():
