@@ -41,9 +41,11 @@ setup(
     ],
     extras_require={
         # ruff is here so that the README's test command installs everything .ci/run runs.
-        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5"],
+        # tensorboardX (pure Python, with protobuf) is here so that CI runs the TensorBoard test.
+        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "tensorboardX>=2.6"],
         "plot": ["matplotlib>=3.7"],
         "record": ["pillow>=10"],
+        "tensorboard": ["tensorboardX>=2.6"],
         "dev": ["ruff>=0.5", "tox>=4"],
     },
     entry_points={"console_scripts": ["asyncrl = numba_a3c.cli.main:main"]},

@@ -13,15 +13,18 @@ from numba_a3c.cli.errors import BadInput
 @click.option("--episodes", "-n", type=click.IntRange(min=1), default=10, show_default=True,
               help="number of episodes")
 @click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=None,
-              help="ε-greedy: a random action with probability E [default: greedy]")
+              help="ε-greedy: a random action with probability ε [default: greedy]")
 @click.option("--stochastic", is_flag=True, help="sample actions from the policy π (A3C checkpoints)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the environments and of exploration")
 @click.option("--max-steps", type=click.IntRange(min=0), default=0,
               help="cap each episode at this many steps [default: the environment's own limit]")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
 @click.option("--record", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE.gif",
-              help="write the first episode as an animated GIF (needs the 'record' extra: pillow)")
-@click.option("--fps", type=click.IntRange(1, 100), default=30, show_default=True, help="frames per second of --record")
+              help="write the first episode as an animated GIF, in colour for Atari (needs the 'record' extra: "
+                   "pillow)")
+@click.option("--fps", type=click.IntRange(1, 100), default=None,
+              help="frames per second of --record [default: the game's pace for Atari, 15 (60 Hz, 4 frames a "
+                   "step); else 30]")
 def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record, fps):
     """Evaluate the policy saved in PATH: greedy by default, ε-greedy or stochastic.
 
@@ -35,16 +38,20 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
     from numba_a3c.inspection import (
         InspectError,
         evaluate_checkpoint,
+        evaluation_result,
         find_checkpoint,
+        recording_fps,
         require,
         write_gif,
     )
+    from numba_a3c.validation import ConfigError, check_output_file
 
     if stochastic and epsilon is not None:
         raise BadInput("--stochastic and --epsilon exclude each other: sample π, or act ε-greedily")
     mode = "stochastic" if stochastic else "epsilon" if epsilon is not None else "greedy"
     try:
         if record:
+            check_output_file("--record", record)   # the same message with or without the extra
             require("PIL.Image", "record")
         file = find_checkpoint(path)
         ckpt = checkpoint.load(file)
@@ -68,17 +75,12 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
                                                        on_episode=on_episode)
         elapsed = time.monotonic() - t0
         if record:
-            write_gif(frames, record, fps=fps)
-    except (CheckpointError, InspectError, EnvError) as exc:
+            write_gif(frames, record, fps=fps or recording_fps(cfg.env))
+    except (CheckpointError, InspectError, EnvError, ConfigError) as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
         raise BadInput(f"{exc.filename or record}: {exc.strerror or exc}") from None
-    result = dict(checkpoint=str(file), env=cfg.env, algo=cfg.algo, global_step=ckpt.global_step, mode=mode,
-                  epsilon=epsilon if mode == "epsilon" else None, seed=seed, episodes=episodes,
-                  returns=[float(r) for r in returns], lengths=[int(n) for n in lengths],
-                  mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),
-                  max=float(returns.max()), mean_length=float(lengths.mean()), wall_time=elapsed,
-                  recording=str(record) if record else None)
+    result = evaluation_result(file, ckpt, mode, epsilon, seed, returns, lengths, elapsed, record)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -44,9 +44,11 @@ def inspect(path, as_json, layer, plot, bins, last_evals, health, health_steps, 
         require,
         summarize,
     )
+    from numba_a3c.validation import ConfigError, check_output_file
 
     try:
         if plot:
+            check_output_file("--plot", plot)   # the same message with or without the extra
             require("matplotlib", "plot")   # fail before any work when the extra is missing
         file = find_checkpoint(path)
         ckpt = checkpoint.load(file)
@@ -68,7 +70,7 @@ def inspect(path, as_json, layer, plot, bins, last_evals, health, health_steps, 
         if plot:
             plot_learning_curve(ckpt, plot)
             click.echo(f"learning curve written to {plot}", err=as_json)
-    except (CheckpointError, InspectError) as exc:
+    except (CheckpointError, InspectError, ConfigError) as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
         raise BadInput(f"{exc.filename or plot}: {exc.strerror or exc}") from None

@@ -184,10 +184,16 @@ class StopSignals:
 @click.option("--stop-at", "stop_at", type=click.IntRange(min=1), default=None,
               help="pause at this global step (at a segment boundary) and save; resume later with --resume")
 @click.option("--quiet", is_flag=True, help="no progress lines, only the summary")
+@click.option("--show-config", "show_config", is_flag=True,
+              help="print the resolved configuration (preset and options, or the resumed checkpoint's) as JSON "
+                   "and exit without creating anything")
+@click.option("--tensorboard", "tensorboard", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="also write the progress scalars and evaluations as TensorBoard event files to DIR, with the "
+                   "global step as x (needs the 'tensorboard' extra: tensorboardX)")
 @click.option("--save-seconds", "save_seconds", type=click.FloatRange(min=0), default=None, metavar="S",
               help="also save latest.h5 every S seconds of wall time, so a killed run (SIGKILL, out of memory) "
                    "loses at most about S seconds of training; 0 turns it off [default: 60]")
-def train(out, resume, force, stop_at, quiet, save_seconds, **options):
+def train(out, resume, force, stop_at, quiet, show_config, tensorboard, save_seconds, **options):
     """Train an agent. With no options: A3C on CartPole-v1 with the shipped preset.
 
     Every option not given comes from the preset for the environment and algorithm
@@ -200,14 +206,36 @@ def train(out, resume, force, stop_at, quiet, save_seconds, **options):
     Exit status: 0 finished (or paused by --stop-at), 1 failed or diverged, 2 bad input (or a
     run directory in use), 130 stopped by Ctrl-C, 143 by SIGTERM. See docs/robustness.md.
     """
+    if show_config:
+        _show_config(resume, options)
+        return
     signals = StopSignals().install()
     try:
-        _train(signals, out, resume, force, stop_at, quiet, save_seconds, options)
+        _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_seconds, options)
     finally:
         signals.restore()
 
 
-def _train(signals, out, resume, force, stop_at, quiet, save_seconds, options):
+def _show_config(resume, options):
+    """``--show-config``: the configuration a run with these options would use, checked; nothing is created."""
+    from numba_a3c.checkpoint import CheckpointError, load
+    from numba_a3c.envs.base import EnvError
+    from numba_a3c.validation import check_config, check_environment, check_resume
+
+    try:
+        if resume:
+            config = load(check_resume(resume), whole_log=False).config
+            config = config.replace(**{k: v for k, v in options.items() if v is not None})
+        else:
+            config = resolve(options)
+            check_config(config)
+            check_environment(config)
+    except (EnvError, ValueError, CheckpointError) as exc:
+        raise BadInput(str(exc)) from None
+    click.echo(json.dumps(config.to_dict(), indent=2))
+
+
+def _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_seconds, options):
     from numba_a3c import rundir
     from numba_a3c.algorithms.state import C_T
     from numba_a3c.checkpoint import CheckpointError
@@ -225,14 +253,22 @@ def _train(signals, out, resume, force, stop_at, quiet, save_seconds, options):
             except OSError:
                 printing[0] = False
 
+    board = []     # the TensorBoard writer, once everything is checked
+
     def on_progress(p):
-        say(progress_line(p))
+        if board:
+            board[0].progress(p, trainer)
+        if not quiet:
+            say(progress_line(p))
 
     def on_eval(ev):
-        say(f"evaluation at step {ev.steps:,}: mean return {ev.mean:.2f} over {len(ev.returns)} "
-            f"episodes (min {ev.returns.min():.1f}, max {ev.returns.max():.1f})")
+        if board:
+            board[0].evaluation(ev)
+        if not quiet:
+            say(f"evaluation at step {ev.steps:,}: mean return {ev.mean:.2f} over {len(ev.returns)} "
+                f"episodes (min {ev.returns.min():.1f}, max {ev.returns.max():.1f})")
 
-    callbacks = dict(on_progress=None if quiet else on_progress, on_eval=on_eval,
+    callbacks = dict(on_progress=None if quiet and not tensorboard else on_progress, on_eval=on_eval,
                      save_seconds=SAVE_SECONDS if save_seconds is None else save_seconds)
     # Everything is checked before anything is created: a refused run leaves no file behind.
     try:
@@ -255,6 +291,13 @@ def _train(signals, out, resume, force, stop_at, quiet, save_seconds, options):
             trainer = Trainer(config, run_dir=run_dir, parts=parts, **callbacks)
         done = int(trainer.shared.counters[C_T])
         check_stop_at(stop_at, done)
+        if resume and done >= config.steps:
+            raise BadInput(f"--resume {resume}: the run already reached its budget ({done:,} of --steps "
+                           f"{config.steps:,}); give a larger --steps to train on, e.g. --steps {2 * config.steps}")
+        if tensorboard:
+            from numba_a3c.tensorboard import check_logdir
+
+            check_logdir(tensorboard)
         signals.attach(trainer, run_dir)   # from here on a signal stops the run, which saves
     except (EnvError, ValueError, CheckpointError) as exc:
         raise BadInput(str(exc)) from None
@@ -272,10 +315,16 @@ def _train(signals, out, resume, force, stop_at, quiet, save_seconds, options):
     except OSError as exc:
         raise BadInput(f"cannot write the run directory {run_dir}: {exc}") from None
     try:
-        _run(trainer, config, run_dir, resume, done, stop_at, lock, signals.received)
+        if tensorboard:
+            from numba_a3c.tensorboard import TensorBoardWriter
+
+            board.append(TensorBoardWriter(tensorboard))
+        _run(trainer, config, run_dir, resume, done, stop_at, lock, signals.received, quiet, board)
     finally:
         if lock is not None:
             lock.release()
+        if board:
+            board[0].close()
 
 
 def _check_not_in_use(run_dir):
@@ -292,7 +341,26 @@ def _default_run_dir(config):
     return Path("runs") / f"{config.env.replace('/', '_')}-{config.algo}-{stamp}"
 
 
-def _run(trainer, config, run_dir, resume, done, stop_at, lock, received):
+def summary_line(result, done, elapsed):
+    """The run's first summary line. After ``--resume`` (``done`` steps before this invocation) it
+    separates this invocation's steps and training time from the run's totals."""
+    if not done:
+        return (f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s of training "
+                f"({result.steps_per_s:,.0f} steps/s), {result.episodes:,} episodes, {elapsed:.1f} s in all")
+    session = result.steps - done
+    session_time = session / result.steps_per_s if result.steps_per_s > 0 else 0.0
+    return (f"{result.status}: {session:,} steps in {session_time:.1f} s of training this invocation "
+            f"({result.steps_per_s:,.0f} steps/s), {elapsed:.1f} s in all; the run so far: {result.steps:,} "
+            f"steps, {result.wall_time:.1f} s of training, {result.episodes:,} episodes")
+
+
+def final_evaluation_name(config):
+    """"final greedy evaluation", or "final ε-greedy evaluation (ε 0.05)" when ``eval_epsilon`` > 0."""
+    eps = config.eval_epsilon
+    return f"final ε-greedy evaluation (ε {eps:g})" if eps > 0 else "final greedy evaluation"
+
+
+def _run(trainer, config, run_dir, resume, done, stop_at, lock, received, quiet=False, board=()):
     """Train in ``run_dir`` (locked by this process) and report; exits with the run's status."""
     from numba_a3c import rundir
 
@@ -304,26 +372,27 @@ def _run(trainer, config, run_dir, resume, done, stop_at, lock, received):
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     except OSError as exc:
         raise BadInput(f"cannot write the run directory {run_dir}: {exc}") from None
-    print_config(config)
     net = trainer.network
-    click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
-               f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
-               + (f"; resuming at step {done:,}" if resume else ""))
+    if not quiet:
+        print_config(config)
+        click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
+                   f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
+                   + (f"; resuming at step {done:,}" if resume else ""))
     t0 = time.monotonic()
     try:
         result = trainer.run(stop_at=stop_at)
     except KeyboardInterrupt:  # only where the handlers could not be installed
         _exit_now(run_dir)
-    click.echo(f"{result.status}: {result.steps:,} steps in {result.wall_time:.1f} s of training "
-               f"({result.steps_per_s:,.0f} steps/s this session), {result.episodes:,} episodes, "
-               f"{time.monotonic() - t0:.1f} s in all")
+    click.echo(summary_line(result, done if resume else 0, time.monotonic() - t0))
     if trainer.episodes_dropped:
         click.echo(f"warning: {trainer.episodes_dropped:,} finished episodes are missing from episodes.csv (the "
                    f"monitor fell behind); the step counts and the parameters are not affected", err=True)
     if result.final_eval is not None:
         ev = result.final_eval
-        click.echo(f"final greedy evaluation: mean return {ev.mean:.2f} ± {ev.returns.std():.2f} over "
-                   f"{len(ev.returns)} episodes")
+        if board:
+            board[0].evaluation(ev)
+        click.echo(f"{final_evaluation_name(config)}: mean return {ev.mean:.2f} ± "
+                   f"{ev.returns.std():.2f} over {len(ev.returns)} episodes")
     files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
     click.echo(f"run directory: {run_dir} ({files})")
     if result.status in ("stopped", "paused", "failed") and (run_dir / "latest.h5").exists():

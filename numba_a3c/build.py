@@ -22,14 +22,17 @@ import numpy as np
 
 from numba_a3c.config import TrainConfig
 from numba_a3c.envs.base import EnvInfo
-from numba_a3c.envs.registry import describe_env
+from numba_a3c.envs.registry import describe_callable, describe_env
 from numba_a3c.nn.network import Network, atari_spec, mlp_spec, small_conv_spec
 from numba_a3c.workers import SharedState, new_shared_state
 
 
-def environment(config):
-    """The :class:`EnvInfo` of ``config.env`` (gymnasium's version where ``config.gym`` asks for it);
-    raises :class:`~numba_a3c.envs.base.EnvError` for an id that cannot be used."""
+def environment(config, make_env=None):
+    """The :class:`EnvInfo` of ``config.env`` (gymnasium's version where ``config.gym`` asks for it),
+    or of the environments ``make_env()`` returns when given (Python API; ``config.env`` is then its
+    ``python:<name>`` id); raises :class:`~numba_a3c.envs.base.EnvError` for one that cannot be used."""
+    if make_env is not None:
+        return describe_callable(make_env)
     return describe_env(config.env, force_gym=config.gym, env_kwargs=config.env_kwargs)
 
 
@@ -77,8 +80,9 @@ class RunParts:
         return new_shared_state(self.config, self.network, theta)
 
 
-def build_run(config):
-    """The :class:`RunParts` of ``config``; raises EnvError or ValueError (see
-    :func:`numba_a3c.validation.check_environment` for the checked version with one-line messages)."""
-    env_info = environment(config)
+def build_run(config, make_env=None):
+    """The :class:`RunParts` of ``config`` (on ``make_env``'s environments when given); raises EnvError
+    or ValueError (see :func:`numba_a3c.validation.check_environment` for the checked version with
+    one-line messages)."""
+    env_info = environment(config, make_env)
     return RunParts(config, env_info, build_network(config, env_info))

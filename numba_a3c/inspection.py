@@ -438,7 +438,7 @@ def plot_learning_curve(ckpt, out_path, bins=50, title=None):
 
 # ---------------------------------------------------------------------- evaluation
 def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, max_steps=0, record=False,
-                        on_episode=None):
+                        on_episode=None, env_info=None):
     """Play ``episodes`` episodes with the checkpoint's policy.
 
     ``mode`` is "greedy" (argmax of Q, or of π's logits), "epsilon" (ε-greedy) or "stochastic"
@@ -449,14 +449,15 @@ def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, m
     Works for every environment kind through :func:`numba_a3c.evaluate.evaluate`: a native
     environment plays all its episodes in one nopython call; the others (gymnasium, Atari, and
     any recording) play one episode per call, episode e with seed ``seed + e``, so progress is
-    reported as it happens.
+    reported as it happens. ``env_info`` plays another environment than the configuration's (one
+    made by a Python callable, :func:`numba_a3c.envs.registry.describe_callable`).
     """
     from numba_a3c.build import environment, network_spec
     from numba_a3c.evaluate import evaluate
     from numba_a3c.nn.network import Network
 
     config = ckpt.config
-    env_info = environment(config)
+    env_info = env_info or environment(config)
     expected = network_spec(config, env_info)
     if expected.input_shape != ckpt.spec.input_shape or expected.n_actions != ckpt.spec.n_actions:
         raise InspectError(f"the checkpoint's network takes {ckpt.spec.input_shape} observations and "
@@ -499,6 +500,28 @@ def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, m
         if on_episode is not None:
             on_episode(e, float(r[0]), int(n[0]))
     return returns, lengths, frames
+
+
+def evaluation_result(file, ckpt, mode, epsilon, seed, returns, lengths, wall_time, recording=None):
+    """The numbers of one evaluation, as ``asyncrl eval --json`` prints them and
+    :meth:`numba_a3c.Agent.evaluate` returns them."""
+    cfg = ckpt.config
+    return dict(checkpoint=str(file), env=cfg.env, algo=cfg.algo, global_step=ckpt.global_step, mode=mode,
+                epsilon=epsilon if mode == "epsilon" else None, seed=seed, episodes=len(returns),
+                returns=[float(r) for r in returns], lengths=[int(n) for n in lengths],
+                mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),
+                max=float(returns.max()), mean_length=float(lengths.mean()), wall_time=wall_time,
+                recording=str(recording) if recording else None)
+
+
+def recording_fps(env_id):
+    """Frames per second a recording of ``env_id`` plays at by default: the game's own pace for
+    Atari (one frame per agent step: 60 Hz / 4 frames a step = 15), else 30."""
+    if env_id.startswith("ALE/"):
+        from numba_a3c.envs.atari import FRAME_RATE, FRAME_SKIP
+
+        return FRAME_RATE // FRAME_SKIP
+    return 30
 
 
 def write_gif(frames, path, fps=30):

@@ -130,23 +130,24 @@ def planned_memory(config, network):
     return 4 * 3 * P + config.threads * per_thread
 
 
-def check_environment(config):
+def check_environment(config, make_env=None):
     """The run's parts (:class:`~numba_a3c.build.RunParts`: the environment's
     :class:`~numba_a3c.envs.base.EnvInfo` and the network), built once here for the trainer, or
     :class:`ConfigError` when the id is unknown, the algorithm cannot act in it, the network
-    cannot read its observations or the run would not fit in memory."""
+    cannot read its observations or the run would not fit in memory. ``make_env``: a callable
+    that makes the environment instead of ``config.env`` (:func:`numba_a3c.train`)."""
     from numba_a3c.build import RunParts, build_network, environment
     from numba_a3c.envs.base import EnvError
 
     try:
-        info = environment(config)
+        info = environment(config, make_env)
     except EnvError as exc:
         msg = str(exc)
         if "action space" in msg:
             msg = f"--algo {config.algo} cannot train on {config.env}: {msg}"
         raise ConfigError(msg) from None
     if info.n_actions < 2:
-        raise ConfigError(f"{config.env} has {info.n_actions} action(s); there is nothing to learn with fewer than 2")
+        raise ConfigError(f"{info.env_id} has {info.n_actions} action(s); there is nothing to learn with fewer than 2")
     try:
         network = build_network(config, info)
     except (ValueError, IndexError) as exc:
@@ -185,6 +186,24 @@ def check_writable(path):
     except OSError as exc:
         raise ConfigError(f"cannot write the run directory {path}: no file can be created in {base} "
                           f"({exc.strerror or exc}); choose another --out") from None
+
+
+def check_output_file(option, path):
+    """Raise :class:`ConfigError` unless a file can be written at ``path`` (``--plot``,
+    ``--record``): checked before any work, so a typo in a directory does not cost an evaluation.
+    ``path`` must not be a directory and its directory must exist and be writable (probed with a
+    temporary file, removed at once)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory; give a file name")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path}: the directory {folder} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: no file can be created in {folder} ({exc.strerror or exc})") from None
 
 
 def check_run_dir(run_dir, force=False, resuming_from=None):

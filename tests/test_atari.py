@@ -307,3 +307,58 @@ def test_bench_atari_rejects_bad_input():
                           [["--threads", "0"], "thread counts >= 1"]):
         result = CliRunner().invoke(atari, args)
         assert result.exit_code == 2 and message in result.output
+
+
+def test_the_colour_twin_plays_the_same_game_and_renders_the_screen():
+    """``colour=True`` (recordings) runs a twin emulator for the colour screen: same seed, same actions, so
+    the same rewards, episode ends and picture as the preprocessed game, across an auto-reset."""
+    plain = AtariEnv("ALE/Pong-v5", seed=3, max_frames_per_episode=400)
+    colour = AtariEnv("ALE/Pong-v5", seed=3, max_frames_per_episode=400, colour=True)
+    rng = np.random.default_rng(0)
+    rows, cols = (np.arange(84) * 210 / 84 + 1.25).astype(int), (np.arange(84) * 160 / 84 + 0.95).astype(int)
+    try:
+        a, _ = plain.reset()
+        b, _ = colour.reset()
+        ends = 0
+        for t in range(250):
+            assert np.array_equal(a, b), t
+            screen = colour.render()
+            assert screen.shape == (210, 160, 3) and screen.dtype == np.uint8
+            grey = screen @ np.array([0.299, 0.587, 0.114])
+            small = grey[rows][:, cols]         # nearest-neighbour 84×84 of the screen: the agent's view
+            assert np.corrcoef(small.ravel(), b[-1].ravel().astype(float))[0, 1] > 0.9, t
+            action = int(rng.integers(plain.n_actions))
+            a, ra, ta, ua, _ = plain.step(action)
+            b, rb, tb, ub, _ = colour.step(action)
+            assert (ra, ta, ua) == (rb, tb, ub), t
+            if ta or ua:
+                ends += 1
+                a, _ = plain.reset()
+                b, _ = colour.reset()
+        assert ends == 2        # 400 frames = 100 steps an episode
+        assert len({tuple(c) for c in colour.render().reshape(-1, 3)}) >= 3      # colours, not greys
+    finally:
+        plain.close()
+        colour.close()
+
+
+def test_atari_recordings_are_colour_frames_at_the_games_pace(tmp_path):
+    from numba_a3c.evaluate import evaluate
+    from numba_a3c.inspection import recording_fps, write_gif
+    from numba_a3c.nn.network import atari_spec
+
+    info = describe_env("ALE/Pong-v5")
+    network = Network(atari_spec(info.n_actions, "actor_critic"))
+    params = np.random.default_rng(0).uniform(-0.01, 0.01, network.n_params).astype(np.float32)
+    frames = []
+    evaluate(network, params, info, episodes=1, max_steps=30, on_frame=lambda f: frames.append(np.array(f)))
+    assert len(frames) == 31 and frames[0].shape == (210, 160, 3)
+    assert recording_fps("ALE/Pong-v5") == 15 and recording_fps("CartPole-v1") == 30
+    Image = pytest.importorskip("PIL.Image", reason="GIFs need the 'record' extra (pillow)")
+    path = write_gif(frames, tmp_path / "pong.gif", fps=recording_fps("ALE/Pong-v5"))
+    total = 0
+    with Image.open(path) as gif:      # pillow merges identical frames, adding up their durations
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            total += gif.info["duration"]
+    assert abs(total - 31 * 1000 / 15) <= 31 * 5       # 31 agent steps at 15 a second: about 2.07 s

@@ -114,7 +114,7 @@ def test_preset_values_apply_unless_overridden(tmp_path):
 
 
 def test_gym_option_uses_the_gymnasium_environment(tmp_path):
-    result = run_cli("--gym", "--steps", "300", "--threads", "2", "--eval-episodes", "1", "--quiet",
+    result = run_cli("--gym", "--steps", "300", "--threads", "2", "--eval-episodes", "1",
                      "--out", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
     assert "environment: CartPole-v1 (gym)" in result.output

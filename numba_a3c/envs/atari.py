@@ -52,6 +52,8 @@ OBS_SHAPE = (4, 84, 84)
 FRAME_SKIP = 4
 NOOP_MAX = 30
 MAX_FRAMES_PER_EPISODE = 108_000
+FRAME_RATE = 60            # the 2600's frames per second: an agent step (FRAME_SKIP frames) lasts 1/15 s
+SCREEN = (210, 160)        # the full screen (height, width)
 _ID = re.compile(r"^ALE/([A-Za-z0-9]+)-v5$")
 
 
@@ -138,25 +140,40 @@ class AtariEnv:
 
     ``step`` releases the GIL while the emulator runs (4 frames, max-pool, resize, stack).
     Observations are uint8 ``(4, 84, 84)`` arrays, oldest frame first, valid until the next call
-    (copy them to keep them). ``render()`` returns the agent's view as an RGB uint8 image: the
-    newest 84×84 greyscale frame enlarged ``render_scale`` times (the C++ preprocessing does not
-    keep the full-colour screen).
+    (copy them to keep them). ``render()`` returns an RGB uint8 image: with ``colour=True`` the
+    game's full 210×160 colour screen after each step, else the agent's view, the newest 84×84
+    greyscale frame enlarged ``render_scale`` times.
+
+    The C++ preprocessing keeps no colour screen, so ``colour=True`` runs a twin emulator with the
+    same seed and settings that returns the raw screen, and sends it every action: both games are
+    deterministic (no sticky actions; the no-op start comes from the seed), so the twin plays the
+    very same game (same rewards and episode ends, checked in tests/test_atari.py). It doubles the
+    emulation: for recordings only. ``metadata["render_fps"]`` is the game's pace, 15 agent steps a
+    second (60 Hz, 4 frames a step).
     """
 
+    metadata = {"render_modes": ["rgb_array"], "render_fps": FRAME_RATE // FRAME_SKIP}
+
     def __init__(self, env_id, seed=None, noop_max=NOOP_MAX, repeat_action_probability=0.0, render_scale=4,
-                 max_frames_per_episode=MAX_FRAMES_PER_EPISODE):
+                 max_frames_per_episode=MAX_FRAMES_PER_EPISODE, colour=False):
         import ale_py
         from ale_py.vector_env import AtariVectorEnv
 
         ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
         self.env_id = env_id
         self.rom = rom_for(env_id)
-        self._vec = AtariVectorEnv(
-            self.rom, 1, num_threads=1, autoreset_mode="SameStep",
-            img_height=OBS_SHAPE[1], img_width=OBS_SHAPE[2], grayscale=True, stack_num=OBS_SHAPE[0],
-            frameskip=FRAME_SKIP, maxpool=True, noop_max=noop_max, episodic_life=False, life_loss_info=False,
-            reward_clipping=False, use_fire_reset=True, max_num_frames_per_episode=int(max_frames_per_episode),
-            repeat_action_probability=repeat_action_probability, full_action_space=False)
+        settings = dict(num_threads=1, autoreset_mode="SameStep", frameskip=FRAME_SKIP, noop_max=noop_max,
+                        episodic_life=False, life_loss_info=False, reward_clipping=False, use_fire_reset=True,
+                        max_num_frames_per_episode=int(max_frames_per_episode),
+                        repeat_action_probability=repeat_action_probability, full_action_space=False)
+        self._vec = AtariVectorEnv(self.rom, 1, img_height=OBS_SHAPE[1], img_width=OBS_SHAPE[2], grayscale=True,
+                                   stack_num=OBS_SHAPE[0], maxpool=True, **settings)
+        self._screen = None      # the colour twin (colour=True) and its last screen
+        self._screen_frame = None
+        self._next_screen = None
+        if colour:
+            self._screen = AtariVectorEnv(self.rom, 1, img_height=SCREEN[0], img_width=SCREEN[1], grayscale=False,
+                                          stack_num=1, maxpool=False, **settings)
         self._ale = self._vec.ale
         self.action_space = self._vec.single_action_space
         self.observation_space = self._vec.single_observation_space
@@ -181,8 +198,12 @@ class AtariEnv:
         if seed is not None or self._next_obs is None:
             obs, info = self._vec.reset(seed=None if seed is None else int(seed))
             obs, lives, frame = obs[0], int(info["lives"][0]), int(info["episode_frame_number"][0])
+            if self._screen is not None:
+                self._screen_frame = self._screen.reset(seed=None if seed is None else int(seed))[0][0, -1]
         else:
             obs, lives, frame = self._next_obs, self._next_lives, self._next_frame
+            if self._screen is not None:
+                self._screen_frame = self._next_screen
         self._started = True
         self._next_obs = None
         self._lives = lives
@@ -194,6 +215,8 @@ class AtariEnv:
         ``info`` holds ``raw_reward``, ``lives`` and ``life_lost``."""
         self._action[0] = action
         self._ale.send(self._action, self._paddle)
+        if self._screen is not None:
+            self._step_screen()
         obs, rewards, terms, truncs, info = self._ale.recv()
         terminated, truncated = bool(terms[0]), bool(truncs[0])
         lives = int(info["lives"][0])
@@ -210,10 +233,23 @@ class AtariEnv:
         self._last = obs
         return obs, reward, terminated, truncated, {"raw_reward": reward, "lives": lives, "life_lost": life_lost}
 
+    def _step_screen(self):
+        """The colour twin's step with the same action: keeps its screen (the finished episode's last
+        one when the step ends it, and the next episode's first for the following reset)."""
+        screens, _, terms, truncs, info = self._screen.step(self._action)
+        if terms[0] or truncs[0]:
+            self._next_screen = screens[0, -1]
+            self._screen_frame = info["final_obs"][0, -1]
+        else:
+            self._screen_frame = screens[0, -1]
+
     def render(self):
-        """The newest frame the agent sees, as an RGB uint8 image (84·k × 84·k × 3)."""
+        """The game's colour screen (210 × 160 × 3) with ``colour=True``, else the newest frame the
+        agent sees, enlarged (84·k × 84·k × 3); RGB uint8."""
         if self._last is None:
             raise RuntimeError("call reset() before render()")
+        if self._screen is not None:
+            return np.array(self._screen_frame, np.uint8)
         k = self.render_scale
         frame = np.repeat(np.repeat(self._last[-1], k, axis=0), k, axis=1)
         return np.repeat(frame[:, :, None], 3, axis=2)
@@ -222,8 +258,12 @@ class AtariEnv:
         if self._vec is not None:
             self._vec.close()
             self._vec = None
+        if self._screen is not None:
+            self._screen.close()
+            self._screen = None
 
 
-def make_atari_env(env_id, seed=None):
-    """A preprocessed :class:`AtariEnv` for ``ALE/<Game>-v5`` (first ``reset()`` uses ``seed``)."""
-    return AtariEnv(env_id, seed=seed)
+def make_atari_env(env_id, seed=None, colour=False):
+    """A preprocessed :class:`AtariEnv` for ``ALE/<Game>-v5`` (first ``reset()`` uses ``seed``;
+    ``colour``: ``render()`` gives the colour screen, for recordings)."""
+    return AtariEnv(env_id, seed=seed, colour=colour)

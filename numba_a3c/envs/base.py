@@ -29,6 +29,7 @@ class EnvInfo:
     max_episode_steps: int = 0
     obs_encoding: str = ""  # "one-hot": a Discrete(n) observation k is given to the network as e_k ∈ {0,1}ⁿ
     make_kwargs: tuple = ()  # ((key, value), …) passed to gymnasium.make (--env-kwargs)
+    maker: object = None    # a zero-argument callable that returns the gymnasium.Env (Python API), else None
 
 
 def flat_observation(obs, scale, out):

@@ -8,6 +8,11 @@ Three kinds of environment run the same learners:
   observation. Its ``step`` is Python and holds the GIL, so its threads share one core for the
   environment part; the learner's kernels still run in parallel.
 * ``atari``: ``ALE/<Game>-v5`` through ale-py, with the DeepMind preprocessing.
+
+From Python (:func:`numba_a3c.train`) an environment can also be a zero-argument callable that
+returns a ``gymnasium.Env`` (a class of the user's own, a wrapped environment): it runs as a
+``gym`` one, and its id is ``python:<name>``, which says that no id can rebuild it
+(:func:`describe_callable`).
 """
 
 import difflib
@@ -29,6 +34,58 @@ def _gym_ids():
     return sorted(gymnasium.envs.registry.keys())
 
 
+CALLABLE_PREFIX = "python:"
+
+
+def callable_env_id(make_env):
+    """``python:<name>``: the id a run of ``make_env`` is saved under (its class or function name)."""
+    name = getattr(make_env, "__qualname__", None) or type(make_env).__name__
+    return CALLABLE_PREFIX + name
+
+
+def _describe_spaces(env, env_id):
+    """(observation shape, number of actions, observation encoding) of a gymnasium environment, or
+    :class:`EnvError`. A Discrete(n) observation space is one-hot encoded: shape (n,), "one-hot"."""
+    import gymnasium
+
+    obs_space, act_space = env.observation_space, env.action_space
+    if not isinstance(act_space, gymnasium.spaces.Discrete):
+        raise EnvError(f"{env_id} has a {type(act_space).__name__} action space; these methods need "
+                       f"discrete actions (gymnasium.spaces.Discrete)")
+    if isinstance(obs_space, gymnasium.spaces.Discrete):
+        return (int(obs_space.n),), int(act_space.n), "one-hot"
+    if not isinstance(obs_space, gymnasium.spaces.Box):
+        raise EnvError(f"{env_id} has a {type(obs_space).__name__} observation space; these methods take a Box "
+                       f"(vectors or images) or a Discrete one (one-hot encoded)")
+    return tuple(int(s) for s in obs_space.shape), int(act_space.n), ""
+
+
+def describe_callable(make_env):
+    """An :class:`EnvInfo` for the environments ``make_env()`` returns (kind ``gym``, id
+    ``python:<name>``); calls it once to read the spaces. Raises :class:`EnvError` when it is not
+    callable, fails, or returns something that is not a usable ``gymnasium.Env``."""
+    import gymnasium
+
+    if not callable(make_env):
+        raise EnvError(f"env {make_env!r}: give an environment id or a zero-argument callable that returns a "
+                       f"gymnasium.Env (e.g. a class, or lambda: MyWrapper(MyEnv()))")
+    env_id = callable_env_id(make_env)
+    try:
+        env = make_env()
+    except Exception as exc:  # noqa: BLE001 - any failure to build it is the user's to know
+        raise EnvError(f"could not create the environment: {env_id}() raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(env, gymnasium.Env):
+        raise EnvError(f"{env_id}() returned a {type(env).__name__}, not a gymnasium.Env")
+    try:
+        obs_shape, n_actions, encoding = _describe_spaces(env, env_id)
+        spec = getattr(env, "spec", None)
+        steps = spec.max_episode_steps if spec is not None and spec.max_episode_steps else 0
+        return EnvInfo(env_id, "gym", obs_shape, n_actions, max_episode_steps=int(steps), maker=make_env,
+                       obs_encoding=encoding)
+    finally:
+        env.close()
+
+
 def describe_env(env_id, force_gym=False, env_kwargs=()):
     """An :class:`EnvInfo` for ``env_id``; raises :class:`EnvError` for unknown or unusable ids.
 
@@ -36,6 +93,10 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
     its ids, as ``gymnasium.make`` does); ``env_kwargs`` ("KEY=VALUE" strings) go to
     ``gymnasium.make`` (gymnasium environments only).
     """
+    if env_id.startswith(CALLABLE_PREFIX):
+        raise EnvError(f"{env_id} was made by a Python callable in the script that trained it; no id can "
+                       f"rebuild it. From Python: numba_a3c.load(path).evaluate(env=...) with that callable "
+                       f"or an instance")
     natives = _native_specs()
     make_kwargs = parse_env_kwargs(env_kwargs)
     if ":" in env_id:
@@ -76,19 +137,10 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
     except Exception as exc:  # noqa: BLE001 - any failure to build it is the user's to know
         raise EnvError(f"could not create {env_id}{_kwargs_text(make_kwargs)}: {exc}") from None
     try:
-        obs_space, act_space = env.observation_space, env.action_space
-        if not isinstance(act_space, gymnasium.spaces.Discrete):
-            raise EnvError(f"{env_id} has a {type(act_space).__name__} action space; these methods need "
-                           f"discrete actions (gymnasium.spaces.Discrete)")
+        obs_shape, n_actions, encoding = _describe_spaces(env, env_id)
         steps = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 0
-        if isinstance(obs_space, gymnasium.spaces.Discrete):
-            return EnvInfo(env_id, "gym", (int(obs_space.n),), int(act_space.n), max_episode_steps=int(steps),
-                           obs_encoding="one-hot", make_kwargs=make_kwargs)
-        if not isinstance(obs_space, gymnasium.spaces.Box):
-            raise EnvError(f"{env_id} has a {type(obs_space).__name__} observation space; these methods take a Box "
-                           f"(vectors or images) or a Discrete one (one-hot encoded)")
-        return EnvInfo(env_id, "gym", tuple(int(s) for s in obs_space.shape), int(act_space.n),
-                       max_episode_steps=int(steps), make_kwargs=make_kwargs)
+        return EnvInfo(env_id, "gym", obs_shape, n_actions, max_episode_steps=int(steps), obs_encoding=encoding,
+                       make_kwargs=make_kwargs)
     finally:
         env.close()
 
@@ -112,8 +164,12 @@ def make_python_env(info, seed=None, render=False):
     """A Python-stepped environment for ``info``: gymnasium's, or the native one's Python wrapper.
 
     ``render=True`` asks gymnasium for ``render_mode="rgb_array"`` so that ``render()`` returns
-    frames (native and Atari environments always can).
+    frames (native environments always can), and Atari for the colour screen. An environment described by
+    :func:`describe_callable` is made by its callable (its own render mode applies).
     """
+    if info.maker is not None:
+        env = info.maker()
+        return one_hot_observations(env) if info.obs_encoding == "one-hot" else env
     if info.kind == "native":
         from numba_a3c.envs.native import NativeEnv
 
@@ -121,7 +177,7 @@ def make_python_env(info, seed=None, render=False):
     if info.kind == "atari":
         from numba_a3c.envs.atari import make_atari_env
 
-        return make_atari_env(info.env_id, seed=seed)
+        return make_atari_env(info.env_id, seed=seed, colour=render)
     import gymnasium
 
     kwargs = dict(info.make_kwargs)
