@@ -128,6 +128,8 @@ class Episodes:
         self.rows = EpisodeRows()         # (global step, thread, return, length, wall time)
         self.recent = deque(maxlen=RECENT)
         self.dropped = 0
+        self.max_abs_return = 0.0         # the largest |return| of the episodes seen (the returns' scale)
+        self.seen = 0                     # episodes drained in this session or restored
         self._seen = np.zeros(n_threads, np.int64)   # episodes of each thread drained so far
 
     def restore(self, rows, first, counts):
@@ -136,6 +138,9 @@ class Episodes:
         self.rows = EpisodeRows(rows, first=first)
         self.recent.extend(r[2] for r in self.rows[-RECENT:])
         self._seen = np.array(counts, np.int64)
+        returns = [abs(r[2]) for r in self.rows if math.isfinite(r[2])]
+        self.max_abs_return = max(returns, default=0.0)
+        self.seen = len(returns)
 
     def drain(self, shared, wall):
         """Move newly finished episodes from the workers' ring buffers into ``rows``, each stamped
@@ -157,5 +162,8 @@ class Episodes:
                                   f"(the environment's rewards, or values learned from them, are not finite)")
                 self.rows.append((int(T), k, float(ret), int(length), wall))
                 self.recent.append(float(ret))
+                if math.isfinite(ret):
+                    self.max_abs_return = max(self.max_abs_return, abs(float(ret)))
+                    self.seen += 1
             self._seen[k] = counts[k]
         return non_finite

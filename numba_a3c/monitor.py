@@ -2,7 +2,8 @@
 
 About 50 times a second (:meth:`Monitor.tick`) the monitor drains finished episodes, checks that θ
 is finite (every ``THETA_CHECK_INTERVAL`` seconds: a NaN weight behind a dead ReLU shows in no
-loss), appends to episodes.csv (every ``FLUSH_SECONDS``), starts periodic evaluations, reports
+loss) and that no value estimate has blown up while staying finite (:func:`value_blowup`),
+appends to episodes.csv (every ``FLUSH_SECONDS``), starts periodic evaluations, reports
 progress and calls ``Trainer.on_tick`` (the periodic saves). Once the stop flag is up or a worker
 has ended, it starts nothing more and gives the other workers ``STOP_TIMEOUT`` (asked to stop) or
 ``end_timeout`` (budget, pause) seconds before leaving them behind.
@@ -19,7 +20,7 @@ import time
 
 import numpy as np
 
-from numba_a3c.algorithms.state import C_PAUSE_AT, C_STATUS, C_STOP, C_T, DIVERGED, ERROR, NEVER
+from numba_a3c.algorithms.state import C_PAUSE_AT, C_STATUS, C_STOP, C_T, DIVERGED, ERROR, NEVER, TF_VALUE
 from numba_a3c.episode_log import FLUSH_SECONDS
 from numba_a3c.evaluations import STOP_TIMEOUT
 from numba_a3c.progress import progress_report
@@ -73,11 +74,45 @@ class StopReasons:
             self.counters[C_STATUS] = DIVERGED
             self.counters[C_STOP] = 1
 
+    def check_values(self, values, episodes, config):
+        """Diverge if a thread's value estimate has grown without bound while staying finite
+        (:func:`value_blowup`): ``values`` are the threads' mean V (or Q) over their last segment."""
+        if not self.divergence:
+            self.diverge(value_blowup(values, episodes.max_abs_return, episodes.seen, config))
+
     def check_theta(self, theta):
         """Diverge if θ holds a NaN or Inf (the learners see only losses and gradients)."""
         if not self.divergence and not np.isfinite(theta).all():
             bad = int(np.size(theta) - np.isfinite(theta).sum())
             self.diverge(f"{bad:,} of the {np.size(theta):,} parameters became NaN or Inf")
+
+
+BLOWUP_FACTOR = 100.0   # a value estimate this many times the returns' scale has blown up
+BLOWUP_EPISODES = 10    # episodes to see before the returns' scale is judged
+
+
+def value_blowup(values, max_abs_return, episodes_seen, config):
+    """What blew up, described, or "".
+
+    A value estimate is an expected discounted return, so its size is bounded by the returns' scale:
+    the largest |episode return| seen so far, or c/(1 − γ) when training rewards are clipped to
+    [−c, c]. An estimate more than BLOWUP_FACTOR times that scale (after BLOWUP_EPISODES episodes)
+    is a divergence that stays finite, e.g. an unscaled return of hundreds driving the value head
+    to −10⁶ while every loss is still a number.
+    """
+    if episodes_seen < BLOWUP_EPISODES:
+        return ""
+    scale = max(max_abs_return, 1.0)
+    if config.reward_clip > 0:
+        scale = max(scale, config.reward_clip / (1.0 - config.gamma))
+    values = np.asarray(values, np.float64)
+    k = int(np.argmax(np.abs(np.nan_to_num(values, nan=0.0))))
+    if not abs(values[k]) > BLOWUP_FACTOR * scale:
+        return ""
+    what = "V" if config.algo == "a3c" else "Q"
+    return (f"the value estimate grew without bound: thread {k}'s mean {what} over its last segment is "
+            f"{values[k]:.3g}, over {BLOWUP_FACTOR:g}× the largest episode return so far ({max_abs_return:.3g}); "
+            f"returns of this scale need --reward-clip (e.g. 1) or a lower --lr")
 
 
 class Clock:
@@ -152,6 +187,7 @@ class Monitor:
         tr.drain_episodes(wall)
         if now >= self.next_theta_check:
             tr.stops.check_theta(tr.shared.theta)
+            tr.stops.check_values(tr.shared.thread_f[:, TF_VALUE], tr.episodes, tr.config)
             self.next_theta_check = now + THETA_CHECK_INTERVAL
         if now >= self.next_flush:
             try:

@@ -512,3 +512,39 @@ def test_ten_minute_soak():
                        text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "soak passed" in r.stdout
+
+
+def test_value_blowup_rule():
+    from numba_a3c.monitor import BLOWUP_FACTOR, value_blowup
+
+    config = resolve(dict(env="MountainCar-v0"))      # γ 0.99, no reward clipping
+    assert value_blowup([5.0, -2.0], 200.0, 3, config) == ""                 # too few episodes to judge
+    assert value_blowup([-150.0, 90.0], 200.0, 50, config) == ""            # within the returns' scale
+    assert value_blowup([-2.8e6, 3.0], 600.0, 50, config).startswith(
+        "the value estimate grew without bound: thread 0's mean V over its last segment is -2.8e+06")
+    assert value_blowup([0.0, np.nan], 1.0, 50, config) == ""                # NaN is the finite check's job
+    clipped = config.replace(reward_clip=1.0, algo="nstep-q")              # scale ≥ c/(1 − γ) = 100
+    assert value_blowup([0.9 * BLOWUP_FACTOR * 100], 1.0, 50, clipped) == ""
+    assert "mean Q" in value_blowup([1.1 * BLOWUP_FACTOR * 100], 1.0, 50, clipped)
+
+
+def test_a_finite_value_blowup_is_a_divergence(tmp_path):
+    """A value head driven to ±10⁷ while every loss is still finite stops the run as diverged, with
+    what blew up and what to try, and the last good checkpoint kept."""
+    config = resolve(dict(threads=2, steps=10**9, eval_every=0, save_every=2000, log_interval=0.05))
+    holder = {}
+
+    def blow_up(p):
+        if "t" not in holder and trainer.episodes.seen >= 20 and trainer.files.last_good_save:
+            holder["t"] = time.monotonic()
+            trainer.network.view(trainer.shared.theta, "v/b")[:] = np.float32(1e7)
+
+    trainer = Trainer(config, on_progress=blow_up, final_eval=False, run_dir=tmp_path)
+    result = trainer.run()
+    assert result.status == "diverged", result.error
+    assert "the value estimate grew without bound" in result.error and "--reward-clip" in result.error
+    assert time.monotonic() - holder["t"] < 5.0
+    assert "the last good checkpoint" in result.error and "is kept" in result.error
+    good, bad = checkpoint.load(tmp_path / "latest.h5"), checkpoint.load(tmp_path / "diverged.h5")
+    assert np.isfinite(good.theta).all() and good.global_step <= bad.global_step
+    assert np.abs(trainer.network.view(bad.theta, "v/b")).max() >= 1e6   # the blown-up state, for inspection
