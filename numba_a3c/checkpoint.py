@@ -40,7 +40,7 @@ import datetime
 import json
 import os
 import platform
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,9 +95,11 @@ def _atomic(path):
     written and closed inside the ``with``), which then replaces ``path`` (:func:`_publish`). On any
     exception, a signal's KeyboardInterrupt included, the temporary file is removed instead and
     ``path`` is left as it was."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # The name is chosen before the file exists, so an interrupt at any moment after this line
+    # (even between creating the file and returning from the call that created it) knows what to remove.
+    tmp = os.path.join(path.parent, f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         yield tmp
         _publish(tmp, path)
     except BaseException:
