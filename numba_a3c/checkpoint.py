@@ -41,6 +41,7 @@ import json
 import os
 import platform
 import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,26 @@ def _atomic(path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _h5py_write_errors_raised_once():
+    """While a checkpoint is written: h5py objects freed after a failed write (a full disk) report
+    errors again from their destructors ("file write failed", "can't destroy cache"), which Python
+    can only print as "Exception ignored" tracebacks. The failure itself is raised once, by the
+    write; those echoes of it are dropped."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        from_h5py = "h5py" in f"{unraisable.object!r} {unraisable.err_msg}"
+        if not (isinstance(unraisable.exc_value, RuntimeError) and from_h5py):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def _publish(tmp, path):
@@ -181,61 +202,66 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["format"] = FORMAT_NAME
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        for k, v in _versions().items():
-            f.attrs[k] = v
-        cfg = f.create_group("config")
-        d = config.to_dict()
-        cfg.attrs["json"] = json.dumps(d)
-        for k, v in d.items():
-            if isinstance(v, list) and all(isinstance(x, str) for x in v):
-                v = np.array(v, dtype=h5py.string_dtype())   # env_kwargs: HDF5 has no fixed-width unicode
-            cfg.attrs[k] = np.asarray(v) if isinstance(v, list) else v
-        net = f.create_group("network")
-        spec = network.spec
-        net.attrs["spec_json"] = json.dumps(spec.to_dict())
-        net.attrs["input_shape"] = np.asarray(spec.input_shape, np.int64)
-        net.attrs["input_scale"] = float(spec.input_scale)
-        net.attrs["input_encoding"] = spec.input_encoding
-        net.attrs["heads"] = spec.heads
-        net.attrs["n_actions"] = int(spec.n_actions)
-        net.attrs["n_params"] = int(network.n_params)
-        order = _write_params(f.create_group("params"), network, shared.theta.copy())
-        net.attrs["layer_order"] = np.asarray(order, dtype=h5py.string_dtype())
-        if config.algo != "a3c":
-            _write_params(f.create_group("target_params"), network, shared.theta_target.copy())
-        opt = f.create_group("optimizer")
-        opt.attrs["kind"] = config.optimizer
-        opt.attrs["description"] = {
-            "shared-rmsprop": "g <- a g + (1-a) d^2; theta <- theta - lr d / sqrt(g + eps); g shared",
-            "rmsprop": "as shared-rmsprop with one g per thread (per_thread)",
-            "momentum": "m <- a m + (1-a) d; theta <- theta - lr m; m per thread (per_thread)",
-        }[config.optimizer]
-        opt.create_dataset("g", data=shared.opt_shared.copy())
-        opt.create_dataset("per_thread", data=shared.opt_private.copy())
-        st = f.create_group("state")
-        st.attrs["global_step"] = int(shared.counters[C_T])
-        st.attrs["wall_time"] = float(wall_time)
-        st.attrs["threads"] = int(shared.n_threads)
-        st.attrs["at_rest"] = bool(at_rest)
-        st.create_dataset("counters", data=shared.counters.copy())
-        ti = st.create_dataset("thread_int", data=shared.thread_i.copy())
-        ti.attrs["columns"] = np.asarray(_columns("TI_", TI_SIZE), dtype=h5py.string_dtype())
-        tf = st.create_dataset("thread_float", data=shared.thread_f.copy())
-        tf.attrs["columns"] = np.asarray(_columns("TF_", TF_SIZE), dtype=h5py.string_dtype())
-        st.create_dataset("rng", data=shared.rng.copy())
-        st.create_dataset("env_rng", data=shared.env_rng.copy())
-        st.create_dataset("env_state", data=shared.env_state.copy())
-        st.create_dataset("observation", data=shared.obs[:, 0].copy())
-        log = f.create_group("log")
-        ds = _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
-        for k, v in (log_attrs or {}).items():
-            ds.attrs[k] = int(v)
-        _log_dataset(log, "evaluations", evaluations, EVALUATION_COLUMNS)
-        f.flush()
+    try:
+        with _atomic(path) as tmp, _h5py_write_errors_raised_once(), h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            for k, v in _versions().items():
+                f.attrs[k] = v
+            cfg = f.create_group("config")
+            d = config.to_dict()
+            cfg.attrs["json"] = json.dumps(d)
+            for k, v in d.items():
+                if isinstance(v, list) and all(isinstance(x, str) for x in v):
+                    v = np.array(v, dtype=h5py.string_dtype())   # env_kwargs: HDF5 has no fixed-width unicode
+                cfg.attrs[k] = np.asarray(v) if isinstance(v, list) else v
+            net = f.create_group("network")
+            spec = network.spec
+            net.attrs["spec_json"] = json.dumps(spec.to_dict())
+            net.attrs["input_shape"] = np.asarray(spec.input_shape, np.int64)
+            net.attrs["input_scale"] = float(spec.input_scale)
+            net.attrs["input_encoding"] = spec.input_encoding
+            net.attrs["heads"] = spec.heads
+            net.attrs["n_actions"] = int(spec.n_actions)
+            net.attrs["n_params"] = int(network.n_params)
+            order = _write_params(f.create_group("params"), network, shared.theta.copy())
+            net.attrs["layer_order"] = np.asarray(order, dtype=h5py.string_dtype())
+            if config.algo != "a3c":
+                _write_params(f.create_group("target_params"), network, shared.theta_target.copy())
+            opt = f.create_group("optimizer")
+            opt.attrs["kind"] = config.optimizer
+            opt.attrs["description"] = {
+                "shared-rmsprop": "g <- a g + (1-a) d^2; theta <- theta - lr d / sqrt(g + eps); g shared",
+                "rmsprop": "as shared-rmsprop with one g per thread (per_thread)",
+                "momentum": "m <- a m + (1-a) d; theta <- theta - lr m; m per thread (per_thread)",
+            }[config.optimizer]
+            opt.create_dataset("g", data=shared.opt_shared.copy())
+            opt.create_dataset("per_thread", data=shared.opt_private.copy())
+            st = f.create_group("state")
+            st.attrs["global_step"] = int(shared.counters[C_T])
+            st.attrs["wall_time"] = float(wall_time)
+            st.attrs["threads"] = int(shared.n_threads)
+            st.attrs["at_rest"] = bool(at_rest)
+            st.create_dataset("counters", data=shared.counters.copy())
+            ti = st.create_dataset("thread_int", data=shared.thread_i.copy())
+            ti.attrs["columns"] = np.asarray(_columns("TI_", TI_SIZE), dtype=h5py.string_dtype())
+            tf = st.create_dataset("thread_float", data=shared.thread_f.copy())
+            tf.attrs["columns"] = np.asarray(_columns("TF_", TF_SIZE), dtype=h5py.string_dtype())
+            st.create_dataset("rng", data=shared.rng.copy())
+            st.create_dataset("env_rng", data=shared.env_rng.copy())
+            st.create_dataset("env_state", data=shared.env_state.copy())
+            st.create_dataset("observation", data=shared.obs[:, 0].copy())
+            log = f.create_group("log")
+            ds = _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
+            for k, v in (log_attrs or {}).items():
+                ds.attrs[k] = int(v)
+            _log_dataset(log, "evaluations", evaluations, EVALUATION_COLUMNS)
+            f.flush()
+    except RuntimeError as exc:
+        # h5py reports a write that failed underneath (a full disk: errno 28) as RuntimeError;
+        # callers handle a failed write as the OSError it is. The temporary file is already gone.
+        raise OSError(f"could not write {path}: {str(exc).splitlines()[0]}") from None
     return path
 
 
