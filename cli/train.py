@@ -287,7 +287,9 @@ def _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_second
             run_dir = Path(out) if out else _default_run_dir(config)
             if out:
                 _check_not_in_use(run_dir)
-            check_run_dir(run_dir, force=force)
+                check_run_dir(run_dir, force=force)
+            # else: a candidate name only; the directory is made later with a free name (rundir.create_unique),
+            # so another run that took this name meanwhile (runs started in the same second) is no error.
             trainer = Trainer(config, run_dir=run_dir, parts=parts, **callbacks)
         done = int(trainer.shared.counters[C_T])
         check_stop_at(stop_at, done)
