@@ -354,23 +354,3 @@ class Trainer:
     def episodes_dropped(self):
         """Finished episodes missing from the logs (a ring buffer overwrote them before the monitor drained it)."""
         return self.episodes.dropped
-
-    @property
-    def log_warning(self):
-        """A problem with the episode log of a resumed run, or ""."""
-        return self.files.log_warning
-
-    @property
-    def wall_time_before(self):
-        """Wall time of the run's earlier sessions (and run() calls)."""
-        return self.clock.before
-
-    @property
-    def evaluations(self):
-        """This session's evaluations (:class:`~numba_a3c.evaluations.Evaluation` objects)."""
-        return self.evals.session
-
-    @property
-    def last_good_save(self):
-        """(path, global step) of the last latest.h5 written, or None."""
-        return self.files.last_good_save
