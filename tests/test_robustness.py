@@ -383,38 +383,64 @@ def test_second_sigint_exits_at_once_and_keeps_last_checkpoint(tmp_path):
     assert not list((tmp_path / "run").glob(".*.tmp")), "a temporary checkpoint was left behind"
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # an alarm inside a GC callback
+def _interrupt_at_event(k):
+    """A trace function that raises KeyboardInterrupt, as a signal handler would, at the k-th
+    Python event (call or line) of this thread in numba_a3c's or h5py's code; returns it and a
+    one-item list counting the events seen."""
+    seen = [0]
+
+    def trace(frame, event, arg):
+        name = frame.f_code.co_filename
+        if "numba_a3c" not in name and "h5py" not in name:
+            return None                              # the test's own frames (pytest.raises) are not the save
+        if event in ("call", "line"):
+            seen[0] += 1
+            if seen[0] == k:
+                raise KeyboardInterrupt
+        return trace
+
+    return trace, seen
+
+
 def test_interrupted_save_leaves_the_old_checkpoint_intact(tmp_path):
-    """A signal that interrupts checkpoint.save at any moment leaves the previous file whole."""
-    config = resolve(dict(threads=2, steps=1000, hidden=(1024, 1024), eval_every=0))
+    """An interrupt at any point of checkpoint.save leaves the previous file whole and no temporary
+    file behind. The interrupt is injected deterministically at evenly spaced Python events of the
+    save (a timer signal depends on the machine's speed: on a fast one, every save finished first)."""
+    config = resolve(dict(threads=2, steps=1000, eval_every=0))
     trainer = Trainer(config, final_eval=False)
     path = tmp_path / "latest.h5"
     trainer.save(path)
     original = checkpoint.load(path).theta.copy()
     trainer.shared.theta[:] += 1.0
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGALRM, interrupt)
-    interrupted = 0
+    trace, seen = _interrupt_at_event(0)             # count the events of one whole save
+    sys.settrace(trace)
     try:
-        for delay in np.linspace(0.001, 0.08, 16):
-            signal.setitimer(signal.ITIMER_REAL, delay)
-            try:
-                trainer.save(path)
-            except KeyboardInterrupt:
-                interrupted += 1
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            theta = checkpoint.load(path).theta
-            assert np.array_equal(theta, original) or np.array_equal(theta, trainer.shared.theta)
-            if not np.array_equal(theta, original):
-                break
+        trainer.save(tmp_path / "counted.h5")
     finally:
-        signal.signal(signal.SIGALRM, old)
-    assert interrupted > 0, "no save was interrupted; the test did not test anything"
-    assert not list(tmp_path.glob(".*.tmp"))
+        sys.settrace(None)
+    events = seen[0]
+    assert events > 100
+
+    points = sorted(set(np.linspace(1, events, 60).astype(int)) | {events - 2, events - 1})
+    kept_old = 0
+    for k in points:
+        trace, seen = _interrupt_at_event(k)
+        sys.settrace(trace)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                trainer.save(path)
+        finally:
+            sys.settrace(None)
+        theta = checkpoint.load(path).theta
+        kept = np.array_equal(theta, original)
+        replaced = np.array_equal(theta, trainer.shared.theta)   # interrupted after the rename
+        assert kept or replaced, f"interrupted at event {k} of {events}: the file is neither old nor new"
+        kept_old += kept
+        assert not list(tmp_path.glob(".*.tmp")), f"interrupted at event {k} of {events}: a temp file is left"
+    assert kept_old >= len(points) - 3       # only an interrupt after os.replace may find the new file
+    trainer.save(path)                                # and an uninterrupted save still replaces it
+    assert np.array_equal(checkpoint.load(path).theta, trainer.shared.theta)
 
 
 def test_blocked_environment_does_not_hang_the_stop(tmp_path, monkeypatch):
