@@ -55,11 +55,17 @@ def clip_scale(norm, max_norm):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def rmsprop_update(theta, grads, g, lr, alpha, eps, scale):
+def rmsprop_update(theta, grads, g, lr, alpha, eps, scale, sync=None):
     """One RMSProp step with Δθ = scale · grads (see the module docstring for the equations).
 
     Pass the shared ``g`` for the paper's shared RMSProp, a thread's own ``g`` for per-thread
     RMSProp. lr, alpha, eps and scale are converted to float32 once, outside the loop.
+
+    With ``sync`` (the thread's θ′), the same pass also does what the worker does next: it writes
+    each new θ_i into θ′_i (the next segment's θ′ ← θ) and zeroes grads_i (dθ ← 0). One sweep over
+    the arrays instead of three; what is computed is the same (θ′_i is θ_i as this thread just
+    wrote it; another thread's later write to θ_i reaches θ′ at the following segment, which a
+    separate copy could only have caught within the instant between the two).
     """
     lr32 = np.float32(lr)
     a = np.float32(alpha)
@@ -71,12 +77,18 @@ def rmsprop_update(theta, grads, g, lr, alpha, eps, scale):
         gi = a * g[i] + one_minus_a * d * d
         gi = gi if gi > _TINY else _ZERO
         g[i] = gi
-        theta[i] -= lr32 * d / np.sqrt(gi + e)
+        t = theta[i] - lr32 * d / np.sqrt(gi + e)
+        theta[i] = t
+        if sync is not None:
+            sync[i] = t
+            grads[i] = _ZERO
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def momentum_update(theta, grads, m, lr, alpha, scale):
-    """One momentum-SGD step: m ← α m + (1 − α) Δθ;  θ ← θ − η m, with Δθ = scale · grads."""
+def momentum_update(theta, grads, m, lr, alpha, scale, sync=None):
+    """One momentum-SGD step: m ← α m + (1 − α) Δθ;  θ ← θ − η m, with Δθ = scale · grads.
+
+    ``sync``: as in :func:`rmsprop_update` (θ′ ← new θ and dθ ← 0 in the same pass)."""
     lr32 = np.float32(lr)
     a = np.float32(alpha)
     one_minus_a = _ONE - a
@@ -84,4 +96,8 @@ def momentum_update(theta, grads, m, lr, alpha, scale):
     for i in range(theta.shape[0]):
         mi = a * m[i] + one_minus_a * c * grads[i]
         m[i] = mi
-        theta[i] -= lr32 * mi
+        t = theta[i] - lr32 * mi
+        theta[i] = t
+        if sync is not None:
+            sync[i] = t
+            grads[i] = _ZERO

@@ -74,6 +74,7 @@ from numba_a3c.algorithms.state import (
     TI_EPISODE_OVER,
     TI_EPISODE_STEPS,
     TI_EPISODES,
+    TI_LOCAL_FRESH,
     TI_N,
     TI_PENDING_ACTION,
     TI_SIZE,
@@ -264,6 +265,7 @@ def make_learner(shared, network, k):
     P = network.n_params
     ws_size = network.workspace_size
     A = network.spec.n_actions
+    shared.thread_i[k, TI_LOCAL_FRESH] = 0      # this learner's θ′ is new: its first segment copies θ
     return Learner(
         table=network.table,
         theta=shared.theta,

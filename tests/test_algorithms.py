@@ -16,6 +16,7 @@ from numba_a3c.algorithms.state import (
     C_TARGET_UPDATES,
     CI_TARGET_INTERVAL,
     TF_EPS_FINAL,
+    TI_LOCAL_FRESH,
     TI_N,
     TI_PENDING_ACTION,
 )
@@ -223,3 +224,23 @@ def test_reference_agent_runs_its_loop_on_cartpole():
     assert episodes and all(ret >= 1 for _, ret in episodes) and episodes[-1][0] <= 400
     assert all(np.isfinite(v).all() for v in params.values())
     assert any(not np.allclose(params[k], start[k]) for k in params)
+
+
+def test_each_segment_acts_on_the_shared_theta_as_it_was_after_the_last_update():
+    """θ′ at the start of a segment is θ: copied by begin_segment for a thread's first segment, and
+    written by the update's own pass after every update (another thread's later write is seen at
+    the next copy). Resetting the learner (a resume) makes the first segment copy again."""
+    cfg, net, shared, L = make("a3c")
+    shared.theta[:] += 0.5                      # a change made before this thread's first segment
+    play_segment(L, 4, REWARDS, False)
+    np.testing.assert_array_equal(L.theta_local, shared.theta)
+    end_segment(L)
+    np.testing.assert_array_equal(L.theta_local, shared.theta)   # the update wrote θ′ too
+    assert not L.grads.any()
+    begin_segment(L)
+    np.testing.assert_array_equal(L.theta_local, shared.theta)
+    L.thread_i[TI_LOCAL_FRESH] = 1              # as a checkpoint saved right after an update holds it
+    fresh = make_learner(shared, net, 0)
+    assert fresh.thread_i[TI_LOCAL_FRESH] == 0
+    begin_segment(fresh)
+    np.testing.assert_array_equal(fresh.theta_local, shared.theta)

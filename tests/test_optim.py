@@ -149,3 +149,22 @@ def test_tiny_g_is_flushed_to_zero_not_denormal():
         rmsprop_update(theta, np.zeros(4, F32), g, 1e-3, 0.9, 0.1, 1.0)
     tiny = np.finfo(F32).tiny  # the smallest normal float32
     assert np.all((g == 0) | (np.abs(g) >= tiny)), f"denormal g: {g}"
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "momentum"])
+def test_the_fused_pass_also_writes_the_next_theta_local_and_zeroes_the_gradient(kind):
+    """With ``sync`` (θ′), one pass does the step, θ′ ← θ and dθ ← 0: θ and the statistics are
+    bit for bit those of the plain step, θ′ equals the new θ, and dθ is zero."""
+    theta, grads, state = arrays(7)
+    plain = [theta.copy(), grads.copy(), state.copy()]
+    fused = [theta.copy(), grads.copy(), state.copy()]
+    sync = np.full_like(theta, np.nan)
+    if kind == "rmsprop":
+        rmsprop_update(*plain, 7e-4, 0.99, 0.1, 0.5)
+        rmsprop_update(*fused, 7e-4, 0.99, 0.1, 0.5, sync)
+    else:
+        momentum_update(*plain, 7e-4, 0.9, 0.5)
+        momentum_update(*fused, 7e-4, 0.9, 0.5, sync)
+    assert np.array_equal(fused[0], plain[0]) and np.array_equal(fused[2], plain[2])
+    assert np.array_equal(sync, fused[0])
+    assert not fused[1].any() and np.array_equal(plain[1], grads)   # without sync, dθ is left as it was

@@ -3,7 +3,7 @@
 Every method in the paper has the same skeleton: act for a while, then turn what was seen into a
 gradient and apply it to the shared parameters. Here that skeleton is four functions:
 
-``begin_segment(L)``   θ′ ← θ; the segment starts empty.
+``begin_segment(L)``   θ′ ← θ (unless the last update already wrote it); the segment starts empty.
 ``act(L)``             forward pass on s_n (its activations are kept for the backward pass),
                        then ε-greedy (Q methods) or a sample of π (A3C); returns a_n.
 ``observe(L, r, terminal, truncated, episode_over)``
@@ -73,6 +73,7 @@ from numba_a3c.algorithms.state import (
     TI_EPISODE_OVER,
     TI_EPISODE_STEPS,
     TI_EPISODES,
+    TI_LOCAL_FRESH,
     TI_N,
     TI_PENDING_ACTION,
     TI_SEGMENT_END,
@@ -88,8 +89,12 @@ from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_up
 @njit(nogil=True, cache=True, inline="always")
 def begin_segment(L):
     """``dθ ← 0; θ′ ← θ; t_start ← t`` (Algorithms S2 and S3; the one-step methods take the same
-    snapshot, see :mod:`.onestep`). dθ is already zero (end_segment zeroes it)."""
-    L.theta_local[:] = L.theta
+    snapshot, see :mod:`.onestep`). dθ is already zero, and after an update θ′ is already θ: the
+    optimiser's pass wrote both (:func:`apply_gradients`), so only the first segment of a thread,
+    or one after a segment without an update, copies θ here."""
+    if L.thread_i[TI_LOCAL_FRESH] == 0:
+        L.theta_local[:] = L.theta
+    L.thread_i[TI_LOCAL_FRESH] = 0
     L.thread_i[TI_N] = 0
     L.thread_i[TI_SEGMENT_END] = SEG_NONE
 
@@ -163,7 +168,12 @@ def observe(L, reward, terminal, truncated, episode_over):
 
 @njit(nogil=True, cache=True, inline="always")
 def apply_gradients(L):
-    """Clip dθ by global norm and apply the optimiser to the shared θ; dθ ← 0. Returns a status."""
+    """Clip dθ by global norm and apply the optimiser to the shared θ; in the same pass over the
+    parameters, θ′ ← θ (the next segment's copy) and dθ ← 0. Returns a status.
+
+    Memory traffic per update: one read of dθ for the norm, then one fused sweep that reads dθ,
+    g and θ and writes g, θ, θ′ and dθ; before the fusion, the zeroing of dθ and begin_segment's
+    copy θ′ ← θ were two more sweeps over the whole array."""
     norm = global_norm(L.grads)
     L.thread_f[TF_GRAD_NORM] = norm
     if not np.isfinite(norm):
@@ -173,13 +183,14 @@ def apply_gradients(L):
     lr = learning_rate_at(T, L.config_f[CF_LR], L.config_i[CI_BUDGET], L.config_i[CI_ANNEAL_LR])
     L.thread_f[TF_LR] = lr
     opt = L.config_i[CI_OPTIMIZER]
+    alpha = L.config_f[CF_RMS_ALPHA]
     if opt == SHARED_RMSPROP:
-        rmsprop_update(L.theta, L.grads, L.opt_shared, lr, L.config_f[CF_RMS_ALPHA], L.config_f[CF_RMS_EPS], scale)
+        rmsprop_update(L.theta, L.grads, L.opt_shared, lr, alpha, L.config_f[CF_RMS_EPS], scale, L.theta_local)
     elif opt == MOMENTUM:
-        momentum_update(L.theta, L.grads, L.opt_private, lr, L.config_f[CF_RMS_ALPHA], scale)
+        momentum_update(L.theta, L.grads, L.opt_private, lr, alpha, scale, L.theta_local)
     else:
-        rmsprop_update(L.theta, L.grads, L.opt_private, lr, L.config_f[CF_RMS_ALPHA], L.config_f[CF_RMS_EPS], scale)
-    L.grads[:] = 0.0
+        rmsprop_update(L.theta, L.grads, L.opt_private, lr, alpha, L.config_f[CF_RMS_EPS], scale, L.theta_local)
+    L.thread_i[TI_LOCAL_FRESH] = 1
     L.thread_i[TI_UPDATES] += 1
     return OK
 

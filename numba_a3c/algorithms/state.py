@@ -98,6 +98,7 @@ TI_EPISODE_STEPS = 5      # steps in the current episode
 TI_PENDING_ACTION = 6     # Sarsa: the action a′ already chosen for the next step (−1: none)
 TI_SEGMENT_END = 7        # why the current segment ended (SEG_*)
 TI_EPISODE_OVER = 8       # 1 when the environment must be reset before the next segment
+TI_LOCAL_FRESH = 9        # 1 when the last update already wrote θ′ ← θ (begin_segment skips its copy)
 TI_SIZE = 16
 
 SEG_NONE = 0

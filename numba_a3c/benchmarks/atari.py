@@ -30,10 +30,12 @@ Three measurements (``asyncrl bench atari``):
        to float32               flat_observation (uint8 → float32 × 1/255)
        forward + action         act: the forward pass of s_n and the policy's choice
        record step              observe: reward clip, counters, episode log
-       sync θ′ ← θ              begin_segment (A3C / n-step Q copy θ once per segment)
+       sync θ′ ← θ              begin_segment (near 0: only a thread's first segment copies θ;
+                                after that the update's own pass writes θ′)
        backward                 end_segment minus update: targets, loss gradient, backprop
-       update                   apply_gradients alone (norm, clip, shared RMSProp on all θ),
-                                timed on a separate copy of the state so training is not disturbed
+       update                   apply_gradients alone (norm, then one pass: clip, shared RMSProp
+                                on all θ, θ′ ← θ, dθ ← 0), timed on a separate copy of the state
+                                so training is not disturbed
 
    Per-segment costs are divided by the steps of the segment. The sum is the time of one agent
    step in one thread; its inverse is the single-thread rate that the pieces explain.

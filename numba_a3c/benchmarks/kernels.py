@@ -11,7 +11,8 @@ and the paper's Atari network (4×84×84 → conv 16 8×8/4 → conv 32 4×4/2 �
 ``update``         one shared-RMSProp step (:func:`~numba_a3c.optim.rmsprop_update`) on the whole
                    flat parameter array;
 ``segment_update`` the five forward passes, then :func:`numba_a3c.algorithms.learner.end_segment`:
-                   the segment's gradient, then global norm, clipping, RMSProp step and dθ ← 0
+                   the segment's gradient, then global norm and one pass for clipping, the RMSProp step,
+                   the next segment's θ′ ← θ and dθ ← 0
                    (what one A3C update costs a worker, environment excluded).
 
 These are the functions the workers run, on a :class:`~numba_a3c.algorithms.state.Learner` built
