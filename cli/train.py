@@ -380,6 +380,9 @@ def _run(trainer, config, run_dir, resume, done, stop_at, lock, received, quiet=
         click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
                    f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
                    + (f"; resuming at step {done:,}" if resume else ""))
+    if trainer.optimizer_restarted:
+        click.echo("note: this checkpoint was saved without its optimizer statistics; they start from zero",
+                   err=True)
     t0 = time.monotonic()
     try:
         result = trainer.run(stop_at=stop_at)

@@ -14,7 +14,9 @@ Format version 1 (see docs/checkpoint-format.md for the reader's guide)::
                            conv:  y = act(conv(x, W) + b), W (out, in, kh, kw), x (C, H, W), valid padding
     /target_params/...     the target network θ⁻, same layout (Q methods only)
     /optimizer             attrs: kind; datasets: g (shared RMSProp statistics, flat) and/or
-                           per_thread (threads, n_params: per-thread RMSProp g or momentum m)
+                           per_thread (threads, n_params: per-thread RMSProp g or momentum m);
+                           in a copy made by :func:`copy_without_optimizer` both are empty and the
+                           attr ``omitted`` says so (a resume starts the statistics from zero)
     /state                 attrs: global_step, wall_time, threads; datasets: counters, thread_int,
                            thread_float (per-thread counters and statistics, column names in attrs),
                            rng, env_rng (xoroshiro128+ states), env_state, observation (each
@@ -305,6 +307,49 @@ def write_csv(path, columns, rows):
             fh.write(",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in row) + "\n")
 
 
+OPTIMIZER_OMITTED = ("the optimizer statistics were left out of this copy to keep it small (it evaluates and "
+                     "inspects like the run's own checkpoint); a resume starts them from zero")
+
+
+def copy_without_optimizer(src, dest):
+    """Write ``dest``: the checkpoint ``src`` without its optimizer statistics (the RMSProp g or
+    momentum arrays, as large as θ itself, or N times larger per thread), the /optimizer attr
+    ``omitted`` saying so, and every other dataset gzip-compressed. For shipping a trained
+    agent: evaluation, inspection and the standalone reader need only θ. Written atomically.
+    Returns ``dest`` as a Path."""
+    import h5py
+
+    load(src, whole_log=False)               # a one-line CheckpointError for anything unusable
+    dest = Path(dest)
+
+    def copy(source, target):
+        for key, value in source.attrs.items():
+            target.attrs[key] = value
+        for name, item in source.items():
+            if isinstance(item, h5py.Group):
+                copy(item, target.create_group(name))
+            elif item.shape == () or item.size == 0:
+                copy_attrs(item, target.create_dataset(name, data=item[()]))
+            else:
+                copy_attrs(item, target.create_dataset(name, data=item[()], compression="gzip",
+                                                       chunks=True, maxshape=item.maxshape))
+
+    def copy_attrs(source, target):
+        for key, value in source.attrs.items():
+            target.attrs[key] = value
+
+    with _atomic(dest) as tmp, _h5py_write_errors_raised_once(), h5py.File(src, "r") as f, \
+            h5py.File(tmp, "w") as out:
+        copy(f, out)
+        opt = out["optimizer"]
+        for name in ("g", "per_thread"):
+            shape = (0,) if name == "g" else (f["optimizer"][name].shape[0], 0)
+            del opt[name]
+            opt.create_dataset(name, shape=shape, dtype=np.float32)
+        opt.attrs["omitted"] = OPTIMIZER_OMITTED
+    return dest
+
+
 def load(path, whole_log=True):
     """Read a checkpoint; raises :class:`CheckpointError` with a one-line reason for any unusable file.
 
@@ -365,6 +410,7 @@ def load(path, whole_log=True):
                 evaluations=read(f["log/evaluations"]), wall_time=float(st.attrs["wall_time"]),
                 attrs={**{k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
                        "at_rest": bool(st.attrs.get("at_rest", False)),
+                       "optimizer_omitted": "omitted" in f["optimizer"].attrs,
                        **{k: int(f["log/episodes"].attrs.get(k, 0)) for k in ("log_first_row", "csv_rows",
                                                                                "csv_bytes")}},
             )

@@ -217,6 +217,8 @@ def summarize(ckpt, path=None, bins=20, last_evaluations=5):
                                   difference_norm=_finite(np.sqrt(np.dot(diff, diff))))
 
     optimizer = dict(kind=config.optimizer)
+    if ckpt.attrs.get("optimizer_omitted"):
+        optimizer["omitted"] = "not in this file (a copy made without the optimizer statistics)"
     g = np.asarray(ckpt.opt_shared)
     if g.size:
         optimizer["shared_g"] = dict(size=int(g.size), **array_stats(g))
@@ -351,7 +353,7 @@ def format_summary(s):
         out.append(f"  target network θ⁻: max |θ - θ⁻| {_g(t['max_abs_difference'])}, "
                    f"‖θ - θ⁻‖ {_g(t['difference_norm'])}")
     out.append("")
-    out.append(f"optimizer: {o['kind']}")
+    out.append(f"optimizer: {o['kind']}" + (f"; statistics {o['omitted']}" if "omitted" in o else ""))
     if "shared_g" in o:
         g = o["shared_g"]
         out.append(f"  shared g ({g['size']:,} values): mean {_g(g['mean'])}, max {_g(g['max'])}, "

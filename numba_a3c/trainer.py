@@ -129,6 +129,7 @@ class Trainer:
         self.stops = StopReasons(self.shared.counters)
         self.clock = Clock()
         self.resumed_consistent = False  # resumed from a checkpoint taken with every thread at rest
+        self.optimizer_restarted = False  # resumed from a copy without optimizer statistics (they start at 0)
 
     @classmethod
     def from_checkpoint(cls, path, changes=None, **kwargs):
@@ -169,8 +170,10 @@ class Trainer:
         sh.theta[:] = ckpt.theta
         if ckpt.theta_target is not None:
             sh.theta_target[:] = ckpt.theta_target
-        sh.opt_shared[:] = ckpt.opt_shared
-        sh.opt_private[:] = ckpt.opt_private
+        self.optimizer_restarted = bool(ckpt.attrs.get("optimizer_omitted", False))
+        if not self.optimizer_restarted:       # else a copy without them: they stay at zero
+            sh.opt_shared[:] = ckpt.opt_shared
+            sh.opt_private[:] = ckpt.opt_private
         for k in (C_T, C_TARGET_NEXT, C_TARGET_UPDATES):
             sh.counters[k] = ckpt.counters[k]
         sh.thread_i[:] = ckpt.thread_i

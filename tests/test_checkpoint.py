@@ -161,3 +161,34 @@ def test_config_is_readable_without_the_package(trained):
         assert cfg["algo"] == "nstep-q" and f["config"].attrs["env"] == "CartPole-v1"
         assert f["params/fc1"].attrs["type"] == "dense"
         assert f["log/episodes"].maxshape == (None, 5)
+
+
+def test_a_copy_without_the_optimizer_evaluates_inspects_and_resumes(trained, tmp_path):
+    """copy_without_optimizer (what ships a trained agent): the same θ, θ⁻, config and log; empty
+    optimizer arrays with the reason in the file; inspect says so; the standalone reader still
+    runs it; a resume starts the statistics from zero and trains on."""
+    from numba_a3c.inspection import format_summary, summarize
+
+    trainer, run_dir = trained
+    src = run_dir / "latest.h5"
+    dest = checkpoint.copy_without_optimizer(src, tmp_path / "shipped.h5")
+    full, small = checkpoint.load(src), checkpoint.load(dest)
+    np.testing.assert_array_equal(small.theta, full.theta)
+    np.testing.assert_array_equal(small.theta_target, full.theta_target)
+    np.testing.assert_array_equal(small.episodes, full.episodes)
+    np.testing.assert_array_equal(small.counters, full.counters)
+    assert small.config == full.config
+    assert small.opt_shared.size == 0 and small.opt_private.size == 0
+    assert small.attrs["optimizer_omitted"] and not full.attrs["optimizer_omitted"]
+    with h5py.File(dest, "r") as f:
+        assert "zero" in f["optimizer"].attrs["omitted"]
+    x = np.random.default_rng(1).normal(size=4).astype(np.float32)
+    np.testing.assert_allclose(numpy_forward(dest, x)["q"], numpy_forward(src, x)["q"])
+    assert "statistics not in this file" in format_summary(summarize(small))
+
+    resumed = Trainer.from_checkpoint(dest, {"steps": small.global_step + 500}, final_eval=False)
+    assert resumed.optimizer_restarted and not resumed.shared.opt_shared.any()
+    result = resumed.run()
+    assert result.status == "finished" and resumed.shared.opt_shared.any()
+    with pytest.raises(CheckpointError):
+        checkpoint.copy_without_optimizer(tmp_path / "missing.h5", tmp_path / "x.h5")
