@@ -323,11 +323,13 @@ def copy_without_optimizer(src, dest):
     dest = Path(dest)
 
     def copy(source, target):
-        for key, value in source.attrs.items():
-            target.attrs[key] = value
+        copy_attrs(source, target)
         for name, item in source.items():
             if isinstance(item, h5py.Group):
                 copy(item, target.create_group(name))
+            elif source.name == "/optimizer":
+                shape = (0,) if item.ndim == 1 else (item.shape[0], 0)
+                copy_attrs(item, target.create_dataset(name, shape=shape, dtype=item.dtype))
             elif item.shape == () or item.size == 0:
                 copy_attrs(item, target.create_dataset(name, data=item[()]))
             else:
@@ -341,12 +343,7 @@ def copy_without_optimizer(src, dest):
     with _atomic(dest) as tmp, _h5py_write_errors_raised_once(), h5py.File(src, "r") as f, \
             h5py.File(tmp, "w") as out:
         copy(f, out)
-        opt = out["optimizer"]
-        for name in ("g", "per_thread"):
-            shape = (0,) if name == "g" else (f["optimizer"][name].shape[0], 0)
-            del opt[name]
-            opt.create_dataset(name, shape=shape, dtype=np.float32)
-        opt.attrs["omitted"] = OPTIMIZER_OMITTED
+        out["optimizer"].attrs["omitted"] = OPTIMIZER_OMITTED
     return dest
 
 
