@@ -2,6 +2,13 @@
 
     python scripts/make_shipped_checkpoints.py              # all of them (about 10 s of training)
     python scripts/make_shipped_checkpoints.py Catch-v0-a3c # just one
+    python scripts/make_shipped_checkpoints.py Pong-v5-a3c --from runs/pong   # from a finished run
+
+An Atari agent takes hours to train, so the script does not train it: FROM_RUNS gives the
+command that trains it, and ``--from RUN`` ships that run's final checkpoint (latest.h5) as a
+copy without the optimizer statistics (:func:`numba_a3c.checkpoint.copy_without_optimizer`;
+2.7 MB instead of 7.4 for Pong), after the same kind of check: its evaluation with the preset's
+protocol must reach the threshold.
 
 Every hyperparameter is given explicitly below (not taken from data/presets), so a preset being
 retuned never changes what is shipped. Each run uses one thread and a fixed seed, so it is
@@ -39,6 +46,53 @@ SHIPPED = {
 }
 
 
+# name -> (the options of the command that trains it, with the preset they resolve to: the run's
+# configuration must match them in every field that changes learning; the command; minimum mean
+# return; evaluation episodes)
+FROM_RUNS = {
+    "Pong-v5-a3c": (dict(algo="a3c", env="ALE/Pong-v5", steps=10_000_000),
+                    "asyncrl train --algo a3c --env ALE/Pong-v5 --steps 10000000 --eval-every 1000000 "
+                    "--eval-episodes 3 --out runs/pong", 18.0, 10),
+}
+
+
+def ship(name, run, out_dir):
+    """Copy RUN's latest.h5 (without optimizer statistics) to out_dir/<name>.h5 and evaluate it
+    (ε-greedy with the run's eval_epsilon, as its own evaluations did) over the entry's episodes."""
+    from numba_a3c import checkpoint
+    from numba_a3c.config import resolve
+    from numba_a3c.inspection import evaluate_checkpoint
+
+    src = Path(run) / "latest.h5" if Path(run).is_dir() else Path(run)
+    try:
+        ckpt = checkpoint.load(src, whole_log=False)
+    except checkpoint.CheckpointError as exc:
+        raise SystemExit(f"{name}: {exc}") from None
+    options, command, threshold, episodes = FROM_RUNS[name]
+    expected = resolve(dict(options)).to_dict()
+    learning = ("algo", "env", "env_kwargs", "threads", "steps", "lr", "anneal_lr", "gamma", "t_max", "beta",
+                "optimizer", "rms_alpha", "rms_eps", "clip_norm", "reward_clip", "network", "hidden", "init",
+                "activation")
+    got = ckpt.config.to_dict()
+    wrong = {k: (got.get(k), expected.get(k)) for k in learning if got.get(k) != expected.get(k)}
+    if wrong:
+        raise SystemExit(f"{name}: {src} was not trained by `{command}`: " + ", ".join(
+            f"{k} is {have!r}, not {want!r}" for k, (have, want) in wrong.items()))
+    dest = checkpoint.copy_without_optimizer(src, out_dir / f"{name}.h5")
+    eps = ckpt.config.eval_epsilon
+    protocol = f"ε-greedy (ε {eps:g})" if eps else "greedy"
+    returns, _, _ = evaluate_checkpoint(checkpoint.load(dest), episodes=episodes, mode="epsilon" if eps else "greedy",
+                                        epsilon=eps, seed=12345)
+    ok = returns.mean() >= threshold
+    print(f"{name}: from {src} ({ckpt.global_step:,} steps, {ckpt.wall_time / 60:.0f} min of training); "
+          f"{protocol} mean return {returns.mean():.2f} ± {returns.std():.2f} "
+          f"over {episodes} episodes (seed 12345; need >= {threshold}); {dest.stat().st_size / 2**20:.1f} MiB"
+          f"{'' if ok else '  FAILED'}")
+    if not ok:
+        dest.unlink()
+    return ok
+
+
 def make(name, config_values, threshold, out_dir):
     from numba_a3c import checkpoint
     from numba_a3c.config import TrainConfig
@@ -68,10 +122,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"which to make (default: all of {', '.join(SHIPPED)})")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="output folder [default: data/checkpoints]")
+    parser.add_argument("--from", dest="run", type=Path,
+                        help=f"ship a finished run's checkpoint as NAME (one of {', '.join(FROM_RUNS)})")
     args = parser.parse_args(argv)
+    if args.run is not None:
+        if len(args.names) != 1 or args.names[0] not in FROM_RUNS:
+            parser.error(f"--from needs one name, one of {', '.join(FROM_RUNS)}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        return 0 if ship(args.names[0], args.run, args.out) else 1
     unknown = [n for n in args.names if n not in SHIPPED]
     if unknown:
-        parser.error(f"unknown name(s) {', '.join(unknown)}; choose from {', '.join(SHIPPED)}")
+        hint = f" ({', '.join(n for n in unknown if n in FROM_RUNS)} ships from a run: --from RUN)" if set(
+            unknown) & set(FROM_RUNS) else ""
+        parser.error(f"unknown name(s) {', '.join(unknown)}; choose from {', '.join(SHIPPED)}{hint}")
     args.out.mkdir(parents=True, exist_ok=True)
     results = [make(n, *SHIPPED[n], args.out) for n in (args.names or SHIPPED)]
     return 0 if all(results) else 1
