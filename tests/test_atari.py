@@ -287,6 +287,7 @@ def test_bench_atari_reports_every_piece():
     result = CliRunner().invoke(atari, args)
     assert result.exit_code == 0, result.output
     assert "emulator scaling, 2 threads vs 1" in result.output and "if the threads had" in result.output
+    assert "× the emulator alone with 1," in result.output and "× the emulator alone with 2," in result.output
     result = CliRunner().invoke(atari, [*args, "--json"])  # click >= 8.2 keeps stdout and stderr apart
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
@@ -296,6 +297,8 @@ def test_bench_atari_reports_every_piece():
         assert all(rate > 0 for rate in data["emulator"][kind].values())
     assert set(data["training"]) == {"1", "2"} and all(rate > 0 for rate in data["training"].values())
     assert all(0 < mb < 100_000 for mb in data["memory_mb"].values())
+    for n, ratio in data["training_vs_emulator"].items():   # the distance to the emulator's floor
+        assert ratio == pytest.approx(data["training"][n] / data["emulator"]["vector"][n])
 
 
 def test_bench_atari_rejects_bad_input():

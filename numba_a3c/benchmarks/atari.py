@@ -258,6 +258,13 @@ class AtariBenchmark:
     emulator: dict = field(default_factory=dict)     # kind -> {threads: steps/s}
     emulator_cores: dict = field(default_factory=dict)   # kind -> {threads: cores used}
     training: dict = field(default_factory=dict)     # threads -> steps/s
+
+    def training_vs_emulator(self):
+        """{threads: training rate / the vector emulator's rate alone with as many threads}: how far
+        training is from the floor set by the emulator (1.0 would be learning for free)."""
+        floor = self.emulator.get("vector", {})
+        return {n: rate / floor[n] for n, rate in self.training.items() if floor.get(n)}
+
     training_cores: dict = field(default_factory=dict)   # threads -> cores busy
     memory_mb: dict = field(default_factory=dict)    # threads -> RSS MiB
     breakdown_ms: dict = field(default_factory=dict)        # piece -> wall ms per agent step
@@ -265,7 +272,7 @@ class AtariBenchmark:
     breakdown_steps: int = 0
 
     def to_dict(self):
-        return asdict(self)
+        return dict(asdict(self), training_vs_emulator=self.training_vs_emulator())
 
 
 def run(env_id="ALE/Pong-v5", algo="a3c", threads=(1, 2, 16), seconds=20.0, warmup=5.0, emulator_seconds=5.0,
@@ -295,6 +302,8 @@ def run(env_id="ALE/Pong-v5", algo="a3c", threads=(1, 2, 16), seconds=20.0, warm
     for n in threads:
         rate, mem, used = training_rate(env_id, algo, n, seconds, warmup)
         res.training[n], res.memory_mb[n], res.training_cores[n] = rate, mem, used
-        on_line(f"training {algo} {n:2d} thread(s): {rate:8.0f} agent steps/s ({rate * FRAME_SKIP:.0f} frames/s), "
-                f"{used:.2f} cores busy, {1000 * used / max(rate, 1e-9):.3f} CPU ms/step, RSS {mem:.0f} MiB")
+        floor = res.emulator.get("vector", {}).get(n)
+        versus = f", {rate / floor:.2f}× the emulator alone with {n}" if floor else ""
+        on_line(f"training {algo} {n:2d} thread(s): {rate:8.0f} agent steps/s ({rate * FRAME_SKIP:.0f} frames/s)"
+                f"{versus}, {used:.2f} cores busy, {1000 * used / max(rate, 1e-9):.3f} CPU ms/step, RSS {mem:.0f} MiB")
     return res
