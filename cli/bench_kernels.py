@@ -24,8 +24,10 @@ def kernels(repeats, compile_times, with_torch, as_json):
     \b
     forward          one observation (what acting costs)
     segment          a t_max = 5 A3C segment: 5 forward passes, the loss, backpropagation
-    update           one shared-RMSProp step on all parameters
-    segment+update   a segment, then global norm, RMSProp step and dθ ← 0
+    update           one shared-RMSProp step on all parameters, with the next θ′ ← θ
+                     and dθ ← 0 in the same pass (as training runs it)
+    update, 3 passes the same work as three sweeps (the step, dθ ← 0, θ′ ← θ)
+    segment+update   a segment, then global norm and the one-pass update
 
     plus cold compile time (empty Numba cache) and warm start-up time (import + every kernel
     loaded from the cache), each the wall time of a fresh interpreter. Targets: Atari segment at
@@ -44,7 +46,8 @@ def kernels(repeats, compile_times, with_torch, as_json):
                f"numpy {m['numpy']}, numba {m['numba']}, scipy {m['scipy']}")
     click.echo(f"median of {result['repeats']} measurements, t_max = {result['t_max']}")
     rows = [("forward (1 observation)", "forward_s"), ("segment (5 steps fwd+bwd)", "segment_s"),
-            ("update (shared RMSProp)", "update_s"), ("segment + update", "segment_update_s")]
+            ("update (shared RMSProp)", "update_s"), ("update, 3 passes", "update_3_passes_s"),
+            ("segment + update", "segment_update_s")]
     nets = result["networks"]
     click.echo(f"{'':28s}" + "".join(f"{name + ' (' + format(e['n_params'], ',') + ' params)':>28s}"
                                      for name, e in nets.items()))

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from numba_a3c.cli.main import cli
 
-KEYS = ("forward_s", "segment_s", "update_s", "segment_update_s")
+KEYS = ("forward_s", "segment_s", "update_s", "update_3_passes_s", "segment_update_s")
 
 
 def test_bench_kernels_json():

@@ -9,7 +9,10 @@ and the paper's Atari network (4×84×84 → conv 16 8×8/4 → conv 32 4×4/2 �
                    activations are kept), then :func:`numba_a3c.algorithms.a3c.segment_gradient`:
                    n-step returns, the A3C loss and :func:`~numba_a3c.nn.network.backward_rows`;
 ``update``         one shared-RMSProp step (:func:`~numba_a3c.optim.rmsprop_update`) on the whole
-                   flat parameter array;
+                   flat parameter array, as the workers run it: in the same pass, the next
+                   segment's θ′ ← θ and dθ ← 0;
+``update_3_passes`` the same work in three sweeps (the step alone, then dθ ← 0, then θ′ ← θ), as
+                   the workers did before the fusion: the ratio of the two is the fusion's gain;
 ``segment_update`` the five forward passes, then :func:`numba_a3c.algorithms.learner.end_segment`:
                    the segment's gradient, then global norm and one pass for clipping, the RMSProp step,
                    the next segment's θ′ ← θ and dθ ← 0
@@ -97,9 +100,17 @@ def _segment_loop(L, n, inner):
 
 
 @njit(nogil=True, cache=True)
-def _update_loop(theta, grads, g, lr, alpha, eps, inner):
+def _update_loop(theta, grads, g, lr, alpha, eps, theta_local, inner):
+    for _ in range(inner):
+        rmsprop_update(theta, grads, g, lr, alpha, eps, 1.0, theta_local)
+
+
+@njit(nogil=True, cache=True)
+def _update_3_passes_loop(theta, grads, g, lr, alpha, eps, theta_local, inner):
     for _ in range(inner):
         rmsprop_update(theta, grads, g, lr, alpha, eps, 1.0)
+        grads[:] = 0.0
+        theta_local[:] = theta
 
 
 @njit(nogil=True, cache=True)
@@ -143,7 +154,14 @@ class _Case:
         _segment_loop(self.L, T_MAX, inner)
 
     def update(self, inner):
-        _update_loop(self.L.theta, self.update_grads, self.L.opt_shared, BENCH_LR, RMS_ALPHA, RMS_EPS, inner)
+        # The gradient is zeroed by the first call, in both variants alike (the work per element
+        # does not depend on its value).
+        _update_loop(self.L.theta, self.update_grads, self.L.opt_shared, BENCH_LR, RMS_ALPHA, RMS_EPS,
+                     self.L.theta_local, inner)
+
+    def update_3_passes(self, inner):
+        _update_3_passes_loop(self.L.theta, self.update_grads, self.L.opt_shared, BENCH_LR, RMS_ALPHA, RMS_EPS,
+                              self.L.theta_local, inner)
 
     def segment_update(self, inner):
         _segment_update_loop(self.L, T_MAX, inner)
@@ -317,7 +335,7 @@ def run(repeats=20, compile_times=True, torch=True, progress=None):
     for case in cases():
         say(f"timing {case.name} ({case.net.n_params:,} parameters)")
         entry = {"n_params": case.net.n_params}
-        for what in ("forward", "segment", "update", "segment_update"):
+        for what in ("forward", "segment", "update", "update_3_passes", "segment_update"):
             entry[what + "_s"], entry[what + "_inner"] = time_call(getattr(case, what), repeats)
         result["networks"][case.name] = entry
         if case.name == "atari" and torch:
