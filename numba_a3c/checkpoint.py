@@ -44,6 +44,7 @@ import os
 import platform
 import secrets
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,24 +112,40 @@ def _atomic(path):
         raise
 
 
+_hook_lock = threading.Lock()
+_hook_users = 0             # saves in progress (the evaluation thread writes best.h5 beside latest.h5)
+_hook_before = None         # sys.unraisablehook as it was before the first of them
+
+
+def _drop_h5py_echoes(unraisable):
+    from_h5py = "h5py" in f"{unraisable.object!r} {unraisable.err_msg}"
+    if not (isinstance(unraisable.exc_value, RuntimeError) and from_h5py):
+        _hook_before(unraisable)
+
+
 @contextlib.contextmanager
 def _h5py_write_errors_raised_once():
     """While a checkpoint is written: h5py objects freed after a failed write (a full disk) report
     errors again from their destructors ("file write failed", "can't destroy cache"), which Python
     can only print as "Exception ignored" tracebacks. The failure itself is raised once, by the
-    write; those echoes of it are dropped."""
-    previous = sys.unraisablehook
+    write; those echoes of it are dropped.
 
-    def hook(unraisable):
-        from_h5py = "h5py" in f"{unraisable.object!r} {unraisable.err_msg}"
-        if not (isinstance(unraisable.exc_value, RuntimeError) and from_h5py):
-            previous(unraisable)
-
-    sys.unraisablehook = hook
+    ``sys.unraisablehook`` is process-wide, and two saves can overlap (latest.h5 from the main
+    thread, best.h5 from the evaluation thread): the first save to start installs the filter and
+    the last one to finish restores the hook it found."""
+    global _hook_users, _hook_before
+    with _hook_lock:
+        if _hook_users == 0:
+            _hook_before = sys.unraisablehook
+            sys.unraisablehook = _drop_h5py_echoes
+        _hook_users += 1
     try:
         yield
     finally:
-        sys.unraisablehook = previous
+        with _hook_lock:
+            _hook_users -= 1
+            if _hook_users == 0:
+                sys.unraisablehook = _hook_before
 
 
 def _publish(tmp, path):
