@@ -39,12 +39,11 @@ a good one was.
 
 import contextlib
 import datetime
+import io
 import json
 import os
 import platform
 import secrets
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,40 +111,23 @@ def _atomic(path):
         raise
 
 
-_hook_lock = threading.Lock()
-_hook_users = 0             # saves in progress (the evaluation thread writes best.h5 beside latest.h5)
-_hook_before = None         # sys.unraisablehook as it was before the first of them
-
-
-def _drop_h5py_echoes(unraisable):
-    from_h5py = "h5py" in f"{unraisable.object!r} {unraisable.err_msg}"
-    if not (isinstance(unraisable.exc_value, RuntimeError) and from_h5py):
-        _hook_before(unraisable)
-
-
 @contextlib.contextmanager
-def _h5py_write_errors_raised_once():
-    """While a checkpoint is written: h5py objects freed after a failed write (a full disk) report
-    errors again from their destructors ("file write failed", "can't destroy cache"), which Python
-    can only print as "Exception ignored" tracebacks. The failure itself is raised once, by the
-    write; those echoes of it are dropped.
+def _new_hdf5_file(path):
+    """Yield a new, empty h5py File to fill; when the ``with`` ends without an exception, its bytes
+    are written to ``path`` atomically (:func:`_atomic`).
 
-    ``sys.unraisablehook`` is process-wide, and two saves can overlap (latest.h5 from the main
-    thread, best.h5 from the evaluation thread): the first save to start installs the filter and
-    the last one to finish restores the hook it found."""
-    global _hook_users, _hook_before
-    with _hook_lock:
-        if _hook_users == 0:
-            _hook_before = sys.unraisablehook
-            sys.unraisablehook = _drop_h5py_echoes
-        _hook_users += 1
-    try:
-        yield
-    finally:
-        with _hook_lock:
-            _hook_users -= 1
-            if _hook_users == 0:
-                sys.unraisablehook = _hook_before
+    HDF5 builds the file in memory (h5py on a BytesIO) and Python writes it to disk. A write that
+    fails underneath (a full disk) is then an ordinary OSError from ``write``, and the HDF5
+    library never holds a half-written file: when it did (h5py writing the temporary file itself),
+    a full disk left file objects whose destructors printed "Exception ignored" tracebacks, and
+    the process sometimes crashed with SIGSEGV at exit."""
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        yield f
+    with _atomic(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(buffer.getbuffer())
 
 
 def _publish(tmp, path):
@@ -222,7 +204,7 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with _atomic(path) as tmp, _h5py_write_errors_raised_once(), h5py.File(tmp, "w") as f:
+        with _new_hdf5_file(path) as f:
             f.attrs["format"] = FORMAT_NAME
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -278,8 +260,8 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
             _log_dataset(log, "evaluations", evaluations, EVALUATION_COLUMNS)
             f.flush()
     except RuntimeError as exc:
-        # h5py reports a write that failed underneath (a full disk: errno 28) as RuntimeError;
-        # callers handle a failed write as the OSError it is. The temporary file is already gone.
+        # h5py reports its own failures as RuntimeError (the file is built in memory, so not a
+        # full disk: that is an OSError from the write); callers handle any failed save as OSError.
         raise OSError(f"could not write {path}: {str(exc).splitlines()[0]}") from None
     return path
 
@@ -357,8 +339,7 @@ def copy_without_optimizer(src, dest):
         for key, value in source.attrs.items():
             target.attrs[key] = value
 
-    with _atomic(dest) as tmp, _h5py_write_errors_raised_once(), h5py.File(src, "r") as f, \
-            h5py.File(tmp, "w") as out:
+    with h5py.File(src, "r") as f, _new_hdf5_file(dest) as out:
         copy(f, out)
         out["optimizer"].attrs["omitted"] = OPTIMIZER_OMITTED
     return dest

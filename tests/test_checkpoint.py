@@ -193,17 +193,3 @@ def test_a_copy_without_the_optimizer_evaluates_inspects_and_resumes(trained, tm
     with pytest.raises(CheckpointError):
         checkpoint.copy_without_optimizer(tmp_path / "missing.h5", tmp_path / "x.h5")
 
-
-def test_overlapping_saves_restore_the_unraisable_hook_they_found():
-    """The h5py-echo filter is process-wide: with two saves overlapping (latest.h5 and best.h5 from
-    two threads), it stays installed until the last one ends, then the original hook is back."""
-    import sys
-
-    original = sys.unraisablehook
-    first, second = checkpoint._h5py_write_errors_raised_once(), checkpoint._h5py_write_errors_raised_once()
-    first.__enter__()
-    second.__enter__()
-    first.__exit__(None, None, None)          # the first save ends while the second still writes
-    assert sys.unraisablehook is checkpoint._drop_h5py_echoes
-    second.__exit__(None, None, None)
-    assert sys.unraisablehook is original

@@ -248,9 +248,10 @@ def test_full_disk_during_a_save_keeps_the_last_good_checkpoint(small_tmpfs):
     rc = run.wait_exit(timeout=60)
     assert rc == 1, run.output
     assert "No space left on device" in run.output
-    # No traceback through our code. (h5py's objects freed after the failed write may still echo
-    # the write's error from their destructors, which CPython prints with no frames of ours.)
-    assert 'File "' not in run.output, run.output
+    # No traceback at all: HDF5 builds the file in memory and Python writes it, so the full disk is
+    # one OSError (when h5py wrote the file itself, its destructors echoed the error and the
+    # process sometimes crashed with SIGSEGV at exit).
+    assert "Traceback" not in run.output and 'File "' not in run.output, run.output
     error = [line for line in run.output.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "could not" in error[0], run.output
     ck = checkpoint.load(latest)
