@@ -178,6 +178,10 @@ def train(env="CartPole-v1", algo="a3c", *, out=None, force=False, resume=None, 
         else:
             config = configure(env, algo, **options)
             check_nodes(config)
+            if config.nodes and make_env is not None:
+                raise ConfigError("nodes= runs need an environment id each node can build (register the "
+                                  "environment with gymnasium and give its id); a Python callable runs on one "
+                                  "machine only")
             cls, extra = trainer_for(config.nodes, ray_address)
             parts = check_environment(config, make_env)
             run_dir = Path(out) if out is not None else _default_run_dir(config)

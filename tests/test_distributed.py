@@ -145,6 +145,17 @@ def test_bad_node_layout_is_one_line_and_exit_2(tmp_path, args, expected, monkey
     assert len(res.output.strip().splitlines()) == 1
 
 
+def test_nodes_refuse_an_environment_made_by_a_callable(tmp_path):
+    import gymnasium
+
+    import numba_a3c
+    from numba_a3c.validation import ConfigError
+
+    with pytest.raises(ConfigError, match="environment id each node can build"):
+        numba_a3c.train(lambda: gymnasium.make("CartPole-v1"), nodes=2, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 # ---------------------------------------------------------------------------- on a local Ray cluster
 @pytest.fixture(scope="module")
 def cluster():
@@ -159,11 +170,14 @@ def cluster():
     c.shutdown()
 
 
-def test_two_nodes_train_save_the_usual_checkpoint_and_resume_on_one(cluster, tmp_path):
+def test_two_nodes_resume_a_single_machine_run_save_the_usual_checkpoint_and_resume_on_one(cluster, tmp_path):
     import numba_a3c
 
-    run = numba_a3c.train("CartPole-v1", "a3c", nodes=2, threads=1, steps=20_000, exchange_steps=500, eval_every=0,
-                          ray_address=cluster.address, out=tmp_path / "run", final_eval=False, log_interval=0.5)
+    alone = numba_a3c.train("CartPole-v1", "a3c", threads=1, steps=5_000, eval_every=0, out=tmp_path / "run",
+                            final_eval=False)
+    assert alone.status == "finished" and alone.steps == 5_000
+    run = numba_a3c.train(resume=alone.checkpoint, nodes=2, steps=20_000, exchange_steps=500,
+                          ray_address=cluster.address, final_eval=False)
     assert run.status == "finished", run.error
     assert run.steps >= 20_000
     ckpt = checkpoint.load(run.checkpoint)
