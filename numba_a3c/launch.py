@@ -28,8 +28,10 @@ def trainer_for(nodes, ray_address=None):
                               f"there)")
         return Trainer, {}
     require_ray()
-    from numba_a3c.ray_nodes import DistributedTrainer
+    from numba_a3c.ray_nodes import DistributedTrainer, check_address
 
+    if ray_address:
+        check_address(ray_address)     # before anything is built: nothing answering there is a typo
     return DistributedTrainer, {"ray_address": ray_address}
 
 

@@ -112,9 +112,10 @@ def check_address(address):
 
 
 def connect(address, cpus_needed):
-    """Join the cluster at ``address``, or start Ray on this machine (at least ``cpus_needed`` CPUs)."""
+    """Join the cluster at ``address``, or start Ray on this machine (at least ``cpus_needed`` CPUs).
+    True when this call connected (False: the caller's process was connected to Ray already)."""
     if ray.is_initialized():
-        return
+        return False
     if address:
         check_address(address)
     try:
@@ -126,6 +127,7 @@ def connect(address, cpus_needed):
     except Exception as exc:  # noqa: BLE001 - any failure to reach or start Ray is one line
         raise ConfigError(f"could not {'join the Ray cluster at ' + address if address else 'start Ray'}: "
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return True
 
 
 class DistributedTrainer(Trainer):
@@ -154,6 +156,7 @@ class DistributedTrainer(Trainer):
         self.exchanges = 0
         self.nodes = []           # the node actors' handles while a session runs
         self.incarnations = [0] * config.nodes   # each node's starts (0: not scheduled yet)
+        self._connected_here = False             # this trainer connected to Ray (and disconnects at the end)
 
     @property
     def restarts(self):
@@ -191,7 +194,8 @@ class DistributedTrainer(Trainer):
 
     def connect(self):
         """Reach Ray (ConfigError with one line when it cannot)."""
-        connect(self.ray_address, self.config.nodes * self.config.threads)
+        if connect(self.ray_address, self.config.nodes * self.config.threads):
+            self._connected_here = True
 
     # ------------------------------------------------------------------ the run
     def run(self, stop_at=None):
@@ -202,7 +206,8 @@ class DistributedTrainer(Trainer):
         finally:
             for actor in actors:
                 ray.kill(actor, no_restart=True)
-            ray.shutdown()
+            if self._connected_here:   # a caller's own connection to Ray is left as it was
+                ray.shutdown()
 
     def _start(self, actors):
         c, sh = self.config, self.shared
