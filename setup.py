@@ -46,6 +46,8 @@ setup(
         "plot": ["matplotlib>=3.7"],
         "record": ["pillow>=10"],
         "tensorboard": ["tensorboardX>=2.6"],
+        # --nodes N: asynchronous training across machines (docs/distributed.md); .ci/run installs it.
+        "ray": ["ray>=2.9"],
         "dev": ["ruff>=0.5", "tox>=4"],
     },
     entry_points={"console_scripts": ["asyncrl = numba_a3c.cli.main:main"]},

@@ -193,7 +193,10 @@ class StopSignals:
 @click.option("--save-seconds", "save_seconds", type=click.FloatRange(min=0), default=None, metavar="S",
               help="also save latest.h5 every S seconds of wall time, so a killed run (SIGKILL, out of memory) "
                    "loses at most about S seconds of training; 0 turns it off [default: 60]")
-def train(out, resume, force, stop_at, quiet, show_config, tensorboard, save_seconds, **options):
+@click.option("--ray-address", "ray_address", default=None, metavar="HOST:PORT",
+              help="with --nodes: join the Ray cluster whose head is there ('ray start --head' prints it) "
+                   "[default: start Ray on this machine]; docs/distributed.md")
+def train(out, resume, force, stop_at, quiet, show_config, tensorboard, save_seconds, ray_address, **options):
     """Train an agent. With no options: A3C on CartPole-v1 with the shipped preset.
 
     Every option not given comes from the preset for the environment and algorithm
@@ -211,7 +214,7 @@ def train(out, resume, force, stop_at, quiet, show_config, tensorboard, save_sec
         return
     signals = StopSignals().install()
     try:
-        _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_seconds, options)
+        _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_seconds, options, ray_address)
     finally:
         signals.restore()
 
@@ -235,12 +238,14 @@ def _show_config(resume, options):
     click.echo(json.dumps(config.to_dict(), indent=2))
 
 
-def _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_seconds, options):
+def _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_seconds, options, ray_address=None):
     from numba_a3c import rundir
     from numba_a3c.algorithms.state import C_T
     from numba_a3c.checkpoint import CheckpointError
+    from numba_a3c.distributed import check_nodes
     from numba_a3c.envs.base import EnvError
-    from numba_a3c.trainer import SAVE_SECONDS, Trainer
+    from numba_a3c.launch import resumed_nodes, trainer_for
+    from numba_a3c.trainer import SAVE_SECONDS
     from numba_a3c.validation import check_config, check_environment, check_resume, check_run_dir, check_stop_at
 
     printing = [True]
@@ -278,11 +283,14 @@ def _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_second
             _check_not_in_use(run_dir)
             check_run_dir(run_dir, force=force, resuming_from=ckpt_path)
             given = {k: v for k, v in options.items() if v is not None}
-            trainer = Trainer.from_checkpoint(ckpt_path, given, run_dir=run_dir, **callbacks)
+            cls, extra = trainer_for(resumed_nodes(ckpt_path, given), ray_address)
+            trainer = cls.from_checkpoint(ckpt_path, given, run_dir=run_dir, **callbacks, **extra)
             config = trainer.config
         else:
             config = resolve(options)
             check_config(config)
+            check_nodes(config)
+            cls, extra = trainer_for(config.nodes, ray_address)
             parts = check_environment(config)
             run_dir = Path(out) if out else _default_run_dir(config)
             if out:
@@ -290,7 +298,7 @@ def _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_second
                 check_run_dir(run_dir, force=force)
             # else: a candidate name only; the directory is made later with a free name (rundir.create_unique),
             # so another run that took this name meanwhile (runs started in the same second) is no error.
-            trainer = Trainer(config, run_dir=run_dir, parts=parts, **callbacks)
+            trainer = cls(config, run_dir=run_dir, parts=parts, **callbacks, **extra)
         done = int(trainer.shared.counters[C_T])
         check_stop_at(stop_at, done)
         if resume and done >= config.steps:
@@ -300,6 +308,8 @@ def _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_second
             from numba_a3c.tensorboard import check_logdir
 
             check_logdir(tensorboard)
+        if config.nodes:
+            trainer.connect()          # a bad --ray-address is refused before anything is created
         signals.attach(trainer, run_dir)   # from here on a signal stops the run, which saves
     except (EnvError, ValueError, CheckpointError) as exc:
         raise BadInput(str(exc)) from None
@@ -379,6 +389,7 @@ def _run(trainer, config, run_dir, resume, done, stop_at, lock, received, quiet=
         print_config(config)
         click.echo(f"network: {net.spec.heads} heads, {net.n_params:,} parameters; environment: {config.env} "
                    f"({trainer.env_info.kind}); threads: {config.threads} on {os.cpu_count()} cores"
+                   + (f" on each of {config.nodes} Ray nodes" if config.nodes else "")
                    + (f"; resuming at step {done:,}" if resume else ""))
     if trainer.optimizer_restarted:
         click.echo("note: this checkpoint was saved without its optimizer statistics; they start from zero",
@@ -389,6 +400,9 @@ def _run(trainer, config, run_dir, resume, done, stop_at, lock, received, quiet=
     except KeyboardInterrupt:  # only where the handlers could not be installed
         _exit_now(run_dir)
     click.echo(summary_line(result, done if resume else 0, time.monotonic() - t0))
+    if config.nodes:
+        click.echo(f"nodes: {config.nodes} × {config.threads} threads, {trainer.exchanges:,} exchanges, "
+                   f"{trainer.restarts} node restart(s)")
     if trainer.episodes_dropped:
         click.echo(f"warning: {trainer.episodes_dropped:,} finished episodes are missing from episodes.csv (the "
                    f"monitor fell behind); the step counts and the parameters are not affected", err=True)

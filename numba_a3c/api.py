@@ -104,7 +104,7 @@ def _config_json(config, make_env):
 
 
 def train(env="CartPole-v1", algo="a3c", *, out=None, force=False, resume=None, stop_at=None, final_eval=True,
-          save_seconds=None, tensorboard=None, on_progress=None, on_eval=None, **options):
+          save_seconds=None, tensorboard=None, on_progress=None, on_eval=None, ray_address=None, **options):
     """Train ``algo`` on ``env`` and return a :class:`Run`.
 
     ``env``: an id (as ``asyncrl train --env``) or a zero-argument callable that returns a
@@ -121,12 +121,17 @@ def train(env="CartPole-v1", algo="a3c", *, out=None, force=False, resume=None, 
     stops the run (saved, status "stopped") by returning False. An exception in a callback stops
     the run too, and is raised again once the run is saved.
 
+    ``nodes=N`` trains on N Ray node actors of ``threads`` threads each (the ``ray`` extra), on
+    this machine or, with ``ray_address="HOST:PORT"``, on a running cluster (docs/distributed.md).
+
     Raises :class:`ConfigError` for anything the CLI refuses with ``Error:``, before creating anything.
     """
     import numba_a3c.rundir as rundir
     from numba_a3c.checkpoint import CheckpointError
+    from numba_a3c.distributed import check_nodes
     from numba_a3c.envs.base import EnvError
-    from numba_a3c.trainer import SAVE_SECONDS, Trainer
+    from numba_a3c.launch import resumed_nodes, trainer_for
+    from numba_a3c.trainer import SAVE_SECONDS
     from numba_a3c.validation import check_environment, check_resume, check_run_dir, check_stop_at
 
     make_env = None if isinstance(env, str) else env
@@ -167,14 +172,21 @@ def train(env="CartPole-v1", algo="a3c", *, out=None, force=False, resume=None, 
             check_run_dir(run_dir, force=force, resuming_from=ckpt_path)
             if make_env is not None:
                 kwargs["parts"] = _resumed_parts(ckpt_path, options, make_env)
-            trainer = Trainer.from_checkpoint(ckpt_path, options, run_dir=run_dir, **kwargs)
+            cls, extra = trainer_for(resumed_nodes(ckpt_path, options), ray_address)
+            trainer = cls.from_checkpoint(ckpt_path, options, run_dir=run_dir, **kwargs, **extra)
             config = trainer.config
         else:
             config = configure(env, algo, **options)
+            check_nodes(config)
+            if config.nodes and make_env is not None:
+                raise ConfigError("nodes= runs need an environment id each node can build (register the "
+                                  "environment with gymnasium and give its id); a Python callable runs on one "
+                                  "machine only")
+            cls, extra = trainer_for(config.nodes, ray_address)
             parts = check_environment(config, make_env)
             run_dir = Path(out) if out is not None else _default_run_dir(config)
             check_run_dir(run_dir, force=force)
-            trainer = Trainer(config, run_dir=run_dir, parts=parts, **kwargs)
+            trainer = cls(config, run_dir=run_dir, parts=parts, **kwargs, **extra)
         from numba_a3c.algorithms.state import C_T
 
         check_stop_at(stop_at, int(trainer.shared.counters[C_T]))
@@ -182,6 +194,8 @@ def train(env="CartPole-v1", algo="a3c", *, out=None, force=False, resume=None, 
             from numba_a3c.tensorboard import check_logdir
 
             check_logdir(tensorboard)
+        if trainer.config.nodes:
+            trainer.connect()
     except (EnvError, CheckpointError) as exc:
         raise ConfigError(str(exc)) from None
     except ConfigError:

@@ -66,6 +66,11 @@ class TrainConfig:
     gym: bool = _f(False, "use the gymnasium environment even where a native (Numba) one exists")
     save_every: int = _f(0, "save a checkpoint every this many global steps (0: only at the end)")
     log_interval: float = _f(1.0, "seconds between progress lines")
+    nodes: int = _f(0, "Ray node actors, each running --threads threads (0: this process alone, without Ray); "
+                    "needs the 'ray' extra, see docs/distributed.md")
+    exchange_steps: int = _f(1000, "with --nodes: a node sends its changes to the parameter server and receives "
+                             "the global parameters every this many of its own steps (0: by time only)")
+    exchange_seconds: float = _f(0.0, "with --nodes: exchange also every this many seconds (0: by steps only)")
 
     def to_dict(self):
         d = dataclasses.asdict(self)

@@ -106,6 +106,7 @@ class Trainer:
     """
 
     end_timeout = END_TIMEOUT     # seconds the others get once a worker has ended (a test shortens it)
+    resumable_changes = RESUMABLE_CHANGES   # what from_checkpoint lets a resume change (a subclass may add)
 
     def __init__(self, config, on_progress=None, on_eval=None, final_eval=True, run_dir=None, parts=None,
                  save_seconds=SAVE_SECONDS):
@@ -143,7 +144,7 @@ class Trainer:
         ckpt = checkpoint.load(path, whole_log=False)   # the log's tail: episodes.csv keeps the rest
         config = ckpt.config
         changes = {k: v for k, v in (changes or {}).items() if v is not None}
-        refused = sorted(k for k, v in changes.items() if k not in RESUMABLE_CHANGES and getattr(config, k) != v)
+        refused = sorted(k for k, v in changes.items() if k not in cls.resumable_changes and getattr(config, k) != v)
         if refused:
             pairs = ", ".join(f"--{k.replace('_', '-')} (checkpoint: {getattr(config, k)}, given: {changes[k]})"
                               for k in refused)
