@@ -1,16 +1,29 @@
 """A3C's Gaussian policy for Box actions: the head's layout, float64 finite differences of the
 whole network + Gaussian loss, the sampler and the action scaling, and the kernels a worker runs."""
 
+import json
+import re
+from pathlib import Path
+
+import h5py
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+import numba_a3c
+from numba_a3c import checkpoint
 from numba_a3c.algorithms.policies import action_bounds_array, sample_gaussian, scale_action
 from numba_a3c.algorithms.state import CF_SIZE
+from numba_a3c.cli.main import cli
+from numba_a3c.config import resolve
+from numba_a3c.inspection import find_checkpoint
 from numba_a3c.nn.losses import VAR_MIN, gaussian_a3c_loss
 from numba_a3c.nn.network import Network, NetworkSpec, backward_rows, forward_row, mlp_spec
 from numba_a3c.rng import new_rng
+from numba_a3c.trainer import Trainer
 
 H = 1e-6
+DOC = Path(__file__).resolve().parent.parent / "docs" / "checkpoint-format.md"
 
 
 def gaussian_spec(obs_dim=3, D=2, hidden=(6, 5), activation="tanh"):
@@ -114,3 +127,134 @@ def test_sample_gaussian_has_the_heads_mean_and_variance():
     # 20,000 samples: the standard error of the mean is σ/141, of the variance ~1 % of it.
     assert np.all(np.abs(samples.mean(axis=0) - mu) < 4 * np.sqrt(var / 20000)), samples.mean(axis=0)
     np.testing.assert_allclose(samples.var(axis=0), var, rtol=0.05)
+
+
+# ----------------------------------------------------------------------------- a Pendulum-v1 run end to end
+@pytest.fixture(scope="module")
+def pendulum_run(tmp_path_factory):
+    """A tiny A3C run on native Pendulum-v1 (one thread, seeded) in a run directory."""
+    run_dir = tmp_path_factory.mktemp("pendulum") / "run"
+    config = resolve(dict(algo="a3c", env="Pendulum-v1", threads=1, steps=2000, seed=3, eval_episodes=2,
+                          log_interval=60.0, hidden=(16,)))
+    result = Trainer(config, run_dir=run_dir, final_eval=True).run()
+    assert result.status == "finished", result.error
+    return run_dir
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_checkpoint_holds_the_head_type_and_action_bounds(pendulum_run):
+    with h5py.File(pendulum_run / "latest.h5", "r") as f:
+        net = f["network"]
+        assert net.attrs["heads"] == "gaussian" and int(net.attrs["n_actions"]) == 1
+        np.testing.assert_array_equal(net.attrs["action_low"], [-2.0])
+        np.testing.assert_array_equal(net.attrs["action_high"], [2.0])
+        assert list(f["params"]) == ["fc1", "mu", "sigma", "v"]
+    ck = checkpoint.load(pendulum_run / "latest.h5")
+    assert ck.spec.heads == "gaussian" and ck.spec.action_low == (-2.0,) and ck.spec.action_high == (2.0,)
+
+
+def test_same_seed_same_parameters(tmp_path):
+    # One thread, a fixed seed: the Gaussian samples come from the thread's seeded generator.
+    config = resolve(dict(algo="a3c", env="Pendulum-v1", threads=1, steps=1000, seed=5, hidden=(8,),
+                          log_interval=60.0))
+    trainers = [Trainer(config, run_dir=None, final_eval=False) for _ in range(2)]
+    for trainer in trainers:
+        assert trainer.run().status == "finished"
+    np.testing.assert_array_equal(trainers[0].shared.theta, trainers[1].shared.theta)
+    assert not np.array_equal(trainers[0].shared.theta, trainers[0].network.init_params(5)), "the run trained"
+
+
+def test_eval_greedy_is_the_mean_action_and_stochastic_samples(pendulum_run):
+    greedy = [json.loads(invoke("eval", pendulum_run, "-n", 2, "--seed", s, "--json").output) for s in (0, 0)]
+    assert greedy[0]["mode"] == "greedy" and greedy[0]["returns"] == greedy[1]["returns"]
+    assert greedy[0]["lengths"] == [200, 200]
+    sampled = json.loads(invoke("eval", pendulum_run, "-n", 2, "--stochastic", "--json").output)
+    assert sampled["mode"] == "stochastic" and sampled["returns"] != greedy[0]["returns"]
+    text = invoke("eval", pendulum_run, "-n", 1)
+    assert text.exit_code == 0 and "greedy (the mean action μ) policy" in text.output, text.output
+    # The mean action, as the Python API gives it: μ clipped to [−1, 1] and scaled to [−2, 2].
+    agent = numba_a3c.load(pendulum_run)
+    obs = np.array([1.0, 0.0, 0.5], np.float32)
+    mu, _, _ = agent.network.forward(agent.checkpoint.theta, obs[None])
+    np.testing.assert_allclose(agent.act(obs), 2.0 * np.clip(mu[0], -1, 1), rtol=1e-6)
+    assert agent.act(obs).dtype == np.float32 and agent.act(obs).shape == (1,)
+
+
+def test_inspect_names_the_continuous_actions(pendulum_run):
+    result = invoke("inspect", pendulum_run)
+    assert result.exit_code == 0, result.output
+    assert "gaussian heads" in result.output and "continuous actions: a Box of 1 in [-2, 2]" in result.output
+    health = invoke("inspect", pendulum_run, "--health")
+    assert health.exit_code == 0 and "Gaussian policy: entropy" in health.output, health.output
+
+
+def test_documented_numpy_reader_runs_a_gaussian_policy(pendulum_run):
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    namespace = {"__name__": "numpy_policy"}
+    exec(compile([b for b in blocks if "numpy_policy.py" in b][0], "numpy_policy.py", "exec"), namespace)
+    path = pendulum_run / "latest.h5"
+    layers, shape, scale = namespace["load_layers"](path)
+    bounds = namespace["action_bounds"](path)
+    ck = checkpoint.load(path)
+    net = Network(ck.spec)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = rng.normal(size=shape).astype(np.float32) * 3
+        action, details = namespace["act"](namespace["forward"](layers, shape, scale, x), bounds)
+        mu, var, v = net.forward(ck.theta, x[None])
+        np.testing.assert_allclose(details["mu"], mu[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(details["var"], var[0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(action, 2.0 * np.clip(mu[0], -1, 1), rtol=1e-4, atol=1e-5)
+    assert namespace["action_bounds"](find_checkpoint("CartPole-v1-a3c")) is None
+
+
+def test_resume_continues_a_gaussian_run(pendulum_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pendulum_run, run)
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run), "--steps", "3000", "--quiet"])
+    assert result.exit_code == 0, result.output
+    ck = checkpoint.load(run / "latest.h5")
+    assert ck.global_step >= 3000 and ck.spec.heads == "gaussian"
+
+
+@pytest.mark.parametrize("env", ["Pendulum-v1", "MountainCarContinuous-v0"])
+def test_box_action_gymnasium_environments_train_through_the_python_path(env, tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--env", env, "--gym", "--steps", "600", "--threads", "2",
+                                      "--eval-episodes", "1", "--hidden", "8", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert f"environment: {env} (gym)" in result.output and "gaussian heads" in result.output
+
+
+def test_eval_record_of_a_gaussian_policy(pendulum_run, tmp_path):
+    pytest.importorskip("PIL", reason="--record needs the 'record' extra (pillow)")
+    gif = tmp_path / "pendulum.gif"
+    result = invoke("eval", pendulum_run, "-n", 1, "--max-steps", 20, "--record", gif)
+    assert result.exit_code == 0, result.output
+    assert gif.stat().st_size > 0
+
+
+def test_throughput_benchmark_on_native_pendulum():
+    result = CliRunner().invoke(cli, ["bench", "throughput", "--env", "Pendulum-v1", "--algos", "a3c", "--threads",
+                                      "1", "--repeats", 1, "--warmup", 0.1, "--duration", 0.2, "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["rows"][0]
+    assert (row["env"], row["env_kind"], row["status"]) == ("Pendulum-v1", "native", "ok")
+    assert row["steps_per_s"] > 0
+
+
+def test_mujoco_environments_without_mujoco_name_the_extra():
+    try:
+        import mujoco  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("mujoco is installed: the message for its absence cannot be seen")
+    result = CliRunner().invoke(cli, ["train", "--env", "HalfCheetah-v5", "--steps", "10"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["Error: HalfCheetah-v5 needs MuJoCo, which is not installed: pip install 'numba_a3c[mujoco]'"]
