@@ -110,8 +110,8 @@ def common_options(func):
     """--env, --gym, --json, --plot and --quiet, in that order in --help."""
     for opt in reversed([
         click.option("--env", default="CartPole-v1", show_default=True,
-                     help="environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0) or any gymnasium id "
-                          "with discrete actions"),
+                     help="environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0, Pendulum-v1) or any "
+                          "gymnasium id with discrete actions (Box actions: --algos a3c)"),
         click.option("--gym", is_flag=True,
                      help="use the gymnasium (Python) environment even where a native one exists: shows what a "
                           "Python step, which holds the GIL, costs"),

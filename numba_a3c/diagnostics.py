@@ -267,13 +267,15 @@ HEALTH_FRAMES = 256   # frames played for each row of a run's health.csv
 
 def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0):
     """One row of a run's ``health.csv``: ({column: value}) from :func:`health` on ``steps`` frames
-    played by the policy ``params``: the policy's entropy (A3C), the value estimate's RMS error
+    played by the policy ``params``: the policy's entropy (A3C; for a Gaussian policy the
+    differential entropy Σ_k ½ log 2πeσ²_k, which can be negative), the value estimate's RMS error
     and explained variance, and per hidden layer the share of dead units, of active outputs and
     the RMS of its outputs (``conv1_dead``, ``conv1_active``, ``conv1_rms`` …)."""
     data = collect(network, params, env_info, steps=steps, seed=seed)
     report = health(network, params, *data, gamma=config.gamma, reward_clip=config.reward_clip, beta=config.beta)
     h = report["heads"]
-    row = dict(entropy=h.get("entropy", float("nan")), value_mean=h["value_mean"], value_rmse=h["value_rmse"],
+    entropy = h.get("entropy", h.get("gaussian_entropy", float("nan")))   # a Gaussian policy's is differential
+    row = dict(entropy=entropy, value_mean=h["value_mean"], value_rmse=h["value_rmse"],
                explained_variance=h["explained_variance"] if h["explained_variance"] is not None else float("nan"))
     for layer in report["layers"]:
         name = layer["name"]

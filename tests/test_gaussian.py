@@ -189,6 +189,9 @@ def test_inspect_names_the_continuous_actions(pendulum_run):
     assert "gaussian heads" in result.output and "continuous actions: a Box of 1 in [-2, 2]" in result.output
     health = invoke("inspect", pendulum_run, "--health")
     assert health.exit_code == 0 and "Gaussian policy: entropy" in health.output, health.output
+    rows = (pendulum_run / "health.csv").read_text().splitlines()
+    entropy = float(rows[-1].split(",")[rows[0].split(",").index("entropy")])
+    assert np.isfinite(entropy), "health.csv gives a Gaussian policy's differential entropy"
 
 
 def test_documented_numpy_reader_runs_a_gaussian_policy(pendulum_run):
