@@ -55,6 +55,10 @@ def network_spec(config, env_info):
     if env_info.continuous:
         spec = replace(spec, heads="gaussian", action_low=tuple(env_info.action_low),
                        action_high=tuple(env_info.action_high))
+    if config.separate_value:
+        if config.algo != "a3c" or config.network != "mlp":
+            raise ValueError("--separate-value is for --algo a3c with --network mlp (a value tower beside the body)")
+        spec = replace(spec, separate_value=True)
     return spec
 
 

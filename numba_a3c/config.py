@@ -58,6 +58,8 @@ class TrainConfig:
                    "orthogonal (gain √2 per ReLU layer, keeps the activation scale; docs/atari.md)",
                    choices=("uniform", "orthogonal"))
     activation: str = _f("relu", "hidden activation of the MLP: relu or tanh", choices=("relu", "tanh"))
+    separate_value: bool = _f(False, "A3C with an MLP: the value V gets its own tower of the --hidden sizes instead "
+                              "of sharing the policy's body")
     seed: int = _f(0, "random seed (parameters, exploration and environments)")
     eval_every: int = _f(0, "greedy evaluation every this many global steps, beside the workers (0: off)")
     eval_episodes: int = _f(10, "episodes per evaluation (periodic and final)")

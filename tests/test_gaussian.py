@@ -26,9 +26,10 @@ H = 1e-6
 DOC = Path(__file__).resolve().parent.parent / "docs" / "checkpoint-format.md"
 
 
-def gaussian_spec(obs_dim=3, D=2, hidden=(6, 5), activation="tanh"):
+def gaussian_spec(obs_dim=3, D=2, hidden=(6, 5), activation="tanh", separate_value=False):
     spec = mlp_spec(obs_dim, D, hidden, activation)
-    return NetworkSpec(spec.input_shape, D, spec.body, "gaussian", action_low=(-2.0,) * D, action_high=(2.0,) * D)
+    return NetworkSpec(spec.input_shape, D, spec.body, "gaussian", action_low=(-2.0,) * D, action_high=(2.0,) * D,
+                       separate_value=separate_value)
 
 
 def test_gaussian_layout_and_spec_round_trip():
@@ -57,11 +58,25 @@ def test_forward_gives_mean_variance_and_value():
     np.testing.assert_allclose(s[1], var[:1], rtol=1e-6)
 
 
-def test_whole_network_and_gaussian_loss_gradients():
+def test_separate_value_tower_layout():
+    net = Network(gaussian_spec(hidden=(6, 5), activation="relu", separate_value=True))
+    assert [p.name for p in net.params] == ["fc1/W", "fc1/b", "fc2/W", "fc2/b", "mu/W", "mu/b", "sigma/W",
+                                            "sigma/b", "vfc1/W", "vfc1/b", "vfc2/W", "vfc2/b", "v/W", "v/b"]
+    reads = {layer["name"]: layer["input"] for layer in net.layers}
+    assert reads == {"fc1": "observation", "fc2": "fc1", "mu": "fc2", "sigma": "fc2", "vfc1": "observation",
+                     "vfc2": "vfc1", "v": "vfc2"}
+    assert NetworkSpec.from_dict(net.spec.to_dict()) == net.spec
+    discrete = Network(NetworkSpec((4,), 2, mlp_spec(4, 2, (3,)).body, "actor_critic", separate_value=True))
+    assert [layer["input"] for layer in discrete.layers] == ["observation", "fc1", "observation", "vfc1"]
+
+
+@pytest.mark.parametrize("separate_value", [False, True])
+def test_whole_network_and_gaussian_loss_gradients(separate_value):
     """forward_row → gaussian_a3c_loss → backward_rows in float64 against central differences of
     the loss written independently with NumPy (log N(a; μ, σ²), entropy ½ log(2πeσ²), ½(R − V)²),
-    the advantage held constant in the policy term as A3C does."""
-    net = Network(gaussian_spec(obs_dim=3, D=2, hidden=(6, 5), activation="tanh"))
+    the advantage held constant in the policy term as A3C does; with the value head on the shared
+    body, and on a tower of its own."""
+    net = Network(gaussian_spec(obs_dim=3, D=2, hidden=(6, 5), activation="tanh", separate_value=separate_value))
     rng = np.random.default_rng(7)
     theta = net.init_params(3, np.float64) + rng.standard_normal(net.n_params) * 0.3
     n, D, beta = 4, 2, 0.05

@@ -22,6 +22,10 @@ Heads
   Each workspace row also holds, after the layer outputs, the D-vector of the UNCLIPPED action
   sampled in that state (``out_action``): the loss needs it and it is not a layer output.
 
+With ``separate_value`` (actor-critic and Gaussian heads, dense bodies) the value head does not
+share the body: it reads a tower of its own, ``vfc1``, ``vfc2``, … with the body's sizes and
+activations, from the observation; the policy heads keep the body.
+
 Workspaces
 ----------
 ``obs`` is a (rows, input_size) float32 array of observations (already scaled). ``ws`` is a
@@ -122,6 +126,7 @@ class NetworkSpec:
     input_encoding: str = ""   # "one-hot": the environment's Discrete(n) observation k arrives as e_k
     action_low: tuple = ()     # "gaussian" heads: the Box action bounds, one per dimension (±inf: unbounded)
     action_high: tuple = ()
+    separate_value: bool = False   # actor-critic heads: V has its own dense tower instead of sharing the body
 
     def to_dict(self):
         d = asdict(self)
@@ -132,6 +137,8 @@ class NetworkSpec:
             d["action_high"] = [float(x) for x in self.action_high]
         else:   # a discrete network's dict (and so its checkpoints) stays as it was
             del d["action_low"], d["action_high"]
+        if not self.separate_value:
+            del d["separate_value"]
         return d
 
     @staticmethod
@@ -145,6 +152,7 @@ class NetworkSpec:
             input_encoding=str(d.get("input_encoding", "")),
             action_low=tuple(float(x) for x in d.get("action_low", ())),
             action_high=tuple(float(x) for x in d.get("action_high", ())),
+            separate_value=bool(d.get("separate_value", False)),
         )
 
 
@@ -266,18 +274,32 @@ class Network:
             rows.append(row)
             shape, in_off, in_size, in_name = out_shape, int(row[T_OUT]), out_size, name
 
-        def add_head(name, n_out):
+        def add_head(name, n_out, activation="linear", head=True):
             row = np.zeros(T_COLUMNS, np.int64)
-            row[T_KIND], row[T_ACT] = DENSE, ACT_NONE
+            row[T_KIND], row[T_ACT] = DENSE, ACTIVATIONS[activation]
             row[T_W] = add_param(f"{name}/W", (in_size, n_out))
             row[T_B] = add_param(f"{name}/b", (n_out,))
             row[T_IN], row[T_IN_SIZE] = in_off, in_size
             row[T_OUT], row[T_OUT_SIZE] = add_output(n_out), n_out
             row[T_NEED_DX] = 0 if in_off == INPUT else 1
             rows.append(row)
-            self.layers.append(dict(name=name, type="dense", activation="linear", stride=1, kernel=0,
-                                    input=in_name, input_shape=(in_size,), output_shape=(n_out,), head=True))
+            self.layers.append(dict(name=name, type="dense", activation=activation, stride=1, kernel=0,
+                                    input=in_name, input_shape=(in_size,), output_shape=(n_out,),
+                                    **({"head": True} if head else {})))
             return int(row[T_OUT])
+
+        def value_tower():
+            """``separate_value``: dense layers vfc1, vfc2, … of the body's sizes, from the observation,
+            for the value head alone (the policy keeps the body); returns where V's input is."""
+            nonlocal in_off, in_size, in_name
+            if any(layer.kind != "dense" for layer in spec.body):
+                raise ValueError("separate_value needs a dense body (an MLP)")
+            src = (INPUT, self.input_size, "observation")
+            for j, layer in enumerate(spec.body):
+                in_off, in_size, in_name = src
+                name = f"vfc{j + 1}"
+                src = (add_head(name, int(layer.size), layer.activation, head=False), int(layer.size), name)
+            return src
 
         self.out_q = self.out_pi = self.out_v = self.out_mu = self.out_sigma = self.out_action = -1
         if spec.heads == "q":
@@ -288,9 +310,13 @@ class Network:
                                  f"{len(spec.action_low)} low and {len(spec.action_high)} high")
             self.out_mu = add_head("mu", spec.n_actions)
             self.out_sigma = add_head("sigma", spec.n_actions)
+            if spec.separate_value:
+                in_off, in_size, in_name = value_tower()
             self.out_v = add_head("v", 1)
         else:
             self.out_pi = add_head("pi", spec.n_actions)
+            if spec.separate_value:
+                in_off, in_size, in_name = value_tower()
             self.out_v = add_head("v", 1)
 
         # Everything before this offset is a layer output (what backward must zero in ``delta``);
