@@ -154,6 +154,8 @@ def check_environment(config, make_env=None):
     try:
         network = build_network(config, info)
     except (ValueError, IndexError) as exc:
+        if str(exc).startswith("--separate-value"):
+            raise ConfigError(str(exc)) from None
         raise ConfigError(f"--network {config.network} cannot read {config.env}'s observations "
                           f"{tuple(info.obs_shape)}: {exc}") from None
     need = planned_memory(config, network)

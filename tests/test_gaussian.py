@@ -265,6 +265,16 @@ def test_throughput_benchmark_on_native_pendulum():
     assert row["steps_per_s"] > 0
 
 
+@pytest.mark.parametrize("args", [["--algo", "nstep-q", "--separate-value"],
+                                  ["--env", "Catch-v0", "--network", "conv", "--separate-value"]])
+def test_separate_value_outside_a3c_with_an_mlp_is_refused(args, tmp_path):
+    result = CliRunner().invoke(cli, ["train", *args, "--steps", "10", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--separate-value is for --algo a3c with --network mlp" in lines[0], result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_mujoco_environments_without_mujoco_name_the_extra():
     try:
         import mujoco  # noqa: F401
