@@ -286,3 +286,12 @@ def test_mujoco_environments_without_mujoco_name_the_extra():
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == ["Error: HalfCheetah-v5 needs MuJoCo, which is not installed: pip install 'numba_a3c[mujoco]'"]
+
+
+def test_pendulum_preset_builds_a_gaussian_policy_with_its_own_value_tower():
+    from numba_a3c.build import build_run
+
+    config = resolve({"env": "Pendulum-v1"})
+    assert (config.preset, config.algo, config.separate_value, config.beta) == ("Pendulum-v1", "a3c", True, 1e-3)
+    net = build_run(config).network
+    assert net.spec.heads == "gaussian" and net.spec.separate_value and net.spec.action_high == (2.0,)
