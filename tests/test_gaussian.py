@@ -275,6 +275,13 @@ def test_separate_value_outside_a3c_with_an_mlp_is_refused(args, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_benchmarks_refuse_q_methods_on_box_actions():
+    result = CliRunner().invoke(cli, ["bench", "throughput", "--env", "Pendulum-v1", "--algos", "a3c,sarsa"])
+    assert result.exit_code == 2
+    expected = "Pendulum-v1 has continuous (Box) actions; the Q methods (sarsa) need discrete ones: give --algos a3c"
+    assert expected in result.output, result.output
+
+
 def test_mujoco_environments_without_mujoco_name_the_extra():
     try:
         import mujoco  # noqa: F401
