@@ -45,6 +45,8 @@ setup(
         "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "tensorboardX>=2.6"],
         "plot": ["matplotlib>=3.7"],
         "record": ["pillow>=10"],
+        # MuJoCo tasks (HalfCheetah-v5, Hopper-v5 …) through gymnasium, for A3C's Gaussian policy.
+        "mujoco": ["gymnasium[mujoco]>=1.0"],
         "tensorboard": ["tensorboardX>=2.6"],
         # --nodes N: asynchronous training across machines (docs/distributed.md); .ci/run installs it.
         "ray": ["ray>=2.9"],

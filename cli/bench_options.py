@@ -41,15 +41,21 @@ def choice_list(choices):
     return parse
 
 
-def check_env(env, gym):
-    """Fail fast, with exit code 2, on an environment id the trainer cannot use."""
+def check_env(env, gym, algos=()):
+    """Fail fast, with exit code 2, on an environment id the trainer cannot use (with ``algos``:
+    a Box action space, which only A3C can act in)."""
     from numba_a3c.envs.base import EnvError
     from numba_a3c.envs.registry import describe_env
 
     try:
-        return describe_env(env, force_gym=gym)
+        info = describe_env(env, force_gym=gym)
     except EnvError as exc:
         raise BadInput(str(exc)) from None
+    others = [a for a in algos if a != "a3c"]
+    if info.continuous and others:
+        raise BadInput(f"{env} has continuous (Box) actions; the Q methods ({', '.join(others)}) need discrete ones: "
+                       f"give --algos a3c")
+    return info
 
 
 def check_plot(path):
@@ -110,8 +116,8 @@ def common_options(func):
     """--env, --gym, --json, --plot and --quiet, in that order in --help."""
     for opt in reversed([
         click.option("--env", default="CartPole-v1", show_default=True,
-                     help="environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0) or any gymnasium id "
-                          "with discrete actions"),
+                     help="environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0, Pendulum-v1) or any "
+                          "gymnasium id with discrete actions (Box actions: --algos a3c)"),
         click.option("--gym", is_flag=True,
                      help="use the gymnasium (Python) environment even where a native one exists: shows what a "
                           "Python step, which holds the GIL, costs"),

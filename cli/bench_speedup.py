@@ -49,7 +49,7 @@ def speedup(algos, threads, seeds, target, criterion, eval_every, eval_episodes,
     """
     from numba_a3c.benchmarks import speedup as bench
 
-    check_env(env, gym)
+    check_env(env, gym, algos)
     check_plot(plot_path)
     result = run_bench(bench, algos=algos, threads=threads, env=env, seeds=seeds, target=target, criterion=criterion,
                        eval_every=eval_every, eval_episodes=eval_episodes, steps=steps, time_cap=time_cap, gym=gym,

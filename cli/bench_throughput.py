@@ -38,7 +38,7 @@ def throughput(algos, threads, repeats, warmup, duration, env, gym, as_json, plo
     """
     from numba_a3c.benchmarks import throughput as bench
 
-    check_env(env, gym)
+    check_env(env, gym, algos)
     check_plot(plot_path)
     result = run_bench(bench, algos=algos, threads=threads, env=env, gym=gym, repeats=repeats, warmup=warmup,
                        duration=duration, progress=progress_printer(not quiet))

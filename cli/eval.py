@@ -14,7 +14,8 @@ from numba_a3c.cli.errors import BadInput
               help="number of episodes")
 @click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=None,
               help="ε-greedy: a random action with probability ε [default: greedy]")
-@click.option("--stochastic", is_flag=True, help="sample actions from the policy π (A3C checkpoints)")
+@click.option("--stochastic", is_flag=True,
+              help="sample actions from the policy π (A3C checkpoints; a Gaussian policy: a ~ N(μ, σ²), not μ)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the environments and of exploration")
 @click.option("--max-steps", type=click.IntRange(min=0), default=0,
               help="cap each episode at this many steps [default: the environment's own limit]")
@@ -55,11 +56,13 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
             require("PIL.Image", "record")
         file = find_checkpoint(path)
         ckpt = checkpoint.load(file)
-        if stochastic and ckpt.spec.heads != "actor_critic":
+        if stochastic and ckpt.spec.heads == "q":
             raise BadInput(f"--stochastic samples the policy π, but this {ckpt.config.algo} checkpoint has "
                            f"Q values only; use --epsilon E")
         cfg = ckpt.config
         policy = {"greedy": "greedy", "stochastic": "stochastic (a ~ π)"}.get(mode) or f"ε-greedy (ε={epsilon:g})"
+        if ckpt.spec.heads == "gaussian" and mode != "epsilon":
+            policy = "greedy (the mean action μ)" if mode == "greedy" else "stochastic (a ~ N(μ, σ²))"
 
         def on_episode(e, r, n):
             if as_json:

@@ -108,7 +108,7 @@ def train(env="CartPole-v1", algo="a3c", *, out=None, force=False, resume=None, 
     """Train ``algo`` on ``env`` and return a :class:`Run`.
 
     ``env``: an id (as ``asyncrl train --env``) or a zero-argument callable that returns a
-    ``gymnasium.Env`` with a Discrete action space and a Box observation space (a class, a
+    ``gymnasium.Env`` with a Discrete action space (or a Box one, for A3C) and a Box observation space (a class, a
     function, ``lambda: MyWrapper(MyEnv())``); it is called once per thread and once per
     evaluation. Such a run is saved under the id ``python:<name>``, which ``asyncrl eval`` and
     ``--resume`` cannot rebuild; evaluate it from Python with ``agent.evaluate(env=...)``.
@@ -278,7 +278,7 @@ class Agent:
 
         if stochastic and epsilon:
             raise ValueError("stochastic=True and epsilon exclude each other: sample π, or act ε-greedily")
-        if stochastic and self.checkpoint.spec.heads != "actor_critic":
+        if stochastic and self.checkpoint.spec.heads == "q":
             raise ValueError(f"stochastic=True samples the policy π, but this {self.config.algo} agent has Q values "
                              f"only; use epsilon=")
         if not 0.0 <= epsilon <= 1.0:
@@ -305,13 +305,14 @@ class Agent:
         kw = self._mode(deterministic)
         obs = np.asarray(observation, np.float32)
         if obs.size != self._size and obs.ndim >= 2 and obs[0].size == self._size:
-            return np.array([self.act(o, **kw) for o in obs], np.int64), None
+            dtype = np.float32 if self.checkpoint.spec.heads == "gaussian" else np.int64
+            return np.array([self.act(o, **kw) for o in obs], dtype), None
         return self.act(obs, **kw), None
 
     def _mode(self, deterministic):
         if deterministic:
             return {}
-        if self.checkpoint.spec.heads == "actor_critic":
+        if self.checkpoint.spec.heads != "q":
             return {"stochastic": True}
         return {"epsilon": self.config.eval_epsilon or 0.05}
 

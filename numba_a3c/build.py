@@ -44,10 +44,26 @@ def network_spec(config, env_info):
     scaled by the environment's ``input_scale``. Raises ValueError when the network cannot read the
     environment's observations. A Discrete(n) observation space reaches the MLP one-hot encoded
     (``input_encoding``, applied by the environment wrapper of
-    :func:`numba_a3c.envs.registry.make_python_env`).
+    :func:`numba_a3c.envs.registry.make_python_env`). A Box action space (A3C only) gets the
+    ``"gaussian"`` heads (μ, σ, V) and the environment's action bounds.
     """
+    if env_info.continuous and config.algo != "a3c":
+        raise ValueError(f"{env_info.env_id} has continuous actions; only --algo a3c can act in them")
     heads = "actor_critic" if config.algo == "a3c" else "q"
     A = env_info.n_actions
+    spec = _policy_spec(config, env_info, heads, A)
+    if env_info.continuous:
+        spec = replace(spec, heads="gaussian", action_low=tuple(env_info.action_low),
+                       action_high=tuple(env_info.action_high))
+    if config.separate_value:
+        if config.algo != "a3c" or config.network != "mlp":
+            raise ValueError("--separate-value is for --algo a3c with --network mlp (a value tower beside the body)")
+        spec = replace(spec, separate_value=True)
+    return spec
+
+
+def _policy_spec(config, env_info, heads, A):
+    """The body :func:`network_spec` picks, with softmax or Q heads (a Gaussian head replaces them)."""
     if config.network == "atari":
         if tuple(env_info.obs_shape) != (4, 84, 84):
             raise ValueError(f"the atari network needs 4x84x84 frames; {env_info.env_id} gives {env_info.obs_shape}")

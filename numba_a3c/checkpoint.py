@@ -6,7 +6,8 @@ Format version 1 (see docs/checkpoint-format.md for the reader's guide)::
                                   numba_a3c_version, numba_version, numpy_version, h5py_version, python_version
     /config                attrs: one per TrainConfig field, plus "json" (the whole configuration)
     /network               attrs: spec_json, layer_order (names, input to output), input_shape,
-                                  input_scale, heads, n_actions, n_params
+                                  input_scale, heads, n_actions, n_params; a Gaussian policy ("gaussian"
+                                  heads) also action_low, action_high (the Box bounds)
     /params/<layer>/W, b   float32 datasets in their natural shapes; group attrs: type ("dense" |
                            "conv"), activation ("relu" | "tanh" | "linear"), stride, kernel, index,
                            input (the layer it reads, or "observation"), input_shape, output_shape
@@ -225,6 +226,9 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
             net.attrs["input_encoding"] = spec.input_encoding
             net.attrs["heads"] = spec.heads
             net.attrs["n_actions"] = int(spec.n_actions)
+            if spec.heads == "gaussian":
+                net.attrs["action_low"] = np.asarray(spec.action_low, np.float64)
+                net.attrs["action_high"] = np.asarray(spec.action_high, np.float64)
             net.attrs["n_params"] = int(network.n_params)
             order = _write_params(f.create_group("params"), network, shared.theta.copy())
             net.attrs["layer_order"] = np.asarray(order, dtype=h5py.string_dtype())

@@ -29,8 +29,8 @@ class TrainConfig:
     """Everything that defines a training run."""
 
     algo: str = _f("a3c", "algorithm: a3c, nstep-q, onestep-q or sarsa", choices=ALGORITHMS)
-    env: str = _f("CartPole-v1", "environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0), any "
-                  "registered gymnasium id with discrete actions, or ALE/<Game>-v5")
+    env: str = _f("CartPole-v1", "environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0, Pendulum-v1), any "
+                  "registered gymnasium id with discrete actions (or Box actions, A3C only), or ALE/<Game>-v5")
     env_kwargs: tuple = _f((), "KEY=VALUE items passed to gymnasium.make (e.g. map_name=8x8 is_slippery=false; "
                            "values are read as JSON where they can be)", metavar="KEY=VALUE")
     preset: str = _f("", "the preset the other defaults come from: data/presets/NAME.json (e.g. atari, atari-paper, "
@@ -58,6 +58,8 @@ class TrainConfig:
                    "orthogonal (gain √2 per ReLU layer, keeps the activation scale; docs/atari.md)",
                    choices=("uniform", "orthogonal"))
     activation: str = _f("relu", "hidden activation of the MLP: relu or tanh", choices=("relu", "tanh"))
+    separate_value: bool = _f(False, "A3C with an MLP: the value V gets its own tower of the --hidden sizes instead "
+                              "of sharing the policy's body")
     seed: int = _f(0, "random seed (parameters, exploration and environments)")
     eval_every: int = _f(0, "greedy evaluation every this many global steps, beside the workers (0: off)")
     eval_episodes: int = _f(10, "episodes per evaluation (periodic and final)")

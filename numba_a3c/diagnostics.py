@@ -8,7 +8,8 @@ environment, a fixed seed), keeps the observations, rewards and actions, and mea
   the policy visits, so they do not come back), the fraction of active outputs over all frames
   and positions, and the root-mean-square of the outputs (the activation scale);
 * the heads: the policy's mean entropy H(π) against its maximum log A (a policy whose entropy
-  stays at log A has not learned anything yet), the value estimate V(s) (or max_a Q(s, a)) and
+  stays at log A has not learned anything yet) — for a Gaussian policy its differential entropy
+  Σ_k ½ log(2πe σ²_k) and mean σ instead (no maximum), the value estimate V(s) (or max_a Q(s, a)) and
   its error against the discounted return G_t = Σ_k γ^k r_{t+k} observed from that state (the
   tail bootstrapped from the last state's estimate), with the explained variance
   1 − Var(G − V) / Var(G) (1: V predicts G; ≤ 0: it does no better than a constant);
@@ -38,18 +39,25 @@ def _rows_of(network, name):
 def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", epsilon=0.05):
     """Play ``steps`` steps with the policy (``mode`` as in evaluation; episodes restart as they
     end) and return (observations (N, input_size) float32 scaled as the network reads them,
-    actions (N,), rewards (N,), ends (N,) bool: True where the step ended an episode)."""
+    actions (N,) — for a Gaussian policy (N, D), in the unit box [−1, 1]^D (the clipped action
+    mapped back from the environment's bounds) —, rewards (N,), ends (N,) bool: True where the
+    step ended an episode)."""
+    from numba_a3c.algorithms.policies import action_bounds_array
     from numba_a3c.envs.base import flat_observation
     from numba_a3c.envs.registry import make_python_env
     from numba_a3c.evaluate import Policy
 
     policy = Policy(network, params, mode, epsilon, seed)  # a Q network samples ε-greedily
+    gaussian = network.out_mu >= 0
     obs = np.zeros((steps, network.input_size), np.float32)
-    actions = np.zeros(steps, np.int64)
+    actions = np.zeros((steps, network.spec.n_actions) if gaussian else steps, np.float32 if gaussian else np.int64)
+    if gaussian:   # the environment's action a ↦ (a − c) / h, back into the unit box
+        bounds = action_bounds_array(network.spec.action_low, network.spec.action_high).reshape(-1, 2)
+        centre, half = bounds[:, 0], np.where(bounds[:, 1] > 0, bounds[:, 1], 1.0)
     rewards = np.zeros(steps, np.float64)
     ends = np.zeros(steps, bool)
     scale = np.float32(network.spec.input_scale)
-    if env_info.kind == "native":
+    if env_info.kind == "native" and not gaussian:
         from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step
         from numba_a3c.rng import new_rng
 
@@ -69,8 +77,9 @@ def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", eps
         o, _ = env.reset(seed=seed)
         for t in range(steps):
             flat_observation(o, scale, obs[t])
-            actions[t] = policy(o)
-            o, r, term, trunc, info = env.step(int(actions[t]))
+            a = policy(o)
+            actions[t] = (a - centre) / half if gaussian else a
+            o, r, term, trunc, info = env.step(a)
             rewards[t], ends[t] = float(r), bool(term or trunc)
             if ends[t]:
                 o, _ = env.reset()
@@ -95,7 +104,7 @@ def discounted_returns(rewards, ends, gamma, tail):
 def health(network, params, observations, actions, rewards, ends, gamma=0.99, reward_clip=0.0, rms_g=None,
            rms_eps=0.1, beta=0.01):
     """The measurements listed in the module docstring, as a dict."""
-    from numba_a3c.nn.losses import a3c_loss, q_loss
+    from numba_a3c.nn.losses import VAR_MIN, a3c_loss, gaussian_a3c_loss, q_loss
 
     params = np.ascontiguousarray(params, np.float32)
     N = len(observations)
@@ -133,6 +142,11 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
         estimate = ws[:, network.out_v].astype(np.float64)
         heads.update(entropy=float(entropy.mean()), max_entropy=float(np.log(A)),
                      most_likely_action_share=float(np.bincount(p.argmax(axis=1), minlength=A).max() / N))
+    elif network.out_mu >= 0:
+        var = np.logaddexp(0.0, ws[:, network.out_sigma:network.out_sigma + A].astype(np.float64)) + float(VAR_MIN)
+        estimate = ws[:, network.out_v].astype(np.float64)
+        heads.update(gaussian_entropy=float(np.mean(np.sum(0.5 * np.log(2 * np.pi * np.e * var), axis=1))),
+                     sigma_mean=float(np.mean(np.sqrt(var))))
     else:
         q = ws[:, network.out_q:network.out_q + A].astype(np.float64)
         estimate = q.max(axis=1)
@@ -147,8 +161,12 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
 
     grads = np.zeros(network.n_params, np.float32)
     targets = G.astype(np.float32)
-    acts = np.ascontiguousarray(actions, np.int64)
-    if network.out_pi >= 0:
+    acts = np.ascontiguousarray(actions, np.int64 if network.out_mu < 0 else np.float32)
+    if network.out_mu >= 0:
+        mu, sg, v = network.out_mu, network.out_sigma, network.out_v
+        gaussian_a3c_loss(ws[:, mu:mu + A], ws[:, sg:sg + A], ws[:, v:v + 1], acts, targets, np.float32(beta),
+                          delta[:, mu:mu + A], delta[:, sg:sg + A], delta[:, v:v + 1], N)
+    elif network.out_pi >= 0:
         a3c_loss(ws[:, network.out_pi:network.out_pi + A], ws[:, network.out_v:network.out_v + 1], acts, targets,
                  np.float32(beta), delta[:, network.out_pi:network.out_pi + A],
                  delta[:, network.out_v:network.out_v + 1], np.zeros(A, np.float32), N)
@@ -221,6 +239,9 @@ def format_health(report):
                      f"{'' if act is None else f'{act:.1%}':>8}{layer['rms']:>11.4g}")
     h = report["heads"]
     lines.append("")
+    if "gaussian_entropy" in h:
+        lines.append(f"  Gaussian policy: entropy {h['gaussian_entropy']:.3f} (Σ_k ½ log 2πeσ²), mean σ "
+                     f"{h['sigma_mean']:.3g} in the unit action box")
     if "entropy" in h:
         lines.append(f"  policy entropy {h['entropy']:.3f} (max log A = {h['max_entropy']:.3f}); most likely action "
                      f"on {h['most_likely_action_share']:.0%} of frames")
@@ -246,13 +267,15 @@ HEALTH_FRAMES = 256   # frames played for each row of a run's health.csv
 
 def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0):
     """One row of a run's ``health.csv``: ({column: value}) from :func:`health` on ``steps`` frames
-    played by the policy ``params``: the policy's entropy (A3C), the value estimate's RMS error
+    played by the policy ``params``: the policy's entropy (A3C; for a Gaussian policy the
+    differential entropy Σ_k ½ log 2πeσ²_k, which can be negative), the value estimate's RMS error
     and explained variance, and per hidden layer the share of dead units, of active outputs and
     the RMS of its outputs (``conv1_dead``, ``conv1_active``, ``conv1_rms`` …)."""
     data = collect(network, params, env_info, steps=steps, seed=seed)
     report = health(network, params, *data, gamma=config.gamma, reward_clip=config.reward_clip, beta=config.beta)
     h = report["heads"]
-    row = dict(entropy=h.get("entropy", float("nan")), value_mean=h["value_mean"], value_rmse=h["value_rmse"],
+    entropy = h.get("entropy", h.get("gaussian_entropy", float("nan")))   # a Gaussian policy's is differential
+    row = dict(entropy=entropy, value_mean=h["value_mean"], value_rmse=h["value_rmse"],
                explained_variance=h["explained_variance"] if h["explained_variance"] is not None else float("nan"))
     for layer in report["layers"]:
         name = layer["name"]

@@ -1,5 +1,9 @@
 """Evaluating a policy: greedy, ε-greedy or stochastic episodes with fixed parameters.
 
+A Gaussian policy (Box actions) acts with its mean μ when greedy, samples N(μ, σ²) when
+stochastic, and with probability ε takes a uniform action in the box when ε-greedy; the
+environment is sent the action clipped to [−1, 1] and scaled to its bounds, as in training.
+
 Native environments are evaluated entirely in nopython code (:func:`run_episodes_native`);
 others through a Python loop over :class:`Policy`. Evaluation never changes the parameters it
 is given; the trainer hands it a snapshot of θ taken at the evaluation's start.
@@ -10,12 +14,21 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from numba_a3c.algorithms.policies import argmax, epsilon_greedy, sample_policy
+from numba_a3c.algorithms.policies import (
+    action_bounds_array,
+    argmax,
+    epsilon_greedy,
+    gaussian_mean,
+    sample_gaussian,
+    sample_policy,
+    scale_action,
+)
+from numba_a3c.algorithms.state import CF_SIZE
 from numba_a3c.envs.base import flat_observation
-from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step
+from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step, env_step_box
 from numba_a3c.envs.registry import make_python_env
 from numba_a3c.nn.network import forward_row
-from numba_a3c.rng import new_rng
+from numba_a3c.rng import new_rng, rng_uniform, rng_uniform_range
 
 GREEDY = 0
 EPSILON_GREEDY = 1
@@ -39,22 +52,51 @@ def select_action(ws_row, out_q, out_pi, n_actions, mode, epsilon, rng, scratch)
 # An evaluation policy as one value that nopython code can take: the network (layer table,
 # parameters, head offsets), how it picks actions (mode, ε, its RNG) and its buffers (``obs[0]``
 # holds the current observation). Private to the thread that evaluates.
+# A Gaussian policy also has its head offsets ``out_mu``/``out_sigma`` (−1 for the others) and
+# ``bounds``, laid out as a learner's config_f (its action bounds after CF_SIZE); its action goes
+# into ``scratch[0:D]``.
 PolicyState = namedtuple("PolicyState", ["table", "params", "out_q", "out_pi", "n_actions", "mode", "epsilon",
-                                         "rng", "obs", "ws", "scratch"])
+                                         "rng", "obs", "ws", "scratch", "out_mu", "out_sigma", "bounds"])
 
 
 def policy_state(network, params, mode, epsilon, rng):
     """A :data:`PolicyState` for ``network`` with ``params`` (float32), its buffers freshly allocated."""
     obs, ws, _ = network.buffers(1)
+    bounds = np.zeros(CF_SIZE, np.float64)
+    if network.out_mu >= 0:
+        bounds = np.concatenate([bounds, action_bounds_array(network.spec.action_low, network.spec.action_high)])
     return PolicyState(network.table, np.ascontiguousarray(params, np.float32), network.out_q, network.out_pi,
                        network.spec.n_actions, MODES[mode], float(epsilon), rng, obs, ws,
-                       np.zeros(2 * network.spec.n_actions, np.float32))
+                       np.zeros(2 * network.spec.n_actions, np.float32), network.out_mu, network.out_sigma, bounds)
+
+
+@njit(nogil=True, cache=True)
+def gaussian_action(P):
+    """A Gaussian policy's action for the forward pass in ``P.ws[0]``, written into
+    ``P.scratch[0:D]`` as the environment gets it (clipped to [−1, 1], scaled to the bounds):
+    μ when greedy, a sample of N(μ, σ²) when stochastic, ε-greedy: uniform in the box with
+    probability ε, else μ."""
+    D = P.n_actions
+    a = P.scratch[D:2 * D]
+    mu = P.ws[0, P.out_mu:P.out_mu + D]
+    if P.mode == STOCHASTIC:
+        sample_gaussian(mu, P.ws[0, P.out_sigma:P.out_sigma + D], P.rng, a)
+    elif P.mode == EPSILON_GREEDY and rng_uniform(P.rng) < P.epsilon:
+        for k in range(D):
+            a[k] = rng_uniform_range(P.rng, -1.0, 1.0)
+    else:
+        gaussian_mean(mu, a)
+    scale_action(a, P.bounds, P.scratch[0:D])
 
 
 @njit(nogil=True, cache=True)
 def policy_action(P):
-    """The action for the observation in ``P.obs[0]``: one forward pass, then :func:`select_action`."""
+    """The action for the observation in ``P.obs[0]``: one forward pass, then :func:`select_action`
+    (a Gaussian policy: :func:`gaussian_action`, which leaves the action in ``P.scratch``; returns 0)."""
     forward_row(P.table, P.params, P.obs, P.ws, 0)
+    if P.out_mu >= 0:
+        gaussian_action(P)
+        return 0
     return select_action(P.ws[0], P.out_q, P.out_pi, P.n_actions, P.mode, P.epsilon, P.rng, P.scratch)
 
 
@@ -71,7 +113,10 @@ def run_episodes_native(P, env_id, env_state, env_rng, max_steps, returns, lengt
         steps = 0
         while True:
             a = policy_action(P)
-            r, term, trunc = env_step(env_id, env_state, a, env_rng, P.obs[0])
+            if P.out_mu >= 0:
+                r, term, trunc = env_step_box(env_id, env_state, P.scratch[0:P.n_actions], env_rng, P.obs[0])
+            else:
+                r, term, trunc = env_step(env_id, env_state, a, env_rng, P.obs[0])
             total += r
             steps += 1
             if term or trunc or steps >= max_steps:
@@ -89,8 +134,12 @@ class Policy:
         self.scale = np.float32(network.spec.input_scale)
 
     def __call__(self, observation):
+        """The action: an int, or for a Gaussian policy a float32 vector as the environment takes it."""
         flat_observation(observation, self.scale, self.state.obs[0])
-        return int(policy_action(self.state))
+        a = policy_action(self.state)
+        if self.state.out_mu >= 0:
+            return self.state.scratch[:self.state.n_actions].copy()
+        return int(a)
 
 
 def evaluate(network, params, env_info, episodes=10, mode="greedy", epsilon=0.0, seed=0, max_steps=0,

@@ -210,6 +210,8 @@ def summarize(ckpt, path=None, bins=20, last_evaluations=5):
     net_info = dict(heads=ckpt.spec.heads, n_actions=int(ckpt.spec.n_actions),
                     input_shape=list(ckpt.spec.input_shape), input_scale=float(ckpt.spec.input_scale),
                     n_params=int(network.n_params), parameters=array_stats(ckpt.theta), layers=layers)
+    if ckpt.spec.heads == "gaussian":
+        net_info.update(action_low=list(ckpt.spec.action_low), action_high=list(ckpt.spec.action_high))
     if ckpt.theta_target is not None:
         diff = np.asarray(ckpt.theta, np.float64) - np.asarray(ckpt.theta_target, np.float64)
         net_info["target"] = dict(parameters=array_stats(ckpt.theta_target),
@@ -337,8 +339,12 @@ def format_summary(s):
                     _g(t["loss"]), _g(t["grad_norm"]), _g(t["value"]), _g(t.get(last_col))] for t in s["threads"]])
     out.append("")
     shape = "x".join(map(str, n["input_shape"]))
+    actions = f"{n['n_actions']} actions"
+    if "action_low" in n:
+        actions = (f"continuous actions: a Box of {n['n_actions']} in "
+                   + ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(n["action_low"], n["action_high"])))
     out.append(f"network: {n['heads']} heads, {n['n_params']:,} parameters, input {shape} "
-               f"(scaled by {n['input_scale']:.4g}), {n['n_actions']} actions")
+               f"(scaled by {n['input_scale']:.4g}), {actions}")
     rows = []
     for layer in n["layers"]:
         kind = layer["type"] + (f" {layer['kernel']}x{layer['kernel']}/{layer['stride']}" if layer["type"] == "conv"

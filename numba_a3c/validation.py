@@ -7,7 +7,7 @@ So ``asyncrl train`` calls, in this order and before it creates anything:
    (threads, steps, lr, γ, t_max, clipping, RMSProp α and ε, hidden sizes, evaluation and saving
    intervals, seed) is in its valid range.
 2. :func:`check_environment`: the environment id exists (close matches are suggested), the
-   algorithm can act in its action space (discrete), the network can read its observations, and
+   algorithm can act in its action space (discrete, or a Box for A3C), the network can read its observations, and
    the run fits in memory.
 3. :func:`check_run_dir` and :func:`check_resume`: the run directory can be written and does not
    already hold another run (unless ``--force`` or ``--resume``); a resumed checkpoint exists
@@ -146,11 +146,16 @@ def check_environment(config, make_env=None):
         if "action space" in msg:
             msg = f"--algo {config.algo} cannot train on {config.env}: {msg}"
         raise ConfigError(msg) from None
-    if info.n_actions < 2:
+    if info.continuous and config.algo != "a3c":
+        raise ConfigError(f"--algo {config.algo} cannot train on {info.env_id}: its actions are continuous (a Box of "
+                          f"{info.n_actions}); the Q methods need discrete actions. Use --algo a3c (Gaussian policy)")
+    if not info.continuous and info.n_actions < 2:
         raise ConfigError(f"{info.env_id} has {info.n_actions} action(s); there is nothing to learn with fewer than 2")
     try:
         network = build_network(config, info)
     except (ValueError, IndexError) as exc:
+        if str(exc).startswith("--separate-value"):
+            raise ConfigError(str(exc)) from None
         raise ConfigError(f"--network {config.network} cannot read {config.env}'s observations "
                           f"{tuple(info.obs_shape)}: {exc}") from None
     need = planned_memory(config, network)

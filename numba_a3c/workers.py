@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from numba_a3c.algorithms.learner import act, begin_segment, end_segment, observe
+from numba_a3c.algorithms.policies import action_bounds_array, scale_action
 from numba_a3c.algorithms.state import (
     ALGORITHM_IDS,
     BUDGET_DONE,
@@ -52,10 +53,14 @@ from numba_a3c.algorithms.state import (
     CI_ANNEAL_LR,
     CI_BUDGET,
     CI_EPS_ANNEAL,
+    CI_GAUSSIAN,
     CI_N_ACTIONS,
     CI_OPTIMIZER,
+    CI_OUT_ACTION,
+    CI_OUT_MU,
     CI_OUT_PI,
     CI_OUT_Q,
+    CI_OUT_SIGMA,
     CI_OUT_V,
     CI_SIZE,
     CI_T_MAX,
@@ -84,7 +89,7 @@ from numba_a3c.algorithms.state import (
     epsilon_finals,
 )
 from numba_a3c.envs.base import flat_observation
-from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step
+from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step, env_step_box
 from numba_a3c.envs.registry import make_python_env
 from numba_a3c.rng import rng_seed
 
@@ -119,12 +124,20 @@ def run_native(L, env_id):
     flag is raised, or the parameters diverge; returns the status. ``L.obs[0]`` must hold the
     current state (the caller resets the environment once before the first call).
     """
+    gaussian = L.config_i[CI_GAUSSIAN] != 0
+    D = L.config_i[CI_N_ACTIONS]
+    a_off = L.config_i[CI_OUT_ACTION]
     while True:
         begin_segment(L)
         while True:
             n = L.thread_i[TI_N]
             a = act(L)
-            r, terminal, truncated = env_step(env_id, L.env_state, a, L.env_rng, L.obs[n + 1])
+            if gaussian:
+                # the unclipped sample stays in ws for the loss; the environment gets it clipped and scaled
+                scale_action(L.ws[n, a_off:a_off + D], L.config_f, L.scratch[0:D])
+                r, terminal, truncated = env_step_box(env_id, L.env_state, L.scratch[0:D], L.env_rng, L.obs[n + 1])
+            else:
+                r, terminal, truncated = env_step(env_id, L.env_state, a, L.env_rng, L.obs[n + 1])
             if observe(L, r, terminal, truncated, terminal or truncated):
                 break
         status = end_segment(L)
@@ -153,7 +166,8 @@ def python_env_begin(L):
 def python_env_step(L, reward, terminal, truncated, episode_over):
     """Record a Python environment's step (s_{n+1} already in ``L.obs[n+1]``) and continue.
 
-    Returns the next action (≥ 0); −1 when the environment must be reset before the next
+    Returns the next action (≥ 0; for a Gaussian policy 0, the action vector being in the action
+    slot of ``L.ws[L.thread_i[TI_N]]``, see :func:`env_action`); −1 when the environment must be reset before the next
     segment (call :func:`python_env_begin` after writing the reset state into ``L.obs[0]``); or
     −2 − status when the run must stop (status = DIVERGED, STOPPED or BUDGET_DONE).
     """
@@ -196,7 +210,9 @@ class SharedState:
 def make_config_arrays(config, network):
     """The config_i / config_f arrays the kernels read, from a TrainConfig and a Network."""
     ci = np.zeros(CI_SIZE, np.int64)
-    cf = np.zeros(CF_SIZE, np.float64)
+    gaussian = network.spec.heads == "gaussian"
+    D = network.spec.n_actions
+    cf = np.zeros(CF_SIZE + (2 * D if gaussian else 0), np.float64)
     ci[CI_ALGO] = ALGORITHM_IDS[config.algo]
     ci[CI_T_MAX] = config.t_max
     ci[CI_TARGET_INTERVAL] = config.target_interval if config.algo != "a3c" else 0
@@ -215,7 +231,21 @@ def make_config_arrays(config, network):
     cf[CF_CLIP_NORM] = config.clip_norm
     cf[CF_REWARD_CLIP] = config.reward_clip
     cf[CF_INPUT_SCALE] = network.spec.input_scale
+    ci[CI_GAUSSIAN] = 1 if gaussian else 0
+    ci[CI_OUT_MU], ci[CI_OUT_SIGMA], ci[CI_OUT_ACTION] = network.out_mu, network.out_sigma, network.out_action
+    if gaussian:
+        cf[CF_SIZE:] = action_bounds_array(network.spec.action_low, network.spec.action_high)
     return ci, cf
+
+
+def env_action(L, n):
+    """The action a Python environment is sent for row ``n``: the Gaussian policy's sample (from the
+    row's action slot) clipped to [−1, 1] and scaled to the bounds, as a float32 vector."""
+    D = int(L.config_i[CI_N_ACTIONS])
+    off = int(L.config_i[CI_OUT_ACTION])
+    out = np.empty(D, np.float32)
+    scale_action(L.ws[n, off:off + D], L.config_f, out)
+    return out
 
 
 def new_shared_state(config, network, theta=None):
@@ -372,9 +402,11 @@ class Workers:
         scale = np.float32(self.network.spec.input_scale)
         obs_buf = L.obs
         thread_i = L.thread_i
+        gaussian = L.config_i[CI_GAUSSIAN] != 0
         a = python_env_begin(L)
         while True:
-            obs, reward, terminated, truncated, info = env.step(int(a))
+            action = env_action(L, thread_i[TI_N]) if gaussian else int(a)
+            obs, reward, terminated, truncated, info = env.step(action)
             flat_observation(obs, scale, obs_buf[thread_i[TI_N] + 1])
             life_lost = bool(info.get("life_lost", False)) if info else False
             a = python_env_step(L, float(reward), bool(terminated) or life_lost, bool(truncated),

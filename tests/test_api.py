@@ -57,8 +57,8 @@ def test_unknown_environments_and_options_are_config_errors(tmp_path):
         numba_a3c.train("CartPole-v7", out=str(tmp_path / "r"))
     with pytest.raises(numba_a3c.ConfigError, match="unknown option 'stpes'. Did you mean steps"):
         numba_a3c.train("CartPole-v1", stpes=10, out=str(tmp_path / "r"))
-    with pytest.raises(numba_a3c.ConfigError, match="Box action space; these methods need discrete"):
-        numba_a3c.train(lambda: gymnasium.make("Pendulum-v1"), out=str(tmp_path / "r"))
+    with pytest.raises(numba_a3c.ConfigError, match="the Q methods need discrete actions. Use --algo a3c"):
+        numba_a3c.train(lambda: gymnasium.make("Pendulum-v1"), algo="nstep-q", out=str(tmp_path / "r"))
     with pytest.raises(numba_a3c.ConfigError, match="returned a int, not a gymnasium.Env"):
         numba_a3c.train(lambda: 3, out=str(tmp_path / "r"))
     assert not (tmp_path / "r").exists()

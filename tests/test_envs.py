@@ -13,6 +13,7 @@ from numba_a3c.envs.native import (
     NativeEnv,
     env_reset,
     env_step,
+    env_step_box,
 )
 from numba_a3c.envs.registry import describe_env
 from numba_a3c.rng import new_rng
@@ -90,6 +91,37 @@ def test_acrobot_reset_is_in_gymnasium_range():
         assert state[0] == np.float32(state[0]), "initial angles are float32 values, as in gymnasium"
 
 
+def test_pendulum_matches_gymnasium():
+    # Torques drawn beyond the bounds [−2, 2] too: both environments clip them the same way.
+    spec = NATIVE_ENVS["Pendulum-v1"]
+    rng = np.random.default_rng(0)
+    gym_env = gymnasium.make("Pendulum-v1")
+    steps_checked = 0
+    for episode in range(5):
+        state = np.zeros(ENV_STATE_SIZE)
+        obs = np.zeros(3, np.float32)
+        agent_rng = new_rng(episode)
+        env_reset(spec.env_id, state, agent_rng, obs)
+        assert abs(state[0]) <= np.pi and abs(state[1]) <= 1.0
+        gym_env.reset(seed=episode)
+        gym_env.unwrapped.state = state[:2].copy()
+        while True:
+            a = np.array([rng.uniform(-3.0, 3.0)], np.float32)
+            r, term, trunc = env_step_box(spec.env_id, state, a, agent_rng, obs)
+            gobs, gr, gterm, gtrunc, _ = gym_env.step(a)
+            np.testing.assert_array_equal(obs, gobs, err_msg=f"Pendulum-v1 step {steps_checked}")
+            np.testing.assert_array_equal(state[:2], gym_env.unwrapped.state, err_msg=f"step {steps_checked}")
+            # numpy's float32 u**2 calls libm's powf (not correctly rounded): the 0.001 u² cost term may
+            # differ in its last float32 bit, ~1e-10.
+            assert abs(r - gr) <= 1e-9, f"Pendulum-v1 step {steps_checked}: reward {r!r} vs {gr!r}"
+            assert (term, trunc) == (gterm, gtrunc), f"Pendulum-v1 step {steps_checked}"
+            steps_checked += 1
+            if term or trunc:
+                break
+    gym_env.close()
+    assert steps_checked == 5 * 200
+
+
 def test_catch_rules():
     env = NativeEnv("Catch-v0", seed=0)
     outcomes = set()
@@ -143,8 +175,13 @@ def test_describe_env_kinds_and_errors():
         describe_env("CartPole-v2")
     with pytest.raises(EnvError, match="no gymnasium version"):
         describe_env("Catch-v0", force_gym=True)
-    with pytest.raises(EnvError, match="discrete actions"):
-        describe_env("Pendulum-v1")
+    pendulum = describe_env("Pendulum-v1")
+    assert (pendulum.kind, pendulum.n_actions, pendulum.action_low, pendulum.action_high) == ("native", 1, (-2.0,),
+                                                                                              (2.0,))
+    car = describe_env("MountainCarContinuous-v0")      # any Box-action gymnasium environment, Python path
+    assert (car.kind, car.continuous, car.n_actions, car.action_low, car.action_high) == ("gym", True, 1, (-1.0,),
+                                                                                          (1.0,))
+    assert not describe_env("CartPole-v1").continuous
 
 
 def test_discrete_observations_are_one_hot_encoded(tmp_path):

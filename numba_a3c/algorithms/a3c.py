@@ -12,7 +12,9 @@ Per thread::
         dθ ← dθ + ∂(½ A²)/∂θ′                                           (value, descent)
     apply dθ to θ
 
-The policy and the value share the body; π is a softmax head, V a linear head. There is no
+The policy and the value share the body; π is a softmax head (or, for Box actions, a Gaussian
+with a linear mean μ and a softplus variance per dimension: :func:`gaussian_segment_loss`), V a
+linear head. There is no
 target network. A time-limit truncation is not terminal: R bootstraps from V(s_t; θ′).
 :func:`segment_gradient` is the part after ``until``; the forward passes of the segment's
 states were computed while acting, under the same θ′, and are reused by the backward pass.
@@ -23,8 +25,12 @@ from numba import njit
 from numba_a3c.algorithms.state import (
     CF_BETA,
     CF_GAMMA,
+    CI_GAUSSIAN,
     CI_N_ACTIONS,
+    CI_OUT_ACTION,
+    CI_OUT_MU,
     CI_OUT_PI,
+    CI_OUT_SIGMA,
     CI_OUT_V,
     SEG_TERMINAL,
     TF_ENTROPY,
@@ -32,7 +38,7 @@ from numba_a3c.algorithms.state import (
     TF_VALUE,
     TI_SEGMENT_END,
 )
-from numba_a3c.nn.losses import a3c_loss
+from numba_a3c.nn.losses import a3c_loss, gaussian_a3c_loss
 from numba_a3c.nn.network import backward_rows, forward_row
 from numba_a3c.targets import n_step_returns
 
@@ -53,13 +59,32 @@ def segment_gradient(L, n):
     value = 0.0
     for i in range(n):
         value += L.ws[i, v_off]
-    policy_loss, value_loss, entropy = a3c_loss(
-        L.ws[:, pi_off:pi_off + A], L.ws[:, v_off:v_off + 1], L.actions, L.returns, beta,
-        L.delta[:, pi_off:pi_off + A], L.delta[:, v_off:v_off + 1], L.scratch[A:2 * A], n,
-    )
+    if L.config_i[CI_GAUSSIAN] != 0:
+        policy_loss, value_loss, entropy = gaussian_segment_loss(L, n)
+    else:
+        policy_loss, value_loss, entropy = a3c_loss(
+            L.ws[:, pi_off:pi_off + A], L.ws[:, v_off:v_off + 1], L.actions, L.returns, beta,
+            L.delta[:, pi_off:pi_off + A], L.delta[:, v_off:v_off + 1], L.scratch[A:2 * A], n,
+        )
     backward_rows(L.table, L.theta_local, L.grads, L.obs, L.ws, L.delta, n)
     loss = policy_loss - beta * entropy + value_loss
     L.thread_f[TF_LOSS] = loss
     L.thread_f[TF_ENTROPY] = entropy / n
     L.thread_f[TF_VALUE] = value / n
     return loss
+
+
+@njit(nogil=True, cache=True, inline="always")
+def gaussian_segment_loss(L, n):
+    """The Gaussian policy's A3C loss of the segment (returns already in ``L.returns``): ∂L/∂μ,
+    ∂L/∂s and ∂L/∂V written into ``L.delta``'s head columns; the actions are the unclipped samples
+    left in each row's action slot by :func:`~numba_a3c.algorithms.policies.choose_action`."""
+    D = L.config_i[CI_N_ACTIONS]
+    mu = L.config_i[CI_OUT_MU]
+    sg = L.config_i[CI_OUT_SIGMA]
+    a = L.config_i[CI_OUT_ACTION]
+    v = L.config_i[CI_OUT_V]
+    return gaussian_a3c_loss(
+        L.ws[:, mu:mu + D], L.ws[:, sg:sg + D], L.ws[:, v:v + 1], L.ws[:, a:a + D], L.returns,
+        L.config_f[CF_BETA], L.delta[:, mu:mu + D], L.delta[:, sg:sg + D], L.delta[:, v:v + 1], n,
+    )

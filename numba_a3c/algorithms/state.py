@@ -55,7 +55,12 @@ CI_BUDGET = 9             # T_max: the global step budget
 CI_EPS_ANNEAL = 10        # steps over which ε goes from 1 to its final value
 CI_ANNEAL_LR = 11         # 1: lr decays linearly to 0 over the budget
 CI_EVAL_LIMIT = 12        # (unused by learners) step limit of one evaluation episode
-CI_SIZE = 16
+# A3C with a Gaussian policy (Box actions; CI_N_ACTIONS is then the action dimension D):
+CI_GAUSSIAN = 16          # 1: the policy is Gaussian (heads μ, s, V), 0: softmax
+CI_OUT_MU = 17            # workspace offsets of μ and of s (σ² = softplus(s) + VAR_MIN) (−1 where absent)
+CI_OUT_SIGMA = 18
+CI_OUT_ACTION = 19        # workspace offset of the sampled, unclipped action a_i (D floats per row)
+CI_SIZE = 24
 
 # config_f: float hyperparameters.
 CF_GAMMA = 0
@@ -67,6 +72,9 @@ CF_CLIP_NORM = 5          # max global gradient norm (0: no clipping)
 CF_REWARD_CLIP = 6        # clip training rewards to [−c, c] (0: no clipping)
 CF_INPUT_SCALE = 7        # observation scale (1/255 for uint8 frames)
 CF_SIZE = 8
+# A Gaussian policy's config_f has 2·D more entries after CF_SIZE: for each action dimension k,
+# config_f[CF_SIZE + 2k] is the centre c_k of its bounds and config_f[CF_SIZE + 2k + 1] the
+# half-width h_k (0: unbounded); the environment is sent c_k + h_k · clip(a_k, −1, 1).
 
 # counters: shared int64.
 C_T = 0                   # global step counter T

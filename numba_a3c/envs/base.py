@@ -30,6 +30,13 @@ class EnvInfo:
     obs_encoding: str = ""  # "one-hot": a Discrete(n) observation k is given to the network as e_k ∈ {0,1}ⁿ
     make_kwargs: tuple = ()  # ((key, value), …) passed to gymnasium.make (--env-kwargs)
     maker: object = None    # a zero-argument callable that returns the gymnasium.Env (Python API), else None
+    action_low: tuple = ()  # a Box action space's bounds per dimension (n_actions is then its dimension D);
+    action_high: tuple = ()  # () for discrete actions
+
+    @property
+    def continuous(self):
+        """True for a Box action space (A3C's Gaussian policy), False for a discrete one."""
+        return len(self.action_low) > 0
 
 
 def flat_observation(obs, scale, out):

@@ -1,4 +1,4 @@
-"""Native environments: CartPole-v1, Acrobot-v1 and Catch-v0 written as Numba nopython functions.
+"""Native environments: CartPole-v1, Acrobot-v1, Catch-v0 and Pendulum-v1 written as Numba nopython functions.
 
 A worker thread on a native environment runs its whole actor-learner loop (environment step,
 forward, backward, update) in nopython code with the GIL released. Each environment is a pair of
@@ -9,9 +9,11 @@ pure functions over a small float64 *state* array and the thread's own RNG state
                                                             returns (reward, terminated, truncated)
 
 :func:`env_reset` / :func:`env_step` dispatch on an integer id (``ENV_CARTPOLE`` …), so one compiled
-learner loop serves every native environment.
+learner loop serves every native environment with discrete actions. Pendulum-v1 has a continuous
+(Box) action: ``pendulum_step(state, action, rng, obs)`` takes a float torque, and
+:func:`env_step_box` dispatches the environments whose action is a float vector.
 
-CartPole-v1 and Acrobot-v1 reproduce gymnasium's dynamics, termination, truncation (500 steps)
+CartPole-v1, Acrobot-v1 and Pendulum-v1 reproduce gymnasium's dynamics, termination, truncation (500 steps)
 and observations exactly, in float64 like gymnasium, with the observation cast to float32 as
 gymnasium does (the tests step both with the same actions from the same state). Only the random
 generator differs: ours is the thread's xoroshiro128+ (:mod:`numba_a3c.rng`), so the same seed
@@ -35,6 +37,7 @@ from numba_a3c.rng import new_rng, rng_integer, rng_uniform_range
 ENV_CARTPOLE = 0
 ENV_ACROBOT = 1
 ENV_CATCH = 2
+ENV_PENDULUM = 3
 
 #: Length of a native environment's float64 state array (the largest of the three, with room).
 ENV_STATE_SIZE = 16
@@ -227,6 +230,60 @@ def catch_step(state, action, rng, obs):
     return 0.0, False, False
 
 
+# --------------------------------------------------------------------------- Pendulum-v1
+# state: [θ, θ̇, steps]
+PENDULUM_MAX_STEPS = 200
+PENDULUM_MAX_TORQUE = 2.0
+_PD_MAX_SPEED = 8.0
+_PD_DT = 0.05
+_PD_G = 10.0
+_PD_COST_U = np.float32(0.001)
+_PD_THREE = np.float32(3.0)
+
+
+@njit(nogil=True, cache=True)
+def _pendulum_obs(state, obs):
+    obs[0] = np.float32(math.cos(state[0]))
+    obs[1] = np.float32(math.sin(state[0]))
+    obs[2] = np.float32(state[1])
+
+
+@njit(nogil=True, cache=True)
+def pendulum_reset(state, rng, obs):
+    """θ_0 ~ U(−π, π), θ̇_0 ~ U(−1, 1), as gymnasium's Pendulum-v1; the observation is
+    (cos θ, sin θ, θ̇)."""
+    state[0] = rng_uniform_range(rng, -math.pi, math.pi)
+    state[1] = rng_uniform_range(rng, -1.0, 1.0)
+    state[2] = 0.0
+    _pendulum_obs(state, obs)
+
+
+@njit(nogil=True, cache=True)
+def pendulum_step(state, action, rng, obs):
+    """One explicit-Euler step of the torque-driven pendulum (dt = 0.05 s, g = 10, m = l = 1),
+    exactly gymnasium's Pendulum-v1, float32 roundings of the torque terms included::
+
+        u = clip(a, −2, 2) (float32);   cost = norm(θ)² + 0.1 θ̇² + 0.001 u²
+        θ̇′ = clip(θ̇ + (15 sin θ + 3u) · dt, −8, 8);   θ′ = θ + θ̇′ · dt
+
+    with norm(θ) the angle wrapped to [−π, π). Reward −cost (in [−16.27, 0]); never terminates;
+    truncated at 200 steps (gymnasium's TimeLimit). The state and observation are bit-identical to
+    gymnasium's; the reward can differ by ~1e-10 in the 0.001 u² term, which numpy computes with
+    libm's ``powf`` (not correctly rounded) and this code with a correctly rounded float32 u · u.
+    """
+    u = np.float32(min(max(np.float32(action), np.float32(-PENDULUM_MAX_TORQUE)), np.float32(PENDULUM_MAX_TORQUE)))
+    th, thdot = state[0], state[1]
+    norm = ((th + math.pi) % (2.0 * math.pi)) - math.pi
+    cost = math.pow(norm, 2.0) + 0.1 * math.pow(thdot, 2.0) + np.float64(_PD_COST_U * (u * u))
+    newthdot = thdot + (3.0 * _PD_G / 2.0 * math.sin(th) + np.float64(_PD_THREE * u)) * _PD_DT
+    newthdot = min(max(newthdot, -_PD_MAX_SPEED), _PD_MAX_SPEED)
+    state[0] = th + newthdot * _PD_DT
+    state[1] = newthdot
+    state[2] += 1.0
+    _pendulum_obs(state, obs)
+    return -cost, False, state[2] >= PENDULUM_MAX_STEPS
+
+
 # --------------------------------------------------------------------------- dispatch
 @njit(nogil=True, cache=True)
 def env_reset(env_id, state, rng, obs):
@@ -235,6 +292,8 @@ def env_reset(env_id, state, rng, obs):
         cartpole_reset(state, rng, obs)
     elif env_id == ENV_ACROBOT:
         acrobot_reset(state, rng, obs)
+    elif env_id == ENV_PENDULUM:
+        pendulum_reset(state, rng, obs)
     else:
         catch_reset(state, rng, obs)
 
@@ -249,6 +308,14 @@ def env_step(env_id, state, action, rng, obs):
     return catch_step(state, action, rng, obs)
 
 
+@njit(nogil=True, cache=True)
+def env_step_box(env_id, state, action, rng, obs):
+    """Step a native environment with a continuous action: ``action`` is the float vector sent
+    to it (already clipped and scaled to its bounds by the caller); returns (reward, terminated,
+    truncated). Pendulum-v1 is the only one so far."""
+    return pendulum_step(state, action[0], rng, obs)
+
+
 @dataclass(frozen=True)
 class NativeEnvSpec:
     """What a native environment is: its id for the kernels, observation shape and action count."""
@@ -260,6 +327,8 @@ class NativeEnvSpec:
     max_episode_steps: int
     reward_threshold: float
     description: str
+    action_low: tuple = ()     # a Box action space's bounds (one per dimension); () for discrete actions
+    action_high: tuple = ()
 
 
 NATIVE_ENVS = {
@@ -269,6 +338,9 @@ NATIVE_ENVS = {
                                 "swing a two-link arm up; −1 per step until the tip is high enough"),
     "Catch-v0": NativeEnvSpec(ENV_CATCH, "Catch-v0", (1, CATCH_ROWS, CATCH_COLS), 3, CATCH_ROWS, 1.0,
                               "catch a falling ball with a paddle on a 10x5 board; +1 or −1 at the end"),
+    "Pendulum-v1": NativeEnvSpec(ENV_PENDULUM, "Pendulum-v1", (3,), 1, PENDULUM_MAX_STEPS, -200.0,
+                                 "swing a pendulum up and hold it with a torque in [−2, 2]; −cost per step",
+                                 (-PENDULUM_MAX_TORQUE,), (PENDULUM_MAX_TORQUE,)),
 }
 
 
@@ -288,7 +360,12 @@ class NativeEnv:
         self.state = np.zeros(ENV_STATE_SIZE, np.float64)
         self.rng = new_rng(seed)
         self._obs = np.zeros(int(np.prod(self.spec_native.obs_shape)), np.float32)
-        self.action_space = gymnasium.spaces.Discrete(self.spec_native.n_actions)
+        if self.spec_native.action_low:
+            self.action_space = gymnasium.spaces.Box(np.float32(self.spec_native.action_low[0]),
+                                                     np.float32(self.spec_native.action_high[0]),
+                                                     (self.spec_native.n_actions,), np.float32)
+        else:
+            self.action_space = gymnasium.spaces.Discrete(self.spec_native.n_actions)
         low = 0.0 if name == "Catch-v0" else -np.inf
         high = 1.0 if name == "Catch-v0" else np.inf
         self.observation_space = gymnasium.spaces.Box(low, high, self.spec_native.obs_shape, np.float32)
@@ -300,7 +377,11 @@ class NativeEnv:
         return self._obs.reshape(self.spec_native.obs_shape).copy(), {}
 
     def step(self, action):
-        r, term, trunc = env_step(self.spec_native.env_id, self.state, int(action), self.rng, self._obs)
+        if self.spec_native.action_low:
+            a = np.asarray(action, np.float32).reshape(-1)
+            r, term, trunc = env_step_box(self.spec_native.env_id, self.state, a, self.rng, self._obs)
+        else:
+            r, term, trunc = env_step(self.spec_native.env_id, self.state, int(action), self.rng, self._obs)
         return self._obs.reshape(self.spec_native.obs_shape).copy(), float(r), bool(term), bool(trunc), {}
 
     def render(self):
@@ -308,6 +389,8 @@ class NativeEnv:
             return _render_catch(self.state)
         if self.spec_native.env_id == ENV_CARTPOLE:
             return _render_cartpole(self.state)
+        if self.spec_native.env_id == ENV_PENDULUM:
+            return _render_pendulum(self.state)
         return _render_acrobot(self.state)
 
     def close(self):
@@ -359,4 +442,13 @@ def _render_acrobot(state, size=500):
     _draw_line(img, 0, oy - scale, size - 1, oy - scale, (0, 0, 0), width=1)
     _draw_line(img, ox, oy, x1, y1, (0, 204, 204), width=9)
     _draw_line(img, x1, y1, x2, y2, (0, 204, 204), width=9)
+    return img
+
+
+def _render_pendulum(state, size=500):
+    img = np.full((size, size, 3), 255, np.uint8)
+    scale = size / 2.6
+    ox, oy = size / 2, size / 2
+    _draw_line(img, ox, oy, ox + scale * math.sin(state[0]), oy - scale * math.cos(state[0]), (204, 77, 77), width=15)
+    img[int(oy) - 5:int(oy) + 6, int(ox) - 5:int(ox) + 6] = (0, 0, 0)
     return img

@@ -4,8 +4,9 @@ Three kinds of environment run the same learners:
 
 * ``native``: implemented in Numba (:mod:`numba_a3c.envs.native`); the whole actor-learner loop,
   environment included, runs in nopython code with the GIL released.
-* ``gym``: any registered gymnasium environment with a discrete action space and a Box
-  observation. Its ``step`` is Python and holds the GIL, so its threads share one core for the
+* ``gym``: any registered gymnasium environment with a discrete or a Box action space (the
+  latter for A3C's Gaussian policy; MuJoCo's through the optional extra ``numba_a3c[mujoco]``)
+  and a Box observation. Its ``step`` is Python and holds the GIL, so its threads share one core for the
   environment part; the learner's kernels still run in parallel.
 * ``atari``: ``ALE/<Game>-v5`` through ale-py, with the DeepMind preprocessing.
 
@@ -49,15 +50,40 @@ def _describe_spaces(env, env_id):
     import gymnasium
 
     obs_space, act_space = env.observation_space, env.action_space
-    if not isinstance(act_space, gymnasium.spaces.Discrete):
+    if isinstance(act_space, gymnasium.spaces.Box):
+        n_actions = int(np.prod(act_space.shape))
+    elif isinstance(act_space, gymnasium.spaces.Discrete):
+        n_actions = int(act_space.n)
+    else:
         raise EnvError(f"{env_id} has a {type(act_space).__name__} action space; these methods need "
-                       f"discrete actions (gymnasium.spaces.Discrete)")
+                       f"discrete actions (gymnasium.spaces.Discrete) or continuous ones (a Box, A3C only)")
     if isinstance(obs_space, gymnasium.spaces.Discrete):
-        return (int(obs_space.n),), int(act_space.n), "one-hot"
+        return (int(obs_space.n),), n_actions, "one-hot"
     if not isinstance(obs_space, gymnasium.spaces.Box):
         raise EnvError(f"{env_id} has a {type(obs_space).__name__} observation space; these methods take a Box "
                        f"(vectors or images) or a Discrete one (one-hot encoded)")
-    return tuple(int(s) for s in obs_space.shape), int(act_space.n), ""
+    return tuple(int(s) for s in obs_space.shape), n_actions, ""
+
+
+def _action_bounds(env):
+    """``dict(action_low=…, action_high=…)`` of a Box action space (flattened, floats), else ``{}``."""
+    import gymnasium
+
+    space = env.action_space
+    if not isinstance(space, gymnasium.spaces.Box):
+        return {}
+    return dict(action_low=tuple(float(x) for x in np.asarray(space.low, np.float64).ravel()),
+                action_high=tuple(float(x) for x in np.asarray(space.high, np.float64).ravel()))
+
+
+MUJOCO_EXTRA = "pip install 'numba_a3c[mujoco]'"
+
+
+def _needs_mujoco(spec, exc):
+    """True when making a gymnasium MuJoCo environment failed because MuJoCo is not installed."""
+    entry = str(getattr(spec, "entry_point", ""))
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "mujoco" in entry and ("mujoco" in text or isinstance(exc, ImportError))
 
 
 def describe_callable(make_env):
@@ -81,7 +107,7 @@ def describe_callable(make_env):
         spec = getattr(env, "spec", None)
         steps = spec.max_episode_steps if spec is not None and spec.max_episode_steps else 0
         return EnvInfo(env_id, "gym", obs_shape, n_actions, max_episode_steps=int(steps), maker=make_env,
-                       obs_encoding=encoding)
+                       obs_encoding=encoding, **_action_bounds(env))
     finally:
         env.close()
 
@@ -108,7 +134,7 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
     if env_id in natives and not force_gym:
         s = natives[env_id]
         return EnvInfo(env_id, "native", tuple(s.obs_shape), int(s.n_actions), int(s.env_id), 1.0,
-                       int(s.max_episode_steps))
+                       int(s.max_episode_steps), action_low=tuple(s.action_low), action_high=tuple(s.action_high))
     if env_id.startswith("ALE/"):
         from numba_a3c.envs.atari import describe_atari
 
@@ -135,12 +161,14 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
     try:
         env = gymnasium.make(env_id, **dict(make_kwargs))
     except Exception as exc:  # noqa: BLE001 - any failure to build it is the user's to know
+        if _needs_mujoco(spec, exc):
+            raise EnvError(f"{env_id} needs MuJoCo, which is not installed: {MUJOCO_EXTRA}") from None
         raise EnvError(f"could not create {env_id}{_kwargs_text(make_kwargs)}: {exc}") from None
     try:
         obs_shape, n_actions, encoding = _describe_spaces(env, env_id)
         steps = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 0
         return EnvInfo(env_id, "gym", obs_shape, n_actions, max_episode_steps=int(steps), obs_encoding=encoding,
-                       make_kwargs=make_kwargs)
+                       make_kwargs=make_kwargs, **_action_bounds(env))
     finally:
         env.close()
 

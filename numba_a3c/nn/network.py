@@ -13,6 +13,18 @@ Heads
 * ``"actor_critic"``: a policy head ``pi`` (logits; π = softmax(logits)) and a value head ``v``
   (one linear output) that share every body layer. Both heads read the body's last output, and
   their input gradients add up there during backpropagation.
+* ``"gaussian"``: the continuous-action policy of the paper for a Box action space of D
+  dimensions: a linear mean head ``mu`` (μ, D outputs), a linear head ``sigma`` (D outputs s; the
+  variance is σ² = softplus(s) + VAR_MIN, applied by the loss and the samplers, see
+  :func:`numba_a3c.nn.losses.gaussian_a3c_loss`) and the value head ``v``. ``n_actions`` is D.
+  Actions live in the unit box [−1, 1]^D: what is sent to the environment is the sample clipped
+  to it and scaled to the action bounds ``action_low``/``action_high`` (:func:`scale_action`).
+  Each workspace row also holds, after the layer outputs, the D-vector of the UNCLIPPED action
+  sampled in that state (``out_action``): the loss needs it and it is not a layer output.
+
+With ``separate_value`` (actor-critic and Gaussian heads, dense bodies) the value head does not
+share the body: it reads a tower of its own, ``vfc1``, ``vfc2``, … with the body's sizes and
+activations, from the observation; the policy heads keep the body.
 
 Workspaces
 ----------
@@ -52,6 +64,7 @@ from numba_a3c.nn.layers import (
     tanh_backward,
     tanh_forward,
 )
+from numba_a3c.nn.losses import VAR_MIN
 
 # Layer kinds and activations as they appear in the layer table (and in checkpoint attributes).
 DENSE = 0
@@ -67,7 +80,7 @@ T_C, T_H, T_WD, T_O, T_HO, T_WO, T_KH, T_KW, T_STRIDE, T_COLS, T_NEED_DX = 8, 9,
 T_COLUMNS = 19
 INPUT = -1  # T_IN value of a layer that reads the observation
 
-HEADS = ("q", "actor_critic")
+HEADS = ("q", "actor_critic", "gaussian")
 
 # Initialisation schemes (``Network.init_params``) and the orthogonal scheme's gain per activation.
 INIT_SCHEMES = ("uniform", "orthogonal")
@@ -111,11 +124,21 @@ class NetworkSpec:
     heads: str = "actor_critic"
     input_scale: float = 1.0
     input_encoding: str = ""   # "one-hot": the environment's Discrete(n) observation k arrives as e_k
+    action_low: tuple = ()     # "gaussian" heads: the Box action bounds, one per dimension (±inf: unbounded)
+    action_high: tuple = ()
+    separate_value: bool = False   # actor-critic heads: V has its own dense tower instead of sharing the body
 
     def to_dict(self):
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         d["body"] = [asdict(layer) for layer in self.body]
+        if self.heads == "gaussian":
+            d["action_low"] = [float(x) for x in self.action_low]
+            d["action_high"] = [float(x) for x in self.action_high]
+        else:   # a discrete network's dict (and so its checkpoints) stays as it was
+            del d["action_low"], d["action_high"]
+        if not self.separate_value:
+            del d["separate_value"]
         return d
 
     @staticmethod
@@ -127,6 +150,9 @@ class NetworkSpec:
             heads=str(d["heads"]),
             input_scale=float(d["input_scale"]),
             input_encoding=str(d.get("input_encoding", "")),
+            action_low=tuple(float(x) for x in d.get("action_low", ())),
+            action_high=tuple(float(x) for x in d.get("action_high", ())),
+            separate_value=bool(d.get("separate_value", False)),
         )
 
 
@@ -170,7 +196,8 @@ class Network:
     input_shape, output_shape, and head=True for output heads);
     ``table`` (the int64 layer table the kernels read); ``input_size``; ``workspace_size``;
     ``activation_size`` (the leading part of a workspace row that holds layer outputs);
-    ``out_q``/``out_pi``/``out_v`` (workspace offsets of the head outputs, −1 if absent).
+    ``out_q``/``out_pi``/``out_v``/``out_mu``/``out_sigma`` (workspace offsets of the head outputs,
+    −1 if absent) and ``out_action`` (a Gaussian network's sampled-action slot, −1 if absent).
     """
 
     def __init__(self, spec: NetworkSpec):
@@ -247,29 +274,56 @@ class Network:
             rows.append(row)
             shape, in_off, in_size, in_name = out_shape, int(row[T_OUT]), out_size, name
 
-        def add_head(name, n_out):
+        def add_head(name, n_out, activation="linear", head=True):
             row = np.zeros(T_COLUMNS, np.int64)
-            row[T_KIND], row[T_ACT] = DENSE, ACT_NONE
+            row[T_KIND], row[T_ACT] = DENSE, ACTIVATIONS[activation]
             row[T_W] = add_param(f"{name}/W", (in_size, n_out))
             row[T_B] = add_param(f"{name}/b", (n_out,))
             row[T_IN], row[T_IN_SIZE] = in_off, in_size
             row[T_OUT], row[T_OUT_SIZE] = add_output(n_out), n_out
             row[T_NEED_DX] = 0 if in_off == INPUT else 1
             rows.append(row)
-            self.layers.append(dict(name=name, type="dense", activation="linear", stride=1, kernel=0,
-                                    input=in_name, input_shape=(in_size,), output_shape=(n_out,), head=True))
+            self.layers.append(dict(name=name, type="dense", activation=activation, stride=1, kernel=0,
+                                    input=in_name, input_shape=(in_size,), output_shape=(n_out,),
+                                    **({"head": True} if head else {})))
             return int(row[T_OUT])
 
-        self.out_q = self.out_pi = self.out_v = -1
+        def value_tower():
+            """``separate_value``: dense layers vfc1, vfc2, … of the body's sizes, from the observation,
+            for the value head alone (the policy keeps the body); returns where V's input is."""
+            nonlocal in_off, in_size, in_name
+            if any(layer.kind != "dense" for layer in spec.body):
+                raise ValueError("separate_value needs a dense body (an MLP)")
+            src = (INPUT, self.input_size, "observation")
+            for j, layer in enumerate(spec.body):
+                in_off, in_size, in_name = src
+                name = f"vfc{j + 1}"
+                src = (add_head(name, int(layer.size), layer.activation, head=False), int(layer.size), name)
+            return src
+
+        self.out_q = self.out_pi = self.out_v = self.out_mu = self.out_sigma = self.out_action = -1
         if spec.heads == "q":
             self.out_q = add_head("q", spec.n_actions)
+        elif spec.heads == "gaussian":
+            if not len(spec.action_low) == len(spec.action_high) == spec.n_actions:
+                raise ValueError(f"a gaussian head needs {spec.n_actions} action bounds; got "
+                                 f"{len(spec.action_low)} low and {len(spec.action_high)} high")
+            self.out_mu = add_head("mu", spec.n_actions)
+            self.out_sigma = add_head("sigma", spec.n_actions)
+            if spec.separate_value:
+                in_off, in_size, in_name = value_tower()
+            self.out_v = add_head("v", 1)
         else:
             self.out_pi = add_head("pi", spec.n_actions)
+            if spec.separate_value:
+                in_off, in_size, in_name = value_tower()
             self.out_v = add_head("v", 1)
 
         # Everything before this offset is a layer output (what backward must zero in ``delta``);
         # after it come the conv layers' patch matrices.
         self.activation_size = ws
+        if spec.heads == "gaussian":
+            self.out_action = add_output(spec.n_actions)
         for index, size in cols_requests:
             rows[index][T_COLS] = add_output(size)
         self.table = np.stack(rows)
@@ -281,10 +335,12 @@ class Network:
     def init_params(self, seed=0, dtype=np.float32, scheme="uniform"):
         """A new flat parameter array, initialised with ``scheme`` (see the module docstring).
 
-        ``"uniform"``: W ~ U(−1/√fan_in, 1/√fan_in), the paper's Torch7 default; ``pi/W`` × 0.01.
+        ``"uniform"``: W ~ U(−1/√fan_in, 1/√fan_in), the paper's Torch7 default; ``pi/W`` (and the
+        Gaussian mean's ``mu/W``) × 0.01.
         ``"orthogonal"``: W = gain · Q, Q a random orthogonal (fan_in × fan_out) matrix (a conv
         layer's W is reshaped to fan_out × fan_in first), gain √2 for ReLU layers, 1 for tanh
-        and linear ones, 0.01 for ``pi/W`` and 1 for the value and Q heads. Every bias is 0.
+        and linear ones, 0.01 for ``pi/W`` and ``mu/W`` and 1 for the value, σ and Q heads. Every bias
+        is 0 (so σ² starts at softplus(0) + VAR_MIN ≈ 0.69 in the unit action box).
         """
         if scheme not in INIT_SCHEMES:
             raise ValueError(f"unknown init scheme {scheme!r}; expected one of {INIT_SCHEMES}")
@@ -299,10 +355,10 @@ class Network:
             if scheme == "uniform":
                 bound = 1.0 / np.sqrt(fan_in)
                 w = rng.uniform(-bound, bound, size=p.size)
-                if layer == "pi":
+                if layer in ("pi", "mu"):
                     w *= 0.01
             else:
-                gain = 0.01 if layer == "pi" else gains[layer]
+                gain = 0.01 if layer in ("pi", "mu") else gains[layer]
                 fan_out = p.size // fan_in
                 w = gain * _orthogonal(rng, fan_in, fan_out)           # (fan_in, fan_out)
                 w = w.T.ravel() if len(p.shape) == 4 else w.ravel()     # conv W is (out, in, kh, kw)
@@ -330,8 +386,8 @@ class Network:
     def forward(self, params, observations):
         """Convenience forward pass of a batch (Python API; the workers use the kernels directly).
 
-        Returns Q-values (B, A) for a "q" network, or (logits (B, A), values (B,)) for an
-        actor-critic one.
+        Returns Q-values (B, A) for a "q" network, (logits (B, A), values (B,)) for an
+        actor-critic one, or (μ (B, D), σ² (B, D), values (B,)) for a "gaussian" one.
         """
         x = np.asarray(observations).reshape(-1, self.input_size)
         obs, ws, _ = self.buffers(x.shape[0], params.dtype)
@@ -341,10 +397,14 @@ class Network:
         return self.outputs(ws)
 
     def outputs(self, ws):
-        """Head outputs read from workspace rows: Q (B, A), or (logits (B, A), V (B,))."""
+        """Head outputs read from workspace rows: Q (B, A), (logits (B, A), V (B,)) or (μ, σ², V)."""
         A = self.spec.n_actions
         if self.out_q >= 0:
             return ws[:, self.out_q:self.out_q + A].copy()
+        if self.out_mu >= 0:
+            s = ws[:, self.out_sigma:self.out_sigma + A].astype(np.float64)
+            var = np.logaddexp(0.0, s) + float(VAR_MIN)
+            return ws[:, self.out_mu:self.out_mu + A].copy(), var.astype(ws.dtype), ws[:, self.out_v].copy()
         return ws[:, self.out_pi:self.out_pi + A].copy(), ws[:, self.out_v].copy()
 
 
