@@ -166,7 +166,7 @@ def test_checkpoint_holds_the_head_type_and_action_bounds(pendulum_run):
         assert net.attrs["heads"] == "gaussian" and int(net.attrs["n_actions"]) == 1
         np.testing.assert_array_equal(net.attrs["action_low"], [-2.0])
         np.testing.assert_array_equal(net.attrs["action_high"], [2.0])
-        assert list(f["params"]) == ["fc1", "mu", "sigma", "v"]
+        assert list(f["params"]) == ["fc1", "mu", "sigma", "v", "vfc1"]   # the preset's own value tower
     ck = checkpoint.load(pendulum_run / "latest.h5")
     assert ck.spec.heads == "gaussian" and ck.spec.action_low == (-2.0,) and ck.spec.action_high == (2.0,)
 
