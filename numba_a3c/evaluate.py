@@ -14,7 +14,7 @@ from numba_a3c.algorithms.policies import argmax, epsilon_greedy, sample_policy
 from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step
 from numba_a3c.envs.registry import make_python_env
-from numba_a3c.nn.network import forward_row
+from numba_a3c.nn.network import forward_row, keep_state, reset_state
 from numba_a3c.rng import new_rng
 
 GREEDY = 0
@@ -53,8 +53,10 @@ def policy_state(network, params, mode, epsilon, rng):
 
 @njit(nogil=True, cache=True)
 def policy_action(P):
-    """The action for the observation in ``P.obs[0]``: one forward pass, then :func:`select_action`."""
+    """The action for the observation in ``P.obs[0]``: one forward pass, then :func:`select_action`.
+    A recurrent network then keeps the state its step reached for the next call."""
     forward_row(P.table, P.params, P.obs, P.ws, 0)
+    keep_state(P.table, P.ws, 0)
     return select_action(P.ws[0], P.out_q, P.out_pi, P.n_actions, P.mode, P.epsilon, P.rng, P.scratch)
 
 
@@ -67,6 +69,7 @@ def run_episodes_native(P, env_id, env_state, env_rng, max_steps, returns, lengt
     """
     for e in range(returns.shape[0]):
         env_reset(env_id, env_state, env_rng, P.obs[0])
+        reset_state(P.table, P.ws, 0)      # a recurrent policy starts each episode from h = c = 0
         total = 0.0
         steps = 0
         while True:
@@ -92,6 +95,11 @@ class Policy:
         flat_observation(observation, self.scale, self.state.obs[0])
         return int(policy_action(self.state))
 
+    def reset(self):
+        """Start a new episode: a recurrent network's state (h, c) ← 0 (nothing to do for a
+        feed-forward one). Between resets, each call carries the state on to the next."""
+        reset_state(self.state.table, self.state.ws, 0)
+
 
 def evaluate(network, params, env_info, episodes=10, mode="greedy", epsilon=0.0, seed=0, max_steps=0,
              on_frame=None):
@@ -114,6 +122,7 @@ def evaluate(network, params, env_info, episodes=10, mode="greedy", epsilon=0.0,
     try:
         for e in range(episodes):
             obs, _ = env.reset(seed=seed + e)
+            policy.reset()
             if on_frame is not None:
                 on_frame(env.render())
             total, steps, done = 0.0, 0, False
