@@ -7,6 +7,8 @@ ended in (kept in row 0 of the thread's workspace, what BPTT starts from), zero 
 starts, saved with a checkpoint taken at rest and restored by --resume.
 """
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -153,3 +155,51 @@ def test_other_methods_refuse_a_recurrent_network(algo):
 
     with pytest.raises(ConfigError, match="only --algo a3c carries an LSTM state"):
         check_config(lstm_config(algo=algo))
+
+
+@pytest.fixture(scope="module")
+def lstm_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("lstm_run")
+    Trainer(lstm_config(steps=3_000), run_dir=run_dir, final_eval=False).run()
+    return run_dir
+
+
+def test_documented_numpy_reader_runs_a_recurrent_policy(lstm_run):
+    """docs/checkpoint-format.md's h5py + NumPy program, carrying its state dict through an episode,
+    gives the package's logits and greedy actions at every step."""
+    from test_inspect_eval import doc_example
+
+    namespace = {"__name__": "numpy_policy"}
+    exec(compile(doc_example(), "numpy_policy.py", "exec"), namespace)
+    layers, shape, scale = namespace["load_layers"](lstm_run / "latest.h5")
+    assert [layer["type"] for layer in layers] == ["dense", "lstm", "dense", "dense"]
+    ck = checkpoint.load(lstm_run / "latest.h5")
+    net = build_run(ck.config).network
+    policy = Policy(net, ck.theta, "greedy")
+    for episode in range(2):
+        env = NativeEnv("CartPoleNoVel-v1", seed=episode)
+        obs, _ = env.reset(seed=episode)
+        policy.reset()
+        state, done, steps = {}, False, 0
+        while not done and steps < 60:
+            outputs = namespace["forward"](layers, shape, scale, obs, state)
+            a = policy(obs)
+            np.testing.assert_allclose(outputs["pi"], policy.state.ws[0, net.out_pi:net.out_pi + 2], rtol=1e-4,
+                                       atol=1e-5)
+            assert namespace["act"](outputs)[0] == a
+            obs, _, term, trunc, _ = env.step(a)
+            done, steps = term or trunc, steps + 1
+        assert steps > 5 and state["lstm1"][0].any()
+
+
+def test_eval_and_inspect_read_a_recurrent_checkpoint(lstm_run):
+    from click.testing import CliRunner
+
+    from numba_a3c.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["inspect", str(lstm_run / "latest.h5")])
+    assert result.exit_code == 0, result.output
+    assert "lstm 4 ifgo" in result.output and "lstm1/U" in result.output
+    result = CliRunner().invoke(cli, ["eval", str(lstm_run / "latest.h5"), "--episodes", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["returns"]) == 3
