@@ -203,3 +203,10 @@ def test_eval_and_inspect_read_a_recurrent_checkpoint(lstm_run):
     result = CliRunner().invoke(cli, ["eval", str(lstm_run / "latest.h5"), "--episodes", "3", "--json"])
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["returns"]) == 3
+
+
+def test_atari_lstm_preset_is_the_atari_preset_with_the_lstm_network():
+    lstm = resolve({"env": "ALE/Pong-v5", "preset": "atari-lstm"})
+    ff = resolve({"env": "ALE/Pong-v5"})
+    assert lstm.network == "atari-lstm" and ff.network == "atari"
+    assert lstm.replace(network="atari", preset="atari") == ff
