@@ -30,8 +30,8 @@ class TrainConfig:
     """Everything that defines a training run."""
 
     algo: str = _f("a3c", "algorithm: a3c, nstep-q, onestep-q or sarsa", choices=ALGORITHMS)
-    env: str = _f("CartPole-v1", "environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0), any "
-                  "registered gymnasium id with discrete actions, or ALE/<Game>-v5")
+    env: str = _f("CartPole-v1", "environment id: a native one (CartPole-v1, CartPoleNoVel-v1, Acrobot-v1, Catch-v0), "
+                  "any registered gymnasium id with discrete actions, or ALE/<Game>-v5")
     env_kwargs: tuple = _f((), "KEY=VALUE items passed to gymnasium.make (e.g. map_name=8x8 is_slippery=false; "
                            "values are read as JSON where they can be)", metavar="KEY=VALUE")
     preset: str = _f("", "the preset the other defaults come from: data/presets/NAME.json (e.g. atari, atari-paper, "
