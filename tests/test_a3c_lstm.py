@@ -210,3 +210,8 @@ def test_atari_lstm_preset_is_the_atari_preset_with_the_lstm_network():
     ff = resolve({"env": "ALE/Pong-v5"})
     assert lstm.network == "atari-lstm" and ff.network == "atari"
     assert lstm.replace(network="atari", preset="atari") == ff
+
+
+def test_cartpole_novel_preset_gives_a3c_the_lstm_and_the_q_methods_the_mlp():
+    assert resolve({"env": "CartPoleNoVel-v1"}).network == "lstm"
+    assert resolve({"env": "CartPoleNoVel-v1", "algo": "nstep-q"}).network == "mlp"
