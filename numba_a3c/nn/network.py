@@ -23,6 +23,16 @@ forward pass writes these, the backward pass of a segment reuses them instead of
 forward pass. ``delta`` has the shape of ``ws`` and holds ∂L/∂(layer outputs) during backward; its
 conv-patch area is reused as scratch for the patch gradients.
 
+Recurrent layers
+----------------
+A body may hold an ``"lstm"`` layer (:mod:`numba_a3c.nn.lstm`; ``--network lstm`` and
+``atari-lstm``). Its area of a workspace row keeps, besides its output h_t, what BPTT needs: the
+cell, tanh(cell), the gates and the state (h_{t−1}, c_{t−1}) the step started from (``LSTM_*``).
+Consecutive rows are consecutive steps: :func:`forward_row` on row t writes (h_t, c_t) into row
+t+1, and :func:`backward_rows` backpropagates through time over the rows it is given (the
+gradient stops at row 0's incoming state: truncated BPTT). :func:`carry_state`,
+:func:`keep_state` and :func:`reset_state` move that state between segments, steps and episodes.
+
 Initialisation
 --------------
 Two schemes, chosen by the configuration's ``init``; biases are 0 in both, and the policy head
