@@ -49,10 +49,10 @@ def kernels(repeats, compile_times, with_torch, as_json):
             ("update (shared RMSProp)", "update_s"), ("update, 3 passes", "update_3_passes_s"),
             ("segment + update", "segment_update_s")]
     nets = result["networks"]
-    click.echo(f"{'':28s}" + "".join(f"{name + ' (' + format(e['n_params'], ',') + ' params)':>28s}"
+    click.echo(f"{'':28s}" + "".join(f"{name + ' (' + format(e['n_params'], ',') + ' params)':>31s}"
                                      for name, e in nets.items()))
     for label, key in rows:
-        click.echo(f"{label:28s}" + "".join(f"{_us(e[key]):>28s}" for e in nets.values()))
+        click.echo(f"{label:28s}" + "".join(f"{_us(e[key]):>31s}" for e in nets.values()))
     t = result.get("torch")
     if t is not None:
         if "skipped" in t:

@@ -289,9 +289,16 @@ class Agent:
             self._policies[key] = Policy(self.network, self.checkpoint.theta, mode, epsilon, seed=0)
         return self._policies[key]
 
+    def reset(self):
+        """Start a new episode: a recurrent agent's (``--network lstm``) state (h, c) ← 0. Its
+        :meth:`act` carries the state from call to call, so call this at every episode's start."""
+        for policy in self._policies.values():
+            policy.reset()
+
     def act(self, obs, epsilon=0.0, stochastic=False):
         """The action for one observation: greedy (argmax), ε-greedy with ``epsilon``, or sampled
-        from π with ``stochastic=True`` (A3C agents)."""
+        from π with ``stochastic=True`` (A3C agents). A recurrent agent remembers the observations
+        since its last :meth:`reset`."""
         obs = np.asarray(obs, np.float32)
         if obs.size != self._size:
             raise ValueError(f"an observation of shape {obs.shape}; this agent reads {self._size} numbers "
@@ -301,8 +308,11 @@ class Agent:
     def predict(self, observation, state=None, episode_start=None, deterministic=True):
         """``(action, None)`` as in Stable-Baselines3: greedy when ``deterministic``, else sampled
         from π (A3C) or ε-greedy with the run's evaluation ε (Q methods, at least 0.05). A batch of
-        observations gives an array of actions."""
+        observations gives an array of actions. A recurrent agent resets its state where
+        ``episode_start`` is true."""
         kw = self._mode(deterministic)
+        if episode_start is not None and np.any(episode_start):
+            self.reset()
         obs = np.asarray(observation, np.float32)
         if obs.size != self._size and obs.ndim >= 2 and obs[0].size == self._size:
             dtype = np.float32 if self.checkpoint.spec.heads == "gaussian" else np.int64

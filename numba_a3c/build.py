@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from numba_a3c.config import TrainConfig
+from numba_a3c.config import RECURRENT_NETWORKS, TrainConfig
 from numba_a3c.envs.base import EnvInfo
 from numba_a3c.envs.registry import describe_callable, describe_env
-from numba_a3c.nn.network import Network, atari_spec, mlp_spec, small_conv_spec
+from numba_a3c.nn.network import Network, atari_lstm_spec, atari_spec, lstm_spec, mlp_spec, small_conv_spec
 from numba_a3c.workers import SharedState, new_shared_state
 
 
@@ -39,7 +39,9 @@ def environment(config, make_env=None):
 def network_spec(config, env_info):
     """The network a configuration asks for on an environment (Q heads for the Q methods).
 
-    ``atari``: the paper's network on 4×84×84 frames; ``conv``: a small convolutional body on
+    ``atari``: the paper's network on 4×84×84 frames; ``atari-lstm``: the same followed by 256 LSTM
+    cells; ``lstm``: dense layers of ``hidden[:-1]`` then an LSTM of ``hidden[-1]`` cells (both
+    recurrent, A3C only: another method raises ValueError); ``conv``: a small convolutional body on
     (channels, height, width) observations; ``mlp``: a dense body on the flattened observation,
     scaled by the environment's ``input_scale``. Raises ValueError when the network cannot read the
     environment's observations. A Discrete(n) observation space reaches the MLP one-hot encoded
@@ -51,6 +53,12 @@ def network_spec(config, env_info):
         raise ValueError(f"{env_info.env_id} has continuous actions; only --algo a3c can act in them")
     heads = "actor_critic" if config.algo == "a3c" else "q"
     A = env_info.n_actions
+    if config.network in RECURRENT_NETWORKS and config.algo != "a3c":
+        raise ValueError(f"--network {config.network} is recurrent and only --algo a3c carries an LSTM state; "
+                         f"use --algo a3c, or a feed-forward network (mlp, conv, atari) with --algo {config.algo}")
+    if config.network in RECURRENT_NETWORKS and env_info.continuous:
+        raise ValueError(f"--network {config.network} with continuous actions ({env_info.env_id}) is not supported: "
+                         f"the Gaussian policy runs on feed-forward networks; use --network mlp")
     spec = _policy_spec(config, env_info, heads, A)
     if env_info.continuous:
         spec = replace(spec, heads="gaussian", action_low=tuple(env_info.action_low),
@@ -64,6 +72,14 @@ def network_spec(config, env_info):
 
 def _policy_spec(config, env_info, heads, A):
     """The body :func:`network_spec` picks, with softmax or Q heads (a Gaussian head replaces them)."""
+    if config.network == "atari-lstm":
+        if tuple(env_info.obs_shape) != (4, 84, 84):
+            raise ValueError(f"the atari-lstm network needs 4x84x84 frames; {env_info.env_id} gives "
+                             f"{env_info.obs_shape}")
+        return atari_lstm_spec(A, heads)
+    if config.network == "lstm":
+        spec = lstm_spec(int(np.prod(env_info.obs_shape)), A, config.hidden, config.activation, heads)
+        return replace(spec, input_scale=env_info.input_scale, input_encoding=env_info.obs_encoding)
     if config.network == "atari":
         if tuple(env_info.obs_shape) != (4, 84, 84):
             raise ValueError(f"the atari network needs 4x84x84 frames; {env_info.env_id} gives {env_info.obs_shape}")

@@ -13,6 +13,9 @@ Format version 1 (see docs/checkpoint-format.md for the reader's guide)::
                            input (the layer it reads, or "observation"), input_shape, output_shape
                            dense: y = act(x @ W + b), W (in, out)
                            conv:  y = act(conv(x, W) + b), W (out, in, kh, kw), x (C, H, W), valid padding
+                           lstm:  W (in, 4H), U (H, 4H), b (4H,); attrs cells = H, gate_order = "ifgo":
+                                  z = x W + h U + b; i, f, o = σ(z_i, z_f, z_o), g = tanh(z_g);
+                                  c ← f c + i g; h ← o tanh(c) (the output); h = c = 0 at an episode's start
     /target_params/...     the target network θ⁻, same layout (Q methods only)
     /optimizer             attrs: kind; datasets: g (shared RMSProp statistics, flat) and/or
                            per_thread (threads, n_params: per-thread RMSProp g or momentum m);
@@ -21,7 +24,8 @@ Format version 1 (see docs/checkpoint-format.md for the reader's guide)::
     /state                 attrs: global_step, wall_time, threads; datasets: counters, thread_int,
                            thread_float (per-thread counters and statistics, column names in attrs),
                            rng, env_rng (xoroshiro128+ states), env_state, observation (each
-                           thread's current observation)
+                           thread's current observation); recurrent networks also recurrent_state
+                           (threads, Σ 2H): each thread's (h, c) of every LSTM, in layer order
     /log/episodes          (n, 5) float64, appendable, gzip: global_step, thread, return, length, wall_time;
                            attrs log_first_row, csv_rows, csv_bytes (below)
     /log/evaluations       (n, 7) float64, appendable: global_step, mean, std, min, max, episodes, wall_time
@@ -85,6 +89,7 @@ class Checkpoint:
     evaluations: np.ndarray
     wall_time: float
     attrs: dict
+    recurrent_state: np.ndarray | None = None   # (threads, Σ 2H), recurrent networks only
 
     @property
     def global_step(self):
@@ -169,6 +174,9 @@ def _write_params(group, network, flat):
         g.attrs["input_shape"] = np.asarray(layer["input_shape"], np.int64)
         g.attrs["output_shape"] = np.asarray(layer["output_shape"], np.int64)
         g.attrs["input"] = layer["input"]
+        if layer["type"] == "lstm":
+            g.attrs["cells"] = int(layer["cells"])
+            g.attrs["gate_order"] = layer["gate_order"]
         for tensor, p in by_layer[name].items():
             g.create_dataset(tensor, data=flat[p.offset:p.offset + p.size].reshape(p.shape))
     return order
@@ -257,6 +265,13 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
             st.create_dataset("env_rng", data=shared.env_rng.copy())
             st.create_dataset("env_state", data=shared.env_state.copy())
             st.create_dataset("observation", data=shared.obs[:, 0].copy())
+            if network.recurrent and shared.ws is not None:
+                from numba_a3c.workers import recurrent_states
+
+                rs = st.create_dataset("recurrent_state", data=recurrent_states(shared, network))
+                rs.attrs["columns"] = np.asarray([f"{layer['name']}/{part}" for layer in network.layers
+                                                  if layer["type"] == "lstm" for part in ("h", "c")],
+                                                 dtype=h5py.string_dtype())
             log = f.create_group("log")
             ds = _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
             for k, v in (log_attrs or {}).items():
@@ -407,6 +422,7 @@ def load(path, whole_log=True):
                 rng=read(st["rng"]), env_rng=read(st["env_rng"]), env_state=read(st["env_state"]),
                 observation=read(st["observation"]), episodes=read(f["log/episodes"]),
                 evaluations=read(f["log/evaluations"]), wall_time=float(st.attrs["wall_time"]),
+                recurrent_state=read(st["recurrent_state"]) if "recurrent_state" in st else None,
                 attrs={**{k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
                        "at_rest": bool(st.attrs.get("at_rest", False)),
                        "optimizer_omitted": "omitted" in f["optimizer"].attrs,

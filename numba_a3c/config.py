@@ -17,7 +17,8 @@ from numba_a3c.data import data_path
 
 ALGORITHMS = tuple(ALGORITHM_IDS)     # ("a3c", "nstep-q", "onestep-q", "sarsa")
 OPTIMIZERS = tuple(OPTIMIZER_IDS)     # ("shared-rmsprop", "rmsprop", "momentum")
-NETWORKS = ("mlp", "conv", "atari")
+NETWORKS = ("mlp", "conv", "atari", "lstm", "atari-lstm")
+RECURRENT_NETWORKS = ("lstm", "atari-lstm")   # A3C only: the other methods refuse them
 
 
 def _f(default, help, **kw):
@@ -29,8 +30,9 @@ class TrainConfig:
     """Everything that defines a training run."""
 
     algo: str = _f("a3c", "algorithm: a3c, nstep-q, onestep-q or sarsa", choices=ALGORITHMS)
-    env: str = _f("CartPole-v1", "environment id: a native one (CartPole-v1, Acrobot-v1, Catch-v0, Pendulum-v1), any "
-                  "registered gymnasium id with discrete actions (or Box actions, A3C only), or ALE/<Game>-v5")
+    env: str = _f("CartPole-v1", "environment id: a native one (CartPole-v1, CartPoleNoVel-v1, Acrobot-v1, Catch-v0, "
+                  "Pendulum-v1), any registered gymnasium id with discrete actions (or Box actions, A3C only), or "
+                  "ALE/<Game>-v5")
     env_kwargs: tuple = _f((), "KEY=VALUE items passed to gymnasium.make (e.g. map_name=8x8 is_slippery=false; "
                            "values are read as JSON where they can be)", metavar="KEY=VALUE")
     preset: str = _f("", "the preset the other defaults come from: data/presets/NAME.json (e.g. atari, atari-paper, "
@@ -51,9 +53,11 @@ class TrainConfig:
     target_interval: int = _f(10_000, "I_target: refresh the target network every this many global steps (Q methods)")
     eps_anneal_steps: int = _f(100_000, "anneal ε from 1 to each thread's final ε over this many global steps")
     reward_clip: float = _f(0.0, "clip training rewards to [-c, c] (0: no clipping; Atari uses 1)")
-    network: str = _f("mlp", "network: mlp (vector observations), conv (small images) or atari (4x84x84 frames)",
-                      choices=NETWORKS)
-    hidden: tuple = _f((64, 64), "hidden layer sizes of the MLP (or the dense layer of the conv net)")
+    network: str = _f("mlp", "network: mlp (vector observations), conv (small images), atari (4x84x84 frames), "
+                      "lstm (the MLP body, then an LSTM of the last --hidden size; a3c only) or atari-lstm (the atari "
+                      "body, then 256 LSTM cells; a3c only)", choices=NETWORKS)
+    hidden: tuple = _f((64, 64), "hidden layer sizes of the MLP (or the dense layer of the conv net; with --network "
+                       "lstm the last size is the LSTM's number of cells)")
     init: str = _f("uniform", "weight initialisation: uniform (U(±1/√fan_in), the paper's Torch7 default) or "
                    "orthogonal (gain √2 per ReLU layer, keeps the activation scale; docs/atari.md)",
                    choices=("uniform", "orthogonal"))

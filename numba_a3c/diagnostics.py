@@ -25,7 +25,7 @@ Everything is plain data (dicts of floats), printed by :func:`format_health` or 
 
 import numpy as np
 
-from numba_a3c.nn.network import backward_rows, forward_row
+from numba_a3c.nn.network import backward_rows, forward_row, reset_state
 
 
 def _rows_of(network, name):
@@ -71,6 +71,7 @@ def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", eps
             rewards[t], ends[t] = r, term or trunc
             if ends[t]:
                 env_reset(env_info.native_id, state, env_rng, row)
+                policy.reset()
         return obs, actions, rewards, ends
     env = make_python_env(env_info, seed=seed)
     try:
@@ -83,6 +84,7 @@ def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", eps
             rewards[t], ends[t] = float(r), bool(term or trunc)
             if ends[t]:
                 o, _ = env.reset()
+                policy.reset()
     finally:
         env.close()
     return obs, actions, rewards, ends
@@ -112,6 +114,8 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
     obs[:] = observations
     for i in range(N):
         forward_row(network.table, params, obs, ws, i)
+        if ends[i] and i + 1 < N:
+            reset_state(network.table, ws, i + 1)    # a recurrent network's next episode starts from 0
 
     layers = []
     for layer in network.layers:

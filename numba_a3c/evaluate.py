@@ -27,7 +27,7 @@ from numba_a3c.algorithms.state import CF_SIZE
 from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step, env_step_box
 from numba_a3c.envs.registry import make_python_env
-from numba_a3c.nn.network import forward_row
+from numba_a3c.nn.network import forward_row, keep_state, reset_state
 from numba_a3c.rng import new_rng, rng_uniform, rng_uniform_range
 
 GREEDY = 0
@@ -92,8 +92,10 @@ def gaussian_action(P):
 @njit(nogil=True, cache=True)
 def policy_action(P):
     """The action for the observation in ``P.obs[0]``: one forward pass, then :func:`select_action`
-    (a Gaussian policy: :func:`gaussian_action`, which leaves the action in ``P.scratch``; returns 0)."""
+    (a Gaussian policy: :func:`gaussian_action`, which leaves the action in ``P.scratch``; returns 0).
+    A recurrent network then keeps the state its step reached for the next call."""
     forward_row(P.table, P.params, P.obs, P.ws, 0)
+    keep_state(P.table, P.ws, 0)
     if P.out_mu >= 0:
         gaussian_action(P)
         return 0
@@ -109,6 +111,7 @@ def run_episodes_native(P, env_id, env_state, env_rng, max_steps, returns, lengt
     """
     for e in range(returns.shape[0]):
         env_reset(env_id, env_state, env_rng, P.obs[0])
+        reset_state(P.table, P.ws, 0)      # a recurrent policy starts each episode from h = c = 0
         total = 0.0
         steps = 0
         while True:
@@ -141,6 +144,11 @@ class Policy:
             return self.state.scratch[:self.state.n_actions].copy()
         return int(a)
 
+    def reset(self):
+        """Start a new episode: a recurrent network's state (h, c) ← 0 (nothing to do for a
+        feed-forward one). Between resets, each call carries the state on to the next."""
+        reset_state(self.state.table, self.state.ws, 0)
+
 
 def evaluate(network, params, env_info, episodes=10, mode="greedy", epsilon=0.0, seed=0, max_steps=0,
              on_frame=None):
@@ -163,6 +171,7 @@ def evaluate(network, params, env_info, episodes=10, mode="greedy", epsilon=0.0,
     try:
         for e in range(episodes):
             obs, _ = env.reset(seed=seed + e)
+            policy.reset()
             if on_frame is not None:
                 on_frame(env.render())
             total, steps, done = 0.0, 0, False

@@ -204,6 +204,8 @@ def summarize(ckpt, path=None, bins=20, last_evaluations=5):
                      output_shape=list(layer["output_shape"]), tensors=[])
         if layer["type"] == "conv":
             entry.update(kernel=int(layer["kernel"]), stride=int(layer["stride"]))
+        elif layer["type"] == "lstm":
+            entry.update(cells=int(layer["cells"]), gate_order=layer["gate_order"])
         for name, arr in by_layer.get(layer["name"], []):
             entry["tensors"].append(dict(name=name, shape=list(arr.shape), params=int(arr.size), **array_stats(arr)))
         layers.append(entry)
@@ -348,7 +350,7 @@ def format_summary(s):
     rows = []
     for layer in n["layers"]:
         kind = layer["type"] + (f" {layer['kernel']}x{layer['kernel']}/{layer['stride']}" if layer["type"] == "conv"
-                                else "")
+                                else f" {layer['cells']} {layer['gate_order']}" if layer["type"] == "lstm" else "")
         for t in layer["tensors"]:
             rows.append([t["name"], kind, layer["activation"], "x".join(map(str, t["shape"])), f"{t['params']:,}",
                          _g(t["mean"]), _g(t["std"]), _g(t["min"]), _g(t["max"]), _g(t["norm"])])

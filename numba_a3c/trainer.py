@@ -67,7 +67,7 @@ from numba_a3c.monitor import END_TIMEOUT, THETA_CHECK_INTERVAL, Clock, Monitor,
 from numba_a3c.outcome import Outcome, decide_outcome, describe_worker_errors
 from numba_a3c.progress import Progress
 from numba_a3c.run_files import RunFiles
-from numba_a3c.workers import Workers, compile_kernels, describe_exception
+from numba_a3c.workers import Workers, compile_kernels, describe_exception, set_recurrent_states
 
 __all__ = ["END_TIMEOUT", "RESUMABLE_CHANGES", "SAVE_SECONDS", "STOP_TIMEOUT", "THETA_CHECK_INTERVAL",
            "EpisodeRows", "Evaluation", "Progress", "RunResult", "Trainer"]
@@ -183,6 +183,11 @@ class Trainer:
         sh.env_rng[:] = ckpt.env_rng
         sh.env_state[:] = ckpt.env_state
         sh.obs[:, 0] = ckpt.observation
+        if ckpt.recurrent_state is not None and self.network.recurrent:
+            if ckpt.recurrent_state.shape != (sh.n_threads, self.network.state_size):
+                raise ValueError(f"the checkpoint's recurrent_state has shape {ckpt.recurrent_state.shape}, expected "
+                                 f"{(sh.n_threads, self.network.state_size)}; it is damaged")
+            set_recurrent_states(sh, self.network, ckpt.recurrent_state)   # the threads' (h, c)
         sh.config_i[CI_BUDGET] = self.config.steps
         self.episodes.restore(ckpt.episodes, int(ckpt.attrs.get("log_first_row", 0)), sh.thread_i[:, TI_EPISODES])
         self.evals.restore(ckpt.evaluations)

@@ -23,7 +23,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from numba_a3c.config import ALGORITHMS, NETWORKS, OPTIMIZERS
+from numba_a3c.config import ALGORITHMS, NETWORKS, OPTIMIZERS, RECURRENT_NETWORKS
 
 MAX_THREADS = 256          # more threads than this is a typing error, not a training run
 MAX_STEPS = 10**13         # ~ 3 years at 100,000 steps/s
@@ -76,6 +76,9 @@ def check_config(config):
                                  ("network", c.network, NETWORKS), ("activation", c.activation, ("relu", "tanh"))):
         if value not in choices:
             raise ConfigError(f"{_opt(name)} {value!r} is not one of {', '.join(choices)}.{suggest(value, choices)}")
+    if c.network in RECURRENT_NETWORKS and c.algo != "a3c":
+        raise ConfigError(f"--network {c.network} is recurrent and only --algo a3c carries an LSTM state; use --algo "
+                          f"a3c, or a feed-forward network (mlp, conv, atari) with --algo {c.algo}")
     _int_range("threads", c.threads, 1, MAX_THREADS,
                " (threads may exceed the number of cores; more than 256 only adds contention)")
     _int_range("steps", c.steps, 1, MAX_STEPS)

@@ -13,7 +13,16 @@ Shared, one row per thread, each row written only by its own thread (read by the
     ``thread_i``, ``thread_f``, ``episode_log``, and the stacked per-thread arrays below
 Private to each thread (a block of a stacked array that no other thread touches)
     θ′ ``theta_local``, dθ ``grads``, ``opt_private`` (per-thread RMSProp g / momentum m), the
-    segment buffers, the agent's and the environment's RNG states, the environment state.
+    segment buffers, the agent's and the environment's RNG states, the environment state, and
+    the workspace ``ws`` (stacked in :class:`SharedState` so that the main thread can read, at a
+    segment boundary, the recurrent state (h, c) an LSTM network keeps in each thread's row 0).
+
+Recurrent state (``--network lstm`` / ``atari-lstm``): each thread's (h, c) lives in row 0 of
+its workspace at a segment boundary: the state at the segment's start, which BPTT needs and
+which the segment's last step hands on (``end_segment``); h = c = 0 where an episode starts. On
+resume from a checkpoint taken at rest the saved states are restored with the environments
+(the run continues exactly); where the environments start new episodes (a Hogwild snapshot, or
+a Python environment) the states start from zero too (:meth:`Workers.reset_environments`).
 
 Lock-free writes can lose an update when two threads write the same float at once; they cannot
 tear a float or corrupt memory (each element is an aligned 4-byte store). Every kernel is
@@ -91,6 +100,7 @@ from numba_a3c.algorithms.state import (
 from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step, env_step_box
 from numba_a3c.envs.registry import make_python_env
+from numba_a3c.nn.network import reset_state
 from numba_a3c.rng import rng_seed
 
 
@@ -201,6 +211,7 @@ class SharedState:
     env_state: np.ndarray       # (N, ENV_STATE_SIZE) float64, native environments' states
     obs: np.ndarray             # (N, rows, input_size); obs[k, 0] is thread k's current state
     private: list = field(default_factory=list)  # per-thread (theta_local, grads, ws, delta, tws, ...)
+    ws: np.ndarray = None       # (N, rows, workspace_size) float32; ws[k] is thread k's (row 0 keeps its LSTM state)
 
     @property
     def n_threads(self):
@@ -286,7 +297,20 @@ def new_shared_state(config, network, theta=None):
         env_rng=env_rng,
         env_state=np.zeros((N, ENV_STATE_SIZE), np.float64),
         obs=np.zeros((N, config.t_max + 1, network.input_size), np.float32),
+        ws=np.zeros((N, config.t_max + 1, network.workspace_size), np.float32),
     )
+
+
+def recurrent_states(shared, network):
+    """Each thread's recurrent state at its next segment's start, (N, network.state_size): every
+    LSTM's (h, c) in layer order (0 columns for a feed-forward network). Read it at rest."""
+    return np.stack([network.get_state(shared.ws[k, 0]) for k in range(shared.n_threads)])
+
+
+def set_recurrent_states(shared, network, states):
+    """Write :func:`recurrent_states`' array back into each thread's workspace (resume)."""
+    for k in range(shared.n_threads):
+        network.set_state(shared.ws[k, 0], states[k])
 
 
 def make_learner(shared, network, k):
@@ -311,7 +335,7 @@ def make_learner(shared, network, k):
         grads=np.zeros(P, np.float32),
         opt_private=shared.opt_private[k],
         obs=shared.obs[k],
-        ws=np.zeros((rows, ws_size), np.float32),
+        ws=shared.ws[k] if shared.ws is not None else np.zeros((rows, ws_size), np.float32),
         delta=np.zeros((rows, ws_size), np.float32),
         tws=np.zeros((rows, ws_size), np.float32),
         actions=np.zeros(rows, np.int64),
@@ -359,12 +383,15 @@ class Workers:
     # -- environment start-up, in the main thread (deterministic order)
     def reset_environments(self, fresh=True):
         """Reset every thread's environment into obs[k, 0]. ``fresh=False`` (resume) keeps native
-        environments where they were; Python environments always start a new episode."""
+        environments where they were, and the recurrent states with them; Python environments
+        always start a new episode. A new episode starts from the recurrent state h = c = 0."""
         for k, L in enumerate(self.learners):
             if self.env_info.kind == "native":
                 if fresh:
                     reset_native(L, self.env_info.native_id)
+                    reset_state(L.table, L.ws, 0)
             else:
+                reset_state(L.table, L.ws, 0)
                 env = make_python_env(self.env_info, seed=self.config.seed * 1000 + k)
                 obs, _ = env.reset(seed=self.config.seed * 1000 + k)
                 flat_observation(obs, np.float32(self.network.spec.input_scale), L.obs[0])
@@ -459,4 +486,4 @@ class Workers:
 
 
 __all__ = ["Workers", "WorkerError", "SharedState", "new_shared_state", "make_learner", "compile_kernels",
-           "run_native", "python_env_begin", "python_env_step"]
+           "run_native", "python_env_begin", "python_env_step", "recurrent_states", "set_recurrent_states"]

@@ -18,9 +18,10 @@ def test_bench_kernels_json():
     data = json.loads(result.stdout)
     assert data["repeats"] == 2 and data["t_max"] == 5
     assert data["machine"]["cores"] >= 1 and data["machine"]["numba"]
-    assert set(data["networks"]) == {"mlp", "atari"}
+    assert set(data["networks"]) == {"mlp", "atari", "lstm", "atari-lstm"}
     assert data["networks"]["mlp"]["n_params"] == 4 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2 + 64 + 1
     assert data["networks"]["atari"]["n_params"] == 677_943
+    assert data["networks"]["atari-lstm"]["n_params"] == 677_943 + 2 * 256 * 1024 + 1024   # + LSTM W, U, b
     for name, entry in data["networks"].items():
         for key in KEYS:
             assert 0 < entry[key] < 10, f"{name} {key}: {entry[key]}"

@@ -271,3 +271,42 @@ def test_module_colon_id_and_env_kwargs(tmp_path, monkeypatch):
                                     ("CartPole-v1", ("x=1",), "add --gym")]:
         with pytest.raises(EnvError, match=message):
             describe_env(env_id, env_kwargs=kwargs)
+
+
+def test_cartpole_novel_is_gymnasium_cartpole_with_the_velocities_hidden():
+    # Stepped beside gymnasium's CartPole-v1 from the same state with the same actions: the same
+    # rewards, termination and truncation, and exactly (x, θ) of gymnasium's observation.
+    spec = NATIVE_ENVS["CartPoleNoVel-v1"]
+    assert spec.obs_shape == (2,) and spec.n_actions == 2 and spec.max_episode_steps == 500
+    rng = np.random.default_rng(0)
+    gym_env = gymnasium.make("CartPole-v1")
+    steps = 0
+    for episode in range(20):
+        state = np.zeros(ENV_STATE_SIZE)
+        obs = np.zeros(2, np.float32)
+        agent_rng = new_rng(episode)
+        env_reset(spec.env_id, state, agent_rng, obs)
+        gym_env.reset(seed=episode)
+        gym_env.unwrapped.state = state[:4].copy()
+        np.testing.assert_array_equal(obs, np.float32(state[[0, 2]]))
+        while True:
+            a = int(rng.integers(2))
+            r, term, trunc = env_step(spec.env_id, state, a, agent_rng, obs)
+            gym_obs, gr, gterm, gtrunc, _ = gym_env.step(a)
+            np.testing.assert_array_equal(obs, gym_obs[[0, 2]], err_msg=f"step {steps}")
+            assert (r, term, trunc) == (gr, gterm, gtrunc), f"step {steps}"
+            steps += 1
+            if term or trunc:
+                break
+    gym_env.close()
+    assert steps > 200
+    # a balancing controller that reads the hidden velocities keeps it up until the 500-step limit
+    state, obs, rng1 = np.zeros(ENV_STATE_SIZE), np.zeros(2, np.float32), new_rng(1)
+    env_reset(spec.env_id, state, rng1, obs)
+    for t in range(500):  # noqa: B007 - t is checked after the loop
+        r, term, trunc = env_step(spec.env_id, state, 1 if state[2] + 0.5 * state[3] > 0 else 0, rng1, obs)
+        assert not term
+    assert trunc and t == 499
+    assert describe_env("CartPoleNoVel-v1").obs_shape == (2,)
+    with pytest.raises(EnvError, match="no gymnasium version"):
+        describe_env("CartPoleNoVel-v1", force_gym=True)

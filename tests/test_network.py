@@ -275,7 +275,12 @@ def test_network_and_loss_gradients(name):
     grads, ws = analytic_gradient(net, theta, obs, n, data)
     assert grads.dtype == np.float64
     advantage = data["targets"][:n] - ws[:n, net.out_v] if net.out_v >= 0 else None
-    f = objective(net, obs, n, data, advantage)
+    assert_gradient_matches(name, net, theta, grads, objective(net, obs, n, data, advantage), rng)
+
+
+def assert_gradient_matches(name, net, theta, grads, f, rng):
+    """Each tensor of ``grads`` against central differences of the loss ``f(θ)`` (large tensors
+    at MAX_ENTRIES seeded random entries); a failure names the tensor and the entry."""
     for p in net.params:
         idx = np.arange(p.size) if p.size <= 2 * MAX_ENTRIES else rng.choice(p.size, MAX_ENTRIES, replace=False)
         num = np.zeros(idx.size)

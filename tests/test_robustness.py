@@ -133,6 +133,9 @@ BAD_INPUTS = [
     (["--threads", "two"], "'two' is not a valid integer"),
     (["--resume", "no/such/run"], "no such file or run directory"),
     (["--stop-at", "0"], "0 is not in the range"),
+    (["--algo", "nstep-q", "--network", "lstm"], "--network lstm is recurrent and only --algo a3c"),
+    (["--algo", "sarsa", "--network", "atari-lstm"], "--network atari-lstm is recurrent and only --algo a3c"),
+    (["--network", "atari-lstm"], "the atari-lstm network needs 4x84x84 frames"),
 ]
 
 

@@ -12,7 +12,9 @@ gradient and apply it to the shared parameters. Here that skeleton is four funct
 ``end_segment(L)``     computes the targets (the only place where the methods differ, each in
                        its own module: :mod:`.onestep`, :mod:`.nstep_q`, :mod:`.a3c`),
                        backpropagates, clips, applies the optimiser to the shared θ, refreshes
-                       θ⁻ when due, and carries s_n over as the next segment's s_0.
+                       θ⁻ when due, and carries s_n over as the next segment's s_0 (and, for a
+                       recurrent network, the LSTM state (h, c) reached at s_n; zero after an
+                       episode's end).
 
 :func:`numba_a3c.workers.run_native` runs them with a native (Numba) environment entirely in
 nopython code; the gymnasium and Atari workers call the same functions from a Python loop, so
@@ -81,7 +83,7 @@ from numba_a3c.algorithms.state import (
     TI_UPDATES,
 )
 from numba_a3c.atomics import atomic_add, atomic_cas
-from numba_a3c.nn.network import forward_row
+from numba_a3c.nn.network import carry_state, forward_row, reset_state
 from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_update
 
 
@@ -243,8 +245,10 @@ def end_segment(L):
             maybe_refresh_target(L)
         if L.thread_i[TI_EPISODE_OVER] == 0:
             L.obs[0, :] = L.obs[n, :]
+            carry_state(L.table, L.ws, n, 0)    # recurrent networks: (h, c) after the last step
         else:
             L.thread_i[TI_PENDING_ACTION] = -1
+            reset_state(L.table, L.ws, 0)       # recurrent networks: a new episode starts from h = c = 0
     L.thread_i[TI_N] = 0
     if L.counters[C_STOP] != 0:
         return STOPPED

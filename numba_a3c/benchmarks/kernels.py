@@ -1,8 +1,10 @@
 """Kernel benchmark: how long the numerical core takes on this machine.
 
-For two networks, the MLP of the classic-control tasks (4 → 64 → 64 → 2 actions + 1 value, ReLU)
-and the paper's Atari network (4×84×84 → conv 16 8×8/4 → conv 32 4×4/2 → dense 256 → 6 actions
-+ 1 value), it times, as the median over ``repeats`` measurements after a warm-up call:
+For four networks, the MLP of the classic-control tasks (4 → 64 → 64 → 2 actions + 1 value, ReLU),
+the paper's Atari network (4×84×84 → conv 16 8×8/4 → conv 32 4×4/2 → dense 256 → 6 actions
++ 1 value), and their recurrent versions, ``lstm`` (2 → dense 64 → LSTM 64 → 2 + 1, CartPoleNoVel-v1's)
+and ``atari-lstm`` (the Atari body → LSTM 256 → 6 + 1; their segments include BPTT), it times,
+as the median over ``repeats`` measurements after a warm-up call:
 
 ``forward``        :func:`~numba_a3c.nn.network.forward_row` of one observation (what acting costs);
 ``segment``        an A3C segment of t_max = 5 steps: five forward passes (the acting passes, whose
@@ -54,9 +56,11 @@ from numba_a3c.config import TrainConfig
 from numba_a3c.nn.losses import a3c_loss, q_loss
 from numba_a3c.nn.network import (
     Network,
+    atari_lstm_spec,
     atari_spec,
     backward_rows,
     forward_row,
+    lstm_spec,
     mlp_spec,
 )
 from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_update
@@ -168,10 +172,13 @@ class _Case:
 
 
 def cases():
-    """The two benchmarked networks: the MLP (4→64→64→2+1) and the Atari network (6 actions)."""
+    """The benchmarked networks: the MLP (4→64→64→2+1), the Atari network (6 actions), and their
+    recurrent versions (CartPoleNoVel-v1's 2→64→LSTM 64→2+1, and the Atari body → LSTM 256)."""
     return [
         _Case("mlp", mlp_spec(4, 2, (64, 64), "relu")),
         _Case("atari", atari_spec(6)),
+        _Case("lstm", lstm_spec(2, 2, (64, 64), "tanh")),
+        _Case("atari-lstm", atari_lstm_spec(6)),
     ]
 
 
@@ -200,7 +207,7 @@ def warm_up():
     from numba_a3c.nn.network import small_conv_spec
 
     for spec in (mlp_spec(4, 2, (8,), "tanh"), mlp_spec(4, 2, (8,), "relu", heads="q"),
-                 small_conv_spec((1, 5, 5), 3, filters=2, hidden=4)):
+                 small_conv_spec((1, 5, 5), 3, filters=2, hidden=4), lstm_spec(4, 2, (8, 4))):
         net = Network(spec)
         params = net.init_params(0)
         grads = np.zeros_like(params)

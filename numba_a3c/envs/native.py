@@ -1,4 +1,4 @@
-"""Native environments: CartPole-v1, Acrobot-v1, Catch-v0 and Pendulum-v1 written as Numba nopython functions.
+"""Native environments: CartPole-v1, CartPoleNoVel-v1, Acrobot-v1, Catch-v0 and Pendulum-v1 as Numba nopython functions.
 
 A worker thread on a native environment runs its whole actor-learner loop (environment step,
 forward, backward, update) in nopython code with the GIL released. Each environment is a pair of
@@ -19,6 +19,12 @@ gymnasium does (the tests step both with the same actions from the same state). 
 generator differs: ours is the thread's xoroshiro128+ (:mod:`numba_a3c.rng`), so the same seed
 gives other (equally distributed) initial states than gymnasium's.
 
+CartPoleNoVel-v1 is CartPole-v1 with the velocities hidden: the observation is (x, θ) only, the
+dynamics, rewards, termination and truncation are CartPole-v1's. One observation does not say
+where the pole is going, so a feed-forward policy cannot balance it for long; a recurrent one
+can, by remembering the previous positions (the partially observed CartPole of RL-Zoo and
+sb3-contrib's RecurrentPPO).
+
 Catch-v0 is a small pixel game (as in DeepMind's bsuite): a ball starts in a random column of
 the top row of a 10×5 board and falls one row per step; a paddle on the bottom row moves left,
 stays or moves right. When the ball reaches the bottom row the episode ends with +1 if the
@@ -38,6 +44,7 @@ ENV_CARTPOLE = 0
 ENV_ACROBOT = 1
 ENV_CATCH = 2
 ENV_PENDULUM = 3
+ENV_CARTPOLE_NOVEL = 4
 
 #: Length of a native environment's float64 state array (the largest of the three, with room).
 ENV_STATE_SIZE = 16
@@ -101,6 +108,26 @@ def cartpole_step(state, action, rng, obs):
     terminated = x < -_X_THRESHOLD or x > _X_THRESHOLD or theta < -_THETA_THRESHOLD or theta > _THETA_THRESHOLD
     truncated = state[4] >= CARTPOLE_MAX_STEPS  # gymnasium's TimeLimit: may coincide with terminated
     return 1.0, terminated, truncated
+
+
+# --------------------------------------------------------------------------- CartPoleNoVel-v1
+@njit(nogil=True, cache=True)
+def cartpole_novel_reset(state, rng, obs):
+    """CartPole-v1's s_0; observed: (x, θ)."""
+    full = np.empty(4, np.float32)
+    cartpole_reset(state, rng, full)
+    obs[0] = full[0]
+    obs[1] = full[2]
+
+
+@njit(nogil=True, cache=True)
+def cartpole_novel_step(state, action, rng, obs):
+    """CartPole-v1's step; observed: (x, θ), the velocities ẋ and θ̇ hidden."""
+    full = np.empty(4, np.float32)
+    r, terminated, truncated = cartpole_step(state, action, rng, full)
+    obs[0] = full[0]
+    obs[1] = full[2]
+    return r, terminated, truncated
 
 
 # --------------------------------------------------------------------------- Acrobot-v1
@@ -290,6 +317,8 @@ def env_reset(env_id, state, rng, obs):
     """Reset native environment ``env_id`` into ``state``; writes the first observation into ``obs``."""
     if env_id == ENV_CARTPOLE:
         cartpole_reset(state, rng, obs)
+    elif env_id == ENV_CARTPOLE_NOVEL:
+        cartpole_novel_reset(state, rng, obs)
     elif env_id == ENV_ACROBOT:
         acrobot_reset(state, rng, obs)
     elif env_id == ENV_PENDULUM:
@@ -303,6 +332,8 @@ def env_step(env_id, state, action, rng, obs):
     """Step native environment ``env_id``; returns (reward, terminated, truncated)."""
     if env_id == ENV_CARTPOLE:
         return cartpole_step(state, action, rng, obs)
+    if env_id == ENV_CARTPOLE_NOVEL:
+        return cartpole_novel_step(state, action, rng, obs)
     if env_id == ENV_ACROBOT:
         return acrobot_step(state, action, rng, obs)
     return catch_step(state, action, rng, obs)
@@ -334,6 +365,9 @@ class NativeEnvSpec:
 NATIVE_ENVS = {
     "CartPole-v1": NativeEnvSpec(ENV_CARTPOLE, "CartPole-v1", (4,), 2, CARTPOLE_MAX_STEPS, 475.0,
                                  "balance a pole on a cart; +1 per step, 500 steps at most"),
+    "CartPoleNoVel-v1": NativeEnvSpec(ENV_CARTPOLE_NOVEL, "CartPoleNoVel-v1", (2,), 2, CARTPOLE_MAX_STEPS, 475.0,
+                                      "CartPole-v1 observing only the cart position and the pole angle "
+                                      "(velocities hidden): needs memory"),
     "Acrobot-v1": NativeEnvSpec(ENV_ACROBOT, "Acrobot-v1", (6,), 3, ACROBOT_MAX_STEPS, -100.0,
                                 "swing a two-link arm up; −1 per step until the tip is high enough"),
     "Catch-v0": NativeEnvSpec(ENV_CATCH, "Catch-v0", (1, CATCH_ROWS, CATCH_COLS), 3, CATCH_ROWS, 1.0,
@@ -387,7 +421,7 @@ class NativeEnv:
     def render(self):
         if self.spec_native.env_id == ENV_CATCH:
             return _render_catch(self.state)
-        if self.spec_native.env_id == ENV_CARTPOLE:
+        if self.spec_native.env_id in (ENV_CARTPOLE, ENV_CARTPOLE_NOVEL):
             return _render_cartpole(self.state)
         if self.spec_native.env_id == ENV_PENDULUM:
             return _render_pendulum(self.state)

@@ -35,6 +35,16 @@ forward pass writes these, the backward pass of a segment reuses them instead of
 forward pass. ``delta`` has the shape of ``ws`` and holds ∂L/∂(layer outputs) during backward; its
 conv-patch area is reused as scratch for the patch gradients.
 
+Recurrent layers
+----------------
+A body may hold an ``"lstm"`` layer (:mod:`numba_a3c.nn.lstm`; ``--network lstm`` and
+``atari-lstm``). Its area of a workspace row keeps, besides its output h_t, what BPTT needs: the
+cell, tanh(cell), the gates and the state (h_{t−1}, c_{t−1}) the step started from (``LSTM_*``).
+Consecutive rows are consecutive steps: :func:`forward_row` on row t writes (h_t, c_t) into row
+t+1, and :func:`backward_rows` backpropagates through time over the rows it is given (the
+gradient stops at row 0's incoming state: truncated BPTT). :func:`carry_state`,
+:func:`keep_state` and :func:`reset_state` move that state between segments, steps and episodes.
+
 Initialisation
 --------------
 Two schemes, chosen by the configuration's ``init``; biases are 0 in both, and the policy head
@@ -65,10 +75,12 @@ from numba_a3c.nn.layers import (
     tanh_forward,
 )
 from numba_a3c.nn.losses import VAR_MIN
+from numba_a3c.nn.lstm import FORGET_BIAS, GATE_ORDER, lstm_backward, lstm_forward
 
 # Layer kinds and activations as they appear in the layer table (and in checkpoint attributes).
 DENSE = 0
 CONV = 1
+LSTM = 2
 ACT_NONE = 0
 ACT_RELU = 1
 ACT_TANH = 2
@@ -79,6 +91,13 @@ T_KIND, T_ACT, T_IN, T_IN_SIZE, T_OUT, T_OUT_SIZE, T_W, T_B = 0, 1, 2, 3, 4, 5, 
 T_C, T_H, T_WD, T_O, T_HO, T_WO, T_KH, T_KW, T_STRIDE, T_COLS, T_NEED_DX = 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18
 T_COLUMNS = 19
 INPUT = -1  # T_IN value of a layer that reads the observation
+# An LSTM row reuses a conv column: T_U is the offset of its recurrent weights U (H, 4H). Its
+# T_OUT area of a workspace row holds 9H numbers (see ``lstm_areas``), T_OUT_SIZE is H.
+T_U = T_C
+# An LSTM's area of a workspace row, at T_OUT, in units of H: its output h_t, the cell c_t,
+# tanh(c_t), the gates i, f, g, o (4H, post-activation), then the state the step started from,
+# h_{t−1} and c_{t−1}. Only h_t is read by the next layer; the rest is kept for BPTT.
+LSTM_H, LSTM_C, LSTM_TC, LSTM_GATES, LSTM_H_IN, LSTM_C_IN, LSTM_AREA = 0, 1, 2, 3, 7, 8, 9
 
 HEADS = ("q", "actor_critic", "gaussian")
 
@@ -98,8 +117,10 @@ def _orthogonal(rng, rows, cols):
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One body layer. ``kind`` is "dense" (``size`` outputs) or "conv" (``size`` filters of
-    ``kernel``×``kernel`` at ``stride``); ``activation`` is "relu", "tanh" or "linear"."""
+    """One body layer. ``kind`` is "dense" (``size`` outputs), "conv" (``size`` filters of
+    ``kernel``×``kernel`` at ``stride``) or "lstm" (``size`` cells, :mod:`numba_a3c.nn.lstm`; its
+    output h_t = o_t ⊙ tanh(c_t) takes no further activation, so its ``activation`` is "linear");
+    ``activation`` is "relu", "tanh" or "linear"."""
 
     kind: str
     size: int
@@ -168,6 +189,21 @@ def atari_spec(n_actions, heads="actor_critic"):
     return NetworkSpec((4, 84, 84), int(n_actions), body, heads, input_scale=1.0 / 255.0)
 
 
+def lstm_spec(obs_dim, n_actions, hidden=(64, 64), activation="relu", heads="actor_critic"):
+    """A recurrent network for vector observations: obs → dense(h1) → … → dense(h_{k−1}) → LSTM(h_k) →
+    heads. The last hidden size is the LSTM's number of cells; the ones before it make the MLP body."""
+    hidden = tuple(int(h) for h in hidden)
+    body = tuple(LayerSpec("dense", h, activation) for h in hidden[:-1]) + (LayerSpec("lstm", hidden[-1], "linear"),)
+    return NetworkSpec((int(obs_dim),), int(n_actions), body, heads)
+
+
+def atari_lstm_spec(n_actions, heads="actor_critic", cells=256):
+    """The paper's A3C LSTM: the Atari body (conv 16 8×8/4 → conv 32 4×4/2 → dense 256) → LSTM(256) → heads."""
+    spec = atari_spec(n_actions, heads)
+    return NetworkSpec(spec.input_shape, spec.n_actions, spec.body + (LayerSpec("lstm", int(cells), "linear"),),
+                       heads, input_scale=spec.input_scale)
+
+
 def small_conv_spec(input_shape, n_actions, heads="actor_critic", filters=16, hidden=128):
     """A small conv net for small pixel observations (Catch): conv ``filters`` 3×3/1 → dense → heads."""
     body = (LayerSpec("conv", int(filters), "relu", 3, 1), LayerSpec("dense", int(hidden), "relu"))
@@ -197,7 +233,9 @@ class Network:
     ``table`` (the int64 layer table the kernels read); ``input_size``; ``workspace_size``;
     ``activation_size`` (the leading part of a workspace row that holds layer outputs);
     ``out_q``/``out_pi``/``out_v``/``out_mu``/``out_sigma`` (workspace offsets of the head outputs,
-    −1 if absent) and ``out_action`` (a Gaussian network's sampled-action slot, −1 if absent).
+    −1 if absent) and ``out_action`` (a Gaussian network's sampled-action slot, −1 if absent);
+    ``state_areas`` and ``state_size`` (where each LSTM's incoming state sits in a workspace row,
+    and their total size: 0 for a feed-forward network).
     """
 
     def __init__(self, spec: NetworkSpec):
@@ -228,7 +266,8 @@ class Network:
         shape = tuple(spec.input_shape)
         in_off, in_size = INPUT, self.input_size
         in_name = "observation"
-        n_conv = n_dense = 0
+        n_conv = n_dense = n_lstm = 0
+        self.state_areas = []   # (workspace offset, 2H) of each LSTM's incoming state (h_{t−1}, c_{t−1})
         for layer in spec.body:
             row = np.zeros(T_COLUMNS, np.int64)
             if layer.activation not in ACTIVATIONS:
@@ -265,11 +304,30 @@ class Network:
                 out_shape = (n_out,)
                 self.layers.append(dict(name=name, type="dense", activation=layer.activation, stride=1,
                                         kernel=0, input=in_name, input_shape=(n_in,), output_shape=out_shape))
+            elif layer.kind == "lstm":
+                if layer.activation != "linear":
+                    raise ValueError(f"an lstm layer takes no activation (its output is o ⊙ tanh(c)); "
+                                     f"got {layer.activation!r}, use 'linear'")
+                n_lstm += 1
+                name = f"lstm{n_lstm}"
+                n_in, H = in_size, int(layer.size)
+                row[T_KIND] = LSTM
+                row[T_W] = add_param(f"{name}/W", (n_in, 4 * H))
+                row[T_U] = add_param(f"{name}/U", (H, 4 * H))
+                row[T_B] = add_param(f"{name}/b", (4 * H,))
+                out_shape = (H,)
+                self.layers.append(dict(name=name, type="lstm", activation="linear", stride=1, kernel=0,
+                                        input=in_name, input_shape=(n_in,), output_shape=out_shape,
+                                        cells=H, gate_order=GATE_ORDER))
             else:
-                raise ValueError(f"unknown layer kind {layer.kind!r}; expected 'dense' or 'conv'")
+                raise ValueError(f"unknown layer kind {layer.kind!r}; expected 'dense', 'conv' or 'lstm'")
             out_size = int(np.prod(out_shape))
             row[T_IN], row[T_IN_SIZE] = in_off, in_size
-            row[T_OUT], row[T_OUT_SIZE] = add_output(out_size), out_size
+            # An LSTM's area also holds its cell, tanh(cell), gates and incoming state: 9H numbers.
+            area = LSTM_AREA * out_size if row[T_KIND] == LSTM else out_size
+            row[T_OUT], row[T_OUT_SIZE] = add_output(area), out_size
+            if row[T_KIND] == LSTM:
+                self.state_areas.append((int(row[T_OUT]) + LSTM_H_IN * out_size, 2 * out_size))
             row[T_NEED_DX] = 0 if in_off == INPUT else 1
             rows.append(row)
             shape, in_off, in_size, in_name = out_shape, int(row[T_OUT]), out_size, name
@@ -330,13 +388,32 @@ class Network:
         self.n_params = n_params
         self.workspace_size = ws
         self._by_name = {p.name: p for p in self.params}
+        self.state_size = sum(size for _, size in self.state_areas)
+
+    @property
+    def recurrent(self):
+        """True when the network has an LSTM layer (its output depends on the state it carries)."""
+        return bool(self.state_areas)
+
+    def get_state(self, ws_row):
+        """The incoming recurrent state of a workspace row: every LSTM's (h, c), concatenated (state_size,)."""
+        parts = [ws_row[off:off + size] for off, size in self.state_areas]
+        return np.concatenate(parts) if parts else np.zeros(0, ws_row.dtype)
+
+    def set_state(self, ws_row, state):
+        """Write ``state`` (as :meth:`get_state` returns it) as the incoming recurrent state of ``ws_row``."""
+        k = 0
+        for off, size in self.state_areas:
+            ws_row[off:off + size] = state[k:k + size]
+            k += size
 
     # ------------------------------------------------------------------ parameters
     def init_params(self, seed=0, dtype=np.float32, scheme="uniform"):
         """A new flat parameter array, initialised with ``scheme`` (see the module docstring).
 
         ``"uniform"``: W ~ U(−1/√fan_in, 1/√fan_in), the paper's Torch7 default; ``pi/W`` (and the
-        Gaussian mean's ``mu/W``) × 0.01.
+        Gaussian mean's ``mu/W``) × 0.01. An LSTM's W and U are initialised like a linear layer's W
+        (U's fan_in is H) and its forget-gate bias starts at 1 (:func:`numba_a3c.nn.lstm.lstm_init`).
         ``"orthogonal"``: W = gain · Q, Q a random orthogonal (fan_in × fan_out) matrix (a conv
         layer's W is reshaped to fan_out × fan_in first), gain √2 for ReLU layers, 1 for tanh
         and linear ones, 0.01 for ``pi/W`` and ``mu/W`` and 1 for the value, σ and Q heads. Every bias
@@ -347,8 +424,9 @@ class Network:
         rng = np.random.Generator(np.random.PCG64(seed))
         theta = np.zeros(self.n_params, dtype=dtype)
         gains = {layer["name"]: INIT_GAINS[layer["activation"]] for layer in self.layers}
+        kinds = {layer["name"]: layer["type"] for layer in self.layers}
         for p in self.params:
-            if not p.name.endswith("/W"):
+            if not (p.name.endswith("/W") or p.name.endswith("/U")):
                 continue
             layer = p.name[:-2]
             fan_in = int(np.prod(p.shape[1:])) if len(p.shape) == 4 else p.shape[0]
@@ -363,6 +441,11 @@ class Network:
                 w = gain * _orthogonal(rng, fan_in, fan_out)           # (fan_in, fan_out)
                 w = w.T.ravel() if len(p.shape) == 4 else w.ravel()     # conv W is (out, in, kh, kw)
             theta[p.offset:p.offset + p.size] = w
+        for name, kind in kinds.items():
+            if kind == "lstm":      # the forget gate's bias starts at 1 (nn/lstm.py; gate order i, f, g, o)
+                b = self.view(theta, f"{name}/b")
+                H = b.shape[0] // 4
+                b[H:2 * H] = FORGET_BIAS
         return theta
 
     def view(self, flat, name):
@@ -415,6 +498,9 @@ def forward_row(table, params, obs, ws, row):
 
     For each layer of the table, in order: Z = layer(input; W, b), then Y = activation(Z) in
     place. Conv layers also leave their im2col patch matrix in ``ws[row]`` for the backward pass.
+    An LSTM layer steps from the state (h_{t−1}, c_{t−1}) kept in ``ws[row]`` (row 0: the state the
+    segment started from) and, when ``ws`` has a next row, writes (h_t, c_t) there as that row's
+    incoming state: consecutive rows are consecutive steps of one episode.
     """
     x = obs[row]
     h = ws[row]
@@ -433,7 +519,7 @@ def forward_row(table, params, obs, ws, row):
                 dense_forward(x[0:n_in], W, b, z)
             else:
                 dense_forward(h[in_off:in_off + n_in], W, b, z)
-        else:
+        elif table[l, T_KIND] == CONV:
             C, H, Wd, O = table[l, T_C], table[l, T_H], table[l, T_WD], table[l, T_O]
             kh, kw, s = table[l, T_KH], table[l, T_KW], table[l, T_STRIDE]
             K = C * kh * kw
@@ -446,11 +532,68 @@ def forward_row(table, params, obs, ws, row):
                 conv2d_forward(x, C, H, Wd, Wm, b, kh, kw, s, cols, z)
             else:
                 conv2d_forward(h[in_off:in_off + n_in], C, H, Wd, Wm, b, kh, kw, s, cols, z)
+        else:
+            # LSTM: one step from the state in this row's h_{t−1}, c_{t−1} area (nn/lstm.py).
+            Hc = n_out
+            W = params[w_off:w_off + n_in * 4 * Hc].reshape((n_in, 4 * Hc))
+            u_off = table[l, T_U]
+            U = params[u_off:u_off + Hc * 4 * Hc].reshape((Hc, 4 * Hc))
+            b = params[b_off:b_off + 4 * Hc]
+            a = out_off
+            if in_off == INPUT:
+                xin = x[0:n_in]
+            else:
+                xin = h[in_off:in_off + n_in]
+            lstm_forward(xin, W, U, b,
+                         h[a + LSTM_H_IN * Hc:a + LSTM_C_IN * Hc], h[a + LSTM_C_IN * Hc:a + LSTM_AREA * Hc],
+                         h[a + LSTM_GATES * Hc:a + LSTM_H_IN * Hc], h[a + LSTM_C * Hc:a + LSTM_TC * Hc],
+                         h[a + LSTM_TC * Hc:a + LSTM_GATES * Hc], h[a:a + Hc])
+            if row + 1 < ws.shape[0]:
+                # The next row (the next step of the segment) starts from (h_t, c_t).
+                for j in range(Hc):
+                    ws[row + 1, a + LSTM_H_IN * Hc + j] = h[a + j]
+                    ws[row + 1, a + LSTM_C_IN * Hc + j] = h[a + LSTM_C * Hc + j]
         act = table[l, T_ACT]
         if act == ACT_RELU:
             relu_forward(h[out_off:out_off + n_out])
         elif act == ACT_TANH:
             tanh_forward(h[out_off:out_off + n_out])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def carry_state(table, ws, src, dst):
+    """``ws[dst]``'s incoming recurrent state ← ``ws[src]``'s, for every LSTM layer (nothing for a
+    feed-forward network). A3C carries row n's (the state after the segment's last step) to row 0."""
+    for l in range(table.shape[0]):
+        if table[l, T_KIND] == LSTM:
+            Hc = table[l, T_OUT_SIZE]
+            a = table[l, T_OUT] + LSTM_H_IN * Hc
+            for j in range(2 * Hc):
+                ws[dst, a + j] = ws[src, a + j]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def keep_state(table, ws, row):
+    """``ws[row]``'s incoming state ← the state (h_t, c_t) its own step produced: a one-row
+    workspace (evaluation, acting one observation at a time) moves on to the next step."""
+    for l in range(table.shape[0]):
+        if table[l, T_KIND] == LSTM:
+            Hc = table[l, T_OUT_SIZE]
+            a = table[l, T_OUT]
+            for j in range(Hc):
+                ws[row, a + LSTM_H_IN * Hc + j] = ws[row, a + LSTM_H * Hc + j]
+                ws[row, a + LSTM_C_IN * Hc + j] = ws[row, a + LSTM_C * Hc + j]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def reset_state(table, ws, row):
+    """``ws[row]``'s incoming recurrent state ← 0 (h = c = 0): where an episode starts."""
+    for l in range(table.shape[0]):
+        if table[l, T_KIND] == LSTM:
+            Hc = table[l, T_OUT_SIZE]
+            a = table[l, T_OUT] + LSTM_H_IN * Hc
+            for j in range(2 * Hc):
+                ws[row, a + j] = 0.0
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -470,7 +613,8 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows):
     ∂L/∂Z in place, then the layer's backward adds ∂L/∂W, ∂L/∂b into ``grads`` (same flat layout
     as ``params``) and ∂L/∂X into the ``delta`` of its input. Dense layers process all rows in one
     call, on contiguous copies of their rows (their weights are read once per segment); conv
-    layers go row by row through BLAS, reusing the patch matrices left by the forward pass.
+    layers go row by row through BLAS, reusing the patch matrices left by the forward pass. An
+    LSTM layer backpropagates through time over the rows (:func:`_lstm_rows_backward`).
     """
     n = n_rows
     # Scratch for the dense layers' contiguous row copies (X, dZ, dX), sized for the widest one.
@@ -514,6 +658,8 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows):
                     for i in range(n):
                         for j in range(n_in):
                             delta[i, in_off + j] += dX[i, j]
+        elif table[l, T_KIND] == LSTM:
+            _lstm_rows_backward(table[l], params, grads, obs, ws, delta, n)
         else:
             C, H, Wd, O = table[l, T_C], table[l, T_H], table[l, T_WD], table[l, T_O]
             kh, kw, s = table[l, T_KH], table[l, T_KW], table[l, T_STRIDE]
@@ -534,3 +680,58 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows):
                 else:
                     conv2d_backward(cols, C, H, Wd, Wm, kh, kw, s, dz, dWm, db, dcols,
                                     d[in_off:in_off + n_in], need_dx)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _lstm_rows_backward(row, params, grads, obs, ws, delta, n):
+    """BPTT of one LSTM layer (table row ``row``) over the segment's rows 0..n−1.
+
+    Gathers what :func:`numba_a3c.nn.lstm.lstm_backward` takes from the workspace rows: the
+    inputs X, the states Hs, Cs (row t: the state step t started from, kept in ``ws[t]``; row 0
+    is the state the segment started from), the gates and tanh(c), and ∂L/∂h_t from
+    ``delta`` (what the heads sent back); adds ∂L/∂x_t to the input layer's ``delta``. The
+    gradient reaching the segment's initial state is dropped: truncated BPTT.
+    """
+    Hc = row[T_OUT_SIZE]
+    G4 = 4 * Hc
+    n_in = row[T_IN_SIZE]
+    in_off = row[T_IN]
+    a = row[T_OUT]
+    w_off, u_off, b_off = row[T_W], row[T_U], row[T_B]
+    need_dx = row[T_NEED_DX] != 0
+    W = params[w_off:w_off + n_in * G4].reshape((n_in, G4))
+    U = params[u_off:u_off + Hc * G4].reshape((Hc, G4))
+    dW = grads[w_off:w_off + n_in * G4].reshape((n_in, G4))
+    dU = grads[u_off:u_off + Hc * G4].reshape((Hc, G4))
+    db = grads[b_off:b_off + G4]
+    dt = ws.dtype
+    X = np.empty((n, n_in), dt)
+    Hs = np.empty((n + 1, Hc), dt)
+    Cs = np.empty((n + 1, Hc), dt)
+    G = np.empty((n, G4), dt)
+    TC = np.empty((n, Hc), dt)
+    dH = np.empty((n, Hc), dt)
+    dX = np.zeros((n, n_in), dt)
+    dh0 = np.empty(Hc, dt)
+    dc0 = np.empty(Hc, dt)
+    dz = np.empty(G4, dt)
+    if in_off == INPUT:
+        _gather(obs, 0, n_in, n, X)
+    else:
+        _gather(ws, in_off, n_in, n, X)
+    for t in range(n):
+        for j in range(Hc):
+            Hs[t, j] = ws[t, a + LSTM_H_IN * Hc + j]       # the state step t started from
+            Cs[t, j] = ws[t, a + LSTM_C_IN * Hc + j]
+            TC[t, j] = ws[t, a + LSTM_TC * Hc + j]
+            dH[t, j] = delta[t, a + LSTM_H * Hc + j]
+        for j in range(G4):
+            G[t, j] = ws[t, a + LSTM_GATES * Hc + j]
+    for j in range(Hc):                                    # the state after the last step
+        Hs[n, j] = ws[n - 1, a + LSTM_H * Hc + j]
+        Cs[n, j] = ws[n - 1, a + LSTM_C * Hc + j]
+    lstm_backward(X, W, U, Hs, Cs, G, TC, dH, dW, dU, db, dX, dh0, dc0, dz, need_dx)
+    if need_dx:
+        for t in range(n):
+            for j in range(n_in):
+                delta[t, in_off + j] += dX[t, j]
