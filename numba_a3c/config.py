@@ -64,6 +64,9 @@ class TrainConfig:
     eval_epsilon: float = _f(0.0, "ε of the evaluation policy: 0 is greedy; Atari uses 0.05, the usual protocol, so a "
                              "policy that never presses FIRE after a lost life cannot stall an evaluation")
     gym: bool = _f(False, "use the gymnasium environment even where a native (Numba) one exists")
+    env_processes: bool = _f(None, "step each worker's Python (gymnasium) environment in a process of its own, so "
+                             "the worker thread waits with the GIL released and the environments use every core",
+                             default_text="on for a registered gymnasium environment with 2 or more threads")
     save_every: int = _f(0, "save a checkpoint every this many global steps (0: only at the end)")
     log_interval: float = _f(1.0, "seconds between progress lines")
 

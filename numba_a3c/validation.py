@@ -146,6 +146,12 @@ def check_environment(config, make_env=None):
         if "action space" in msg:
             msg = f"--algo {config.algo} cannot train on {config.env}: {msg}"
         raise ConfigError(msg) from None
+    try:
+        from numba_a3c.envs.subproc import want_processes
+
+        want_processes(config.env_processes, info, config.threads)
+    except EnvError as exc:
+        raise ConfigError(str(exc)) from None
     if info.n_actions < 2:
         raise ConfigError(f"{info.env_id} has {info.n_actions} action(s); there is nothing to learn with fewer than 2")
     try:
