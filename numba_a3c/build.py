@@ -44,7 +44,8 @@ def network_spec(config, env_info):
     scaled by the environment's ``input_scale``. Raises ValueError when the network cannot read the
     environment's observations. A Discrete(n) observation space reaches the MLP one-hot encoded
     (``input_encoding``, applied by the environment wrapper of
-    :func:`numba_a3c.envs.registry.make_python_env`).
+    :func:`numba_a3c.envs.registry.make_python_env`), and an (H, W, C) image transposed to (C, H, W)
+    (encoding "hwc"); uint8 pixels are scaled by 1/255 (``input_scale``), for the MLP and the conv net alike.
     """
     heads = "actor_critic" if config.algo == "a3c" else "q"
     A = env_info.n_actions
@@ -56,7 +57,8 @@ def network_spec(config, env_info):
         if len(env_info.obs_shape) != 3:
             raise ValueError(f"the conv network needs (channels, height, width) observations; "
                              f"{env_info.env_id} gives {env_info.obs_shape}. Use --network mlp")
-        return small_conv_spec(env_info.obs_shape, A, heads, hidden=config.hidden[0] if config.hidden else 128)
+        spec = small_conv_spec(env_info.obs_shape, A, heads, hidden=config.hidden[0] if config.hidden else 128)
+        return replace(spec, input_scale=env_info.input_scale, input_encoding=env_info.obs_encoding)
     spec = mlp_spec(int(np.prod(env_info.obs_shape)), A, config.hidden, config.activation, heads)
     return replace(spec, input_scale=env_info.input_scale, input_encoding=env_info.obs_encoding)
 
