@@ -66,7 +66,9 @@ class TrainConfig:
     gym: bool = _f(False, "use the gymnasium environment even where a native (Numba) one exists")
     env_processes: bool = _f(None, "step each worker's Python (gymnasium) environment in a process of its own, so "
                              "the worker thread waits with the GIL released and the environments use every core",
-                             default_text="on for a registered gymnasium environment with 2 or more threads")
+                             default_text="off: it pays where a step costs more than a round trip to a process "
+                                          "and cores are idle; measure with asyncrl bench throughput --env-processes "
+                                          "both")
     save_every: int = _f(0, "save a checkpoint every this many global steps (0: only at the end)")
     log_interval: float = _f(1.0, "seconds between progress lines")
 

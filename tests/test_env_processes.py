@@ -140,13 +140,12 @@ def test_close_ends_the_process_and_a_dead_parent_ends_its_children(tmp_path):
 def test_want_processes_default_and_refusals():
     gym = describe_env("CartPole-v1", force_gym=True)
     native = describe_env("CartPole-v1")
-    assert want_processes(None, gym, 2) and not want_processes(None, gym, 1)
-    assert not want_processes(None, native, 2) and not want_processes(False, gym, 2)
-    assert want_processes(True, gym, 1)
+    assert not want_processes(None, gym, 2) and not want_processes(None, native, 2)   # off unless asked for
+    assert not want_processes(False, gym, 2)
+    assert want_processes(True, gym, 1) and want_processes(True, gym, 16)
     with pytest.raises(EnvError, match="native .* drop --env-processes"):
         want_processes(True, native, 2)
     callable_info = gym.__class__(**{**gym.__dict__, "maker": lambda: None})
-    assert not want_processes(None, callable_info, 2)
     with pytest.raises(EnvError, match="cannot be pickled"):
         want_processes(True, callable_info, 2)
 
@@ -209,8 +208,8 @@ def _finish(proc, timeout=90):
 def test_ctrl_c_leaves_nothing_running(tmp_path):
     """SIGINT to the whole process group, as a terminal's Ctrl-C: the run stops and saves, and no
     environment process outlives it."""
-    proc = _train(["--env", "CartPole-v1", "--gym", "--threads", "2", "--steps", "1000000000", "--eval-every", "0",
-                   "--out", str(tmp_path / "run")], start_new_session=True)
+    proc = _train(["--env", "CartPole-v1", "--gym", "--env-processes", "--threads", "2", "--steps", "1000000000",
+                   "--eval-every", "0", "--out", str(tmp_path / "run")], start_new_session=True)
     try:
         children = _training_children(proc, 2)
         os.killpg(proc.pid, signal.SIGINT)
@@ -226,8 +225,8 @@ def test_ctrl_c_leaves_nothing_running(tmp_path):
 
 @pytest.mark.timeout(240)
 def test_killed_environment_process_stops_the_run_with_one_line(tmp_path):
-    proc = _train(["--env", "CartPole-v1", "--gym", "--threads", "2", "--steps", "1000000000", "--eval-every", "0",
-                   "--out", str(tmp_path / "run")])
+    proc = _train(["--env", "CartPole-v1", "--gym", "--env-processes", "--threads", "2", "--steps", "1000000000",
+                   "--eval-every", "0", "--out", str(tmp_path / "run")])
     try:
         children = _training_children(proc, 2)
         os.kill(children[0], signal.SIGKILL)

@@ -2,12 +2,18 @@
 
 A gymnasium environment's ``step`` is Python and holds the GIL: N worker threads stepping N
 in-process environments take turns for that part, whatever the number of cores. :class:`ProcessEnv`
-moves one environment into a child process and talks to it through a pipe. The worker thread that
-owns it blocks in ``os.read`` on the pipe while the child steps, and ``os.read`` releases the GIL,
+moves one environment into a child process and talks to it through a socket pair. The worker
+thread that owns it blocks in ``os.read`` while the child steps, and ``os.read`` releases the GIL,
 so N threads' environments step on N cores beside the learners' nopython kernels. The price is a
-round trip per step (pickling, two context switches): worth it when ``step`` costs more than that
-(LunarLander's Box2D), not always for a 10 µs one (CartPole); ``asyncrl bench throughput --gym
---env-processes both`` measures both ways side by side.
+round trip per step (pickling, two wake-ups): worth it only when ``step`` costs more than that;
+``asyncrl bench throughput --gym --env-processes both`` measures both ways side by side.
+
+Default: off (the environment steps in the worker thread) unless ``--env-processes`` asks for it.
+On the 2-core machine this was built on, under a load average of about 40, a round trip to the
+child cost 250-330 µs (two wake-ups of a sleeping process) against about 33 µs for a CartPole step
+and 140 µs for a LunarLander step in-process, and with 2 threads processes were slower than
+in-process (README, "Python environments on every core", for the command and the table).
+Processes pay where a step costs more than a round trip and idle cores wait for it.
 
 Protocol: one request, one reply, strictly alternating; only the worker thread that owns a
 :class:`ProcessEnv` talks to it (the main thread closes it once that worker has ended)::
@@ -267,10 +273,8 @@ class ProcessEnv:
 
 def want_processes(setting, info, threads):
     """Whether the workers' environments of ``info`` step in processes: ``setting`` is the
-    ``env_processes`` option, None for the default (yes for a registered gymnasium environment with
-    2 or more threads). Raises :class:`EnvError` when it was asked for and cannot be had."""
-    if setting is None:
-        return AVAILABLE and info.kind == "gym" and info.maker is None and int(threads) > 1
+    ``env_processes`` option; None, the default, is no (module docstring, "Default"). Raises
+    :class:`EnvError` when they were asked for and cannot be had."""
     if not setting:
         return False
     if info.kind == "native":
