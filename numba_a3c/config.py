@@ -17,7 +17,7 @@ from numba_a3c.data import data_path
 
 ALGORITHMS = tuple(ALGORITHM_IDS)     # ("a3c", "nstep-q", "onestep-q", "sarsa")
 OPTIMIZERS = tuple(OPTIMIZER_IDS)     # ("shared-rmsprop", "rmsprop", "momentum")
-NETWORKS = ("mlp", "conv", "atari")
+NETWORKS = ("mlp", "conv", "atari", "auto")
 
 
 def _f(default, help, **kw):
@@ -51,8 +51,8 @@ class TrainConfig:
     target_interval: int = _f(10_000, "I_target: refresh the target network every this many global steps (Q methods)")
     eps_anneal_steps: int = _f(100_000, "anneal ε from 1 to each thread's final ε over this many global steps")
     reward_clip: float = _f(0.0, "clip training rewards to [-c, c] (0: no clipping; Atari uses 1)")
-    network: str = _f("mlp", "network: mlp (vector observations), conv (small images) or atari (4x84x84 frames)",
-                      choices=NETWORKS)
+    network: str = _f("mlp", "network: mlp (vector observations), conv (small images), atari (4x84x84 frames) or "
+                      "auto (conv for image observations, else mlp; the generic preset's)", choices=NETWORKS)
     hidden: tuple = _f((64, 64), "hidden layer sizes of the MLP (or the dense layer of the conv net)")
     init: str = _f("uniform", "weight initialisation: uniform (U(±1/√fan_in), the paper's Torch7 default) or "
                    "orthogonal (gain √2 per ReLU layer, keeps the activation scale; docs/atari.md)",

@@ -155,3 +155,16 @@ def test_documented_reader_one_hot_input():
     x = np.arange(24).reshape(2, 3, 4)
     np.testing.assert_array_equal(reader["network_input"](x, (4, 2, 3), "hwc"), np.transpose(x, (2, 0, 1)))
     np.testing.assert_array_equal(reader["network_input"](x, (2, 3, 4), ""), x)
+
+
+def test_generic_preset_gives_images_the_conv_net(light):
+    """The generic defaults (network auto): the conv net for (C, H, W) observations, the MLP otherwise."""
+    from numba_a3c.build import build_run
+    from numba_a3c.config import resolve
+
+    image = build_run(resolve({"env": light})).network.spec
+    vector = build_run(resolve({"env": "MountainCar-v0"})).network.spec
+    assert resolve({"env": light}).network == "auto" and image.body[0].kind == "conv"
+    assert image.input_encoding == "hwc" and image.input_scale == pytest.approx(1 / 255)
+    assert [layer.kind for layer in vector.body] == ["dense", "dense"]
+    assert build_run(resolve({"env": light, "network": "mlp"})).network.spec.body[0].kind == "dense"
