@@ -162,15 +162,23 @@ def check_generic(args, algos, need, changes):
             for seed in args.seeds:
                 values = dict(algo=algo, env=env_id, preset="default", threads=args.threads, seed=seed,
                               log_interval=3600.0, **({"gym": True} if args.gym else {}), **changes)
-                returns, steps, wall = (run_cli if args.cli else run_in_process)(values)
-                means.append(float(returns.mean()))
+                t0 = time.monotonic()
+                try:
+                    returns, steps, wall = (run_cli if args.cli else run_in_process)(values)
+                    means.append(float(returns.mean()))
+                    print(f"  {env_id} {algo} seed {seed}: greedy mean {means[-1]:.2f}, {steps:,} steps, {wall:.1f} s",
+                          flush=True)
+                except RuntimeError as exc:   # diverged or failed: a row of the table, not the end of the check
+                    wall = time.monotonic() - t0
+                    means.append(str(exc).partition("ended '")[2].partition("'")[0] or "failed")
+                    print(f"  {env_id} {algo} seed {seed}: {exc}", flush=True)
                 walls.append(wall)
-                print(f"  {env_id} {algo} seed {seed}: greedy mean {means[-1]:.2f}, {steps:,} steps, {wall:.1f} s",
-                      flush=True)
-            passed = sum(m >= threshold for m in means) if threshold is not None else None
+            finals = [m for m in means if not isinstance(m, str)]
+            passed = sum(m >= threshold for m in finals) if threshold is not None else None
             all_ok &= passed is not None and passed >= need
             solved = "-" if passed is None else f"{passed}/{len(means)} (>= {threshold:g})"
-            rows.append((env_id + (" --gym" if args.gym else ""), algo, solved, ", ".join(f"{m:.1f}" for m in means),
+            rows.append((env_id + (" --gym" if args.gym else ""), algo, solved,
+                         ", ".join(m if isinstance(m, str) else f"{m:.1f}" for m in means),
                          f"{sorted(walls)[len(walls) // 2]:.1f} s"))
     head = ("environment", "method", "solved", "greedy mean per seed", "wall per run (median)")
     print(f"\n| {' | '.join(head)} |\n|{'---|' * len(head)}")

@@ -33,3 +33,12 @@ def test_generic_mode_refuses_a_sweep(check_presets, capsys):
     with pytest.raises(SystemExit) as exit_:
         check_presets.main(["--generic", "--env", "CartPole-v1", "--set", "lr=0.001,0.003"])
     assert exit_.value.code == 2 and "not a sweep" in capsys.readouterr().err
+
+
+def test_generic_mode_reports_a_diverged_run_in_its_row(check_presets, capsys):
+    # docs/robustness.md's divergence: n-step Q, lr 1, no clipping, momentum SGD
+    code = check_presets.main(["--generic", "--env", "CartPole-v1", "--gym", "--algos", "nstep-q", "--seeds", "1",
+                               "--threads", "1", "--set", "steps=20000", "--set", "lr=1", "--set", "clip_norm=0",
+                               "--set", "optimizer=momentum", "--set", "eval_episodes=1"])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| CartPole")]
+    assert code == 1 and len(table) == 1 and "| nstep-q | 0/1 (>= 475) | diverged |" in table[0]
