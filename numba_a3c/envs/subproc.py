@@ -82,7 +82,10 @@ def _describe(exc):
 
 
 def _die_with_parent(parent_pid):
-    """Linux: ask the kernel to SIGKILL this process when its parent dies (even while ``step`` is stuck)."""
+    """Linux: ask the kernel to SIGKILL this process when its parent dies (even while ``step`` is stuck).
+
+    Strictly, when the parent's thread that started it ends: the trainer starts its environments in
+    the thread that runs the whole session (``Trainer.run``), which outlives them."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -192,8 +195,11 @@ class ProcessEnv:
         self._conn = Connection(mine.detach())
         self._made = False
         self._closed = False
-        self._conn.send(list(sys.path))
-        self._conn.send_bytes(pickle.dumps((info, seed, _registered_spec(info))))
+        try:
+            self._conn.send(list(sys.path))
+            self._conn.send_bytes(pickle.dumps((info, seed, _registered_spec(info))))
+        except OSError:   # the interpreter could not even start
+            raise EnvProcessError(self._death("make")) from None
 
     @property
     def pid(self):
@@ -277,6 +283,9 @@ def want_processes(setting, info, threads):
     :class:`EnvError` when they were asked for and cannot be had."""
     if not setting:
         return False
+    if not AVAILABLE:
+        raise EnvError("--env-processes needs a POSIX system (socket pairs and inherited descriptors); "
+                       "drop --env-processes")
     if info.kind == "native":
         raise EnvError(f"--env-processes steps Python environments in processes of their own; {info.env_id} is a "
                        f"native (Numba) one, which never holds the GIL: drop --env-processes (or add --gym)")
