@@ -41,8 +41,8 @@ def network_spec(config, env_info):
 
     ``atari``: the paper's network on 4×84×84 frames; ``conv``: a small convolutional body on
     (channels, height, width) observations; ``mlp``: a dense body on the flattened observation,
-    scaled by the environment's ``input_scale``; ``auto``: ``conv`` for (C, H, W) observations, else
-    ``mlp``. Raises ValueError when the network cannot read the
+    scaled by the environment's ``input_scale``; ``auto``: ``conv`` for (C, H, W) observations at least
+    3×3, else ``mlp``. Raises ValueError when the network cannot read the
     environment's observations. A Discrete(n) observation space reaches the MLP one-hot encoded
     (``input_encoding``, applied by the environment wrapper of
     :func:`numba_a3c.envs.registry.make_python_env`), and an (H, W, C) image transposed to (C, H, W)
@@ -50,8 +50,9 @@ def network_spec(config, env_info):
     """
     heads = "actor_critic" if config.algo == "a3c" else "q"
     A = env_info.n_actions
-    if config.network == "auto":   # images (C, H, W) to the conv net, anything else to the MLP
-        config = config.replace(network="conv" if len(env_info.obs_shape) == 3 else "mlp")
+    if config.network == "auto":   # images (C, H, W) of at least the 3×3 kernel to the conv net, the rest to the MLP
+        shape = tuple(env_info.obs_shape)
+        config = config.replace(network="conv" if len(shape) == 3 and min(shape[1:]) >= 3 else "mlp")
     if config.network == "atari":
         if tuple(env_info.obs_shape) != (4, 84, 84):
             raise ValueError(f"the atari network needs 4x84x84 frames; {env_info.env_id} gives {env_info.obs_shape}")

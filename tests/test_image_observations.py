@@ -62,7 +62,8 @@ def light(tmp_path, monkeypatch):
 def test_layout_rule():
     assert channels_last((84, 84, 4)) and channels_last((64, 64, 3)) and channels_last((7, 7, 3))
     assert not channels_last((4, 84, 84)) and not channels_last((1, 10, 5)) and not channels_last((3, 64, 64))
-    assert channels_last((3, 3, 3))                        # ambiguous: gymnasium's convention, channels last
+    assert not channels_last((1, 4, 4))                    # a leading single channel
+    assert channels_last((3, 3, 3)) and channels_last((2, 8, 3))   # ambiguous: gymnasium's convention
     assert box_input((6, 8, 3), np.uint8, np.full((6, 8, 3), 255)) == ((3, 6, 8), "hwc", 1.0 / 255.0)
     assert box_input((3, 6, 8), np.float32, np.ones((3, 6, 8))) == ((3, 6, 8), "", 1.0)
     assert box_input((6, 8), np.uint8, np.full((6, 8), 255)) == ((1, 6, 8), "", 1.0 / 255.0)
@@ -168,3 +169,5 @@ def test_generic_preset_gives_images_the_conv_net(light):
     assert image.input_encoding == "hwc" and image.input_scale == pytest.approx(1 / 255)
     assert [layer.kind for layer in vector.body] == ["dense", "dense"]
     assert build_run(resolve({"env": light, "network": "mlp"})).network.spec.body[0].kind == "dense"
+    thin = build_run(resolve({"env": light, "env_kwargs": ("h=2",)})).network.spec   # 2 rows: no 3×3 window
+    assert thin.input_encoding == "hwc" and thin.input_shape == (48,) and thin.body[0].kind == "dense"

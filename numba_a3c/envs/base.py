@@ -40,11 +40,12 @@ def flat_observation(obs, scale, out):
 
 def channels_last(shape):
     """Whether a 3-D image shape (a, b, c) is (height, width, channels): its last axis has at most 4
-    entries (grey, RGB, RGBA, a stack of 4 frames) and no more than its first. Otherwise it is read as
-    (channels, height, width). An ambiguous cube such as (3, 3, 3) is channels-last, gymnasium's
-    convention for images (``render()``, ``AtariPreprocessing``, MiniGrid)."""
+    entries (grey, RGB, RGBA, a stack of 4 frames) and its first is not a single channel. Otherwise
+    it is read as (channels, height, width), as (4, 84, 84) and (1, 10, 5) are. A shape that fits
+    both, such as (3, 3, 3) or (2, 8, 3), is channels-last: gymnasium's convention for images
+    (``render()``, ``AtariPreprocessing``, MiniGrid)."""
     a, _, c = shape
-    return c <= 4 and c <= a
+    return c <= 4 and a != 1
 
 
 def box_input(shape, dtype, high):
