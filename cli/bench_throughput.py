@@ -11,6 +11,7 @@ from numba_a3c.cli.bench_options import (
     progress_printer,
     run_bench,
 )
+from numba_a3c.cli.errors import BadInput
 
 
 @click.command(short_help="Environment steps/s per algorithm and thread count.")
@@ -21,8 +22,12 @@ from numba_a3c.cli.bench_options import (
               help="seconds of each run discarded before measuring (thread start, caches)")
 @click.option("--duration", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="seconds measured in each run")
+@click.option("--env-processes", "env_processes", type=click.Choice(["auto", "off", "on", "both"]), default="auto",
+              show_default=True,
+              help="where a Python environment steps: auto (as asyncrl train does), off (in the worker thread), on "
+                   "(a process per thread) or both, side by side")
 @common_options
-def throughput(algos, threads, repeats, warmup, duration, env, gym, as_json, plot_path, quiet):
+def throughput(algos, threads, repeats, warmup, duration, env_processes, env, gym, as_json, plot_path, quiet):
     """Environment steps/s of real training for each algorithm and thread count.
 
     Each cell runs the trainer that `asyncrl train` uses (the environment's preset, no
@@ -35,11 +40,15 @@ def throughput(algos, threads, repeats, warmup, duration, env, gym, as_json, plo
     Examples:
       asyncrl bench throughput --threads 1,2,16
       asyncrl bench throughput --algos a3c --gym --threads 1,2   # a Python env holds the GIL
+      asyncrl bench throughput --algos a3c --env LunarLander-v3 --threads 1,2,16 --env-processes both
     """
     from numba_a3c.benchmarks import throughput as bench
 
-    check_env(env, gym, algos)
+    info = check_env(env, gym, algos)
+    if env_processes in ("on", "both") and info.kind == "native":
+        raise BadInput(f"--env-processes {env_processes}: {env} is a native (Numba) environment, which never holds "
+                       f"the GIL; add --gym to measure gymnasium's")
     check_plot(plot_path)
     result = run_bench(bench, algos=algos, threads=threads, env=env, gym=gym, repeats=repeats, warmup=warmup,
-                       duration=duration, progress=progress_printer(not quiet))
+                       duration=duration, progress=progress_printer(not quiet), env_processes=env_processes)
     finish(result, bench, as_json, plot_path)

@@ -35,7 +35,7 @@ def _config_options(func):
         default = f.default
         if f.type is bool or isinstance(default, bool):
             opt = click.option(f"{name}/--no-{f.name.replace('_', '-')}", f.name, default=None,
-                               help=f"{help_text} [default: preset or {default}]")
+                               help=f"{help_text} [default: preset or {f.metadata.get('default_text', default)}]")
         elif f.name == "hidden":
             opt = click.option(name, f.name, default=None, metavar="N[,N...]",
                                help=f"{help_text} [default: preset or {','.join(map(str, default))}]",

@@ -298,7 +298,13 @@ class Agent:
     def act(self, obs, epsilon=0.0, stochastic=False):
         """The action for one observation: greedy (argmax), ε-greedy with ``epsilon``, or sampled
         from π with ``stochastic=True`` (A3C agents). A recurrent agent remembers the observations
-        since its last :meth:`reset`."""
+        since its last :meth:`reset`. The observation is the environment's own: a state index where
+        the network reads it one-hot, an (H, W, C) image where it reads (C, H, W)."""
+        spec = self.checkpoint.spec
+        if _raw_observation(obs, spec):
+            from numba_a3c.envs.base import encode_observation
+
+            obs = encode_observation(obs, spec.input_encoding, spec.input_shape)
         obs = np.asarray(obs, np.float32)
         if obs.size != self._size:
             raise ValueError(f"an observation of shape {obs.shape}; this agent reads {self._size} numbers "
@@ -380,3 +386,14 @@ def load(path, env=None):
 
     file = find_checkpoint(path)
     return Agent(checkpoint.load(file), file, env=env)
+
+
+def _raw_observation(obs, spec):
+    """Whether ``obs`` is an environment's raw observation that the network reads encoded: a state
+    index (one-hot), or an (H, W, C) image (read as (C, H, W))."""
+    if spec.input_encoding == "one-hot":
+        return np.size(obs) == 1
+    if spec.input_encoding == "hwc":
+        c, h, w = spec.input_shape
+        return np.shape(obs) == (h, w, c)
+    return False

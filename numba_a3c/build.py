@@ -43,16 +43,21 @@ def network_spec(config, env_info):
     cells; ``lstm``: dense layers of ``hidden[:-1]`` then an LSTM of ``hidden[-1]`` cells (both
     recurrent, A3C only: another method raises ValueError); ``conv``: a small convolutional body on
     (channels, height, width) observations; ``mlp``: a dense body on the flattened observation,
-    scaled by the environment's ``input_scale``. Raises ValueError when the network cannot read the
+    scaled by the environment's ``input_scale``; ``auto``: ``conv`` for (C, H, W) observations at least
+    3×3, else ``mlp``. Raises ValueError when the network cannot read the
     environment's observations. A Discrete(n) observation space reaches the MLP one-hot encoded
     (``input_encoding``, applied by the environment wrapper of
-    :func:`numba_a3c.envs.registry.make_python_env`). A Box action space (A3C only) gets the
-    ``"gaussian"`` heads (μ, σ, V) and the environment's action bounds.
+    :func:`numba_a3c.envs.registry.make_python_env`), and an (H, W, C) image transposed to (C, H, W)
+    (encoding "hwc"); uint8 pixels are scaled by 1/255 (``input_scale``), for the MLP and the conv net alike.
+    A Box action space (A3C only) gets the ``"gaussian"`` heads (μ, σ, V) and the environment's action bounds.
     """
     if env_info.continuous and config.algo != "a3c":
         raise ValueError(f"{env_info.env_id} has continuous actions; only --algo a3c can act in them")
     heads = "actor_critic" if config.algo == "a3c" else "q"
     A = env_info.n_actions
+    if config.network == "auto":   # images (C, H, W) of at least the 3×3 kernel to the conv net, the rest to the MLP
+        shape = tuple(env_info.obs_shape)
+        config = config.replace(network="conv" if len(shape) == 3 and min(shape[1:]) >= 3 else "mlp")
     if config.network in RECURRENT_NETWORKS and config.algo != "a3c":
         raise ValueError(f"--network {config.network} is recurrent and only --algo a3c carries an LSTM state; "
                          f"use --algo a3c, or a feed-forward network (mlp, conv, atari) with --algo {config.algo}")
@@ -88,7 +93,8 @@ def _policy_spec(config, env_info, heads, A):
         if len(env_info.obs_shape) != 3:
             raise ValueError(f"the conv network needs (channels, height, width) observations; "
                              f"{env_info.env_id} gives {env_info.obs_shape}. Use --network mlp")
-        return small_conv_spec(env_info.obs_shape, A, heads, hidden=config.hidden[0] if config.hidden else 128)
+        spec = small_conv_spec(env_info.obs_shape, A, heads, hidden=config.hidden[0] if config.hidden else 128)
+        return replace(spec, input_scale=env_info.input_scale, input_encoding=env_info.obs_encoding)
     spec = mlp_spec(int(np.prod(env_info.obs_shape)), A, config.hidden, config.activation, heads)
     return replace(spec, input_scale=env_info.input_scale, input_encoding=env_info.obs_encoding)
 

@@ -223,6 +223,8 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
             d = config.to_dict()
             cfg.attrs["json"] = json.dumps(d)
             for k, v in d.items():
+                if v is None:   # HDF5 has no null: "json" above keeps it (env_processes' default)
+                    continue
                 if isinstance(v, list) and all(isinstance(x, str) for x in v):
                     v = np.array(v, dtype=h5py.string_dtype())   # env_kwargs: HDF5 has no fixed-width unicode
                 cfg.attrs[k] = np.asarray(v) if isinstance(v, list) else v

@@ -17,7 +17,7 @@ from numba_a3c.data import data_path
 
 ALGORITHMS = tuple(ALGORITHM_IDS)     # ("a3c", "nstep-q", "onestep-q", "sarsa")
 OPTIMIZERS = tuple(OPTIMIZER_IDS)     # ("shared-rmsprop", "rmsprop", "momentum")
-NETWORKS = ("mlp", "conv", "atari", "lstm", "atari-lstm")
+NETWORKS = ("mlp", "conv", "atari", "lstm", "atari-lstm", "auto")
 RECURRENT_NETWORKS = ("lstm", "atari-lstm")   # A3C only: the other methods refuse them
 
 
@@ -54,8 +54,9 @@ class TrainConfig:
     eps_anneal_steps: int = _f(100_000, "anneal ε from 1 to each thread's final ε over this many global steps")
     reward_clip: float = _f(0.0, "clip training rewards to [-c, c] (0: no clipping; Atari uses 1)")
     network: str = _f("mlp", "network: mlp (vector observations), conv (small images), atari (4x84x84 frames), "
-                      "lstm (the MLP body, then an LSTM of the last --hidden size; a3c only) or atari-lstm (the atari "
-                      "body, then 256 LSTM cells; a3c only)", choices=NETWORKS)
+                      "lstm (the MLP body, then an LSTM of the last --hidden size; a3c only), atari-lstm (the atari "
+                      "body, then 256 LSTM cells; a3c only) or auto (conv for image observations, else mlp; the "
+                      "generic preset's)", choices=NETWORKS)
     hidden: tuple = _f((64, 64), "hidden layer sizes of the MLP (or the dense layer of the conv net; with --network "
                        "lstm the last size is the LSTM's number of cells)")
     init: str = _f("uniform", "weight initialisation: uniform (U(±1/√fan_in), the paper's Torch7 default) or "
@@ -70,6 +71,11 @@ class TrainConfig:
     eval_epsilon: float = _f(0.0, "ε of the evaluation policy: 0 is greedy; Atari uses 0.05, the usual protocol, so a "
                              "policy that never presses FIRE after a lost life cannot stall an evaluation")
     gym: bool = _f(False, "use the gymnasium environment even where a native (Numba) one exists")
+    env_processes: bool = _f(None, "step each worker's Python (gymnasium) environment in a process of its own, so "
+                             "the worker thread waits with the GIL released and the environments use every core",
+                             default_text="off: it pays where a step costs more than a round trip to a process "
+                                          "and cores are idle; measure with asyncrl bench throughput --env-processes "
+                                          "both")
     save_every: int = _f(0, "save a checkpoint every this many global steps (0: only at the end)")
     log_interval: float = _f(1.0, "seconds between progress lines")
     nodes: int = _f(0, "Ray node actors, each running --threads threads (0: this process alone, without Ray); "

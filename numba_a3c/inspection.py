@@ -473,6 +473,11 @@ def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, m
         raise InspectError(f"the checkpoint's network takes {ckpt.spec.input_shape} observations and "
                            f"{ckpt.spec.n_actions} actions, but {config.env} gives {env_info.obs_shape} and "
                            f"{env_info.n_actions}; it was saved for a different version of that environment")
+    if expected.input_encoding != ckpt.spec.input_encoding or expected.input_scale != ckpt.spec.input_scale:
+        raise InspectError(f"the checkpoint's network reads observations encoded {ckpt.spec.input_encoding!r} "
+                           f"scaled by {ckpt.spec.input_scale:.4g}, but {config.env} gives them to be encoded "
+                           f"{expected.input_encoding!r} scaled by {expected.input_scale:.4g}; it was saved by "
+                           f"another version of numba_a3c or of that environment")
     network = Network(ckpt.spec)
     kwargs = dict(mode=mode, epsilon=epsilon, max_steps=max_steps)
     if env_info.kind == "native" and not record:

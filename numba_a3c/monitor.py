@@ -176,7 +176,8 @@ class Monitor:
             raise
         stuck = workers.join(timeout=0.0 if self.ending_since is not None or self.interrupted else None) is False
         left = [k for k, t in enumerate(workers.threads) if t.is_alive()]
-        if not stuck:
+        if not stuck or getattr(workers, "env_processes", False):
+            # Environment processes close even under a stuck worker: killing the child ends its wait.
             close_environments(workers)
         return left
 

@@ -75,7 +75,7 @@ __all__ = ["END_TIMEOUT", "RESUMABLE_CHANGES", "SAVE_SECONDS", "STOP_TIMEOUT", "
 SAVE_SECONDS = 60.0           # a run with a run directory saves latest.h5 at least this often (wall time)
 
 # Settings a resumed run may change: they do not alter what is learned (steps extends the budget).
-RESUMABLE_CHANGES = ("steps", "eval_every", "eval_episodes", "save_every", "log_interval")
+RESUMABLE_CHANGES = ("steps", "eval_every", "eval_episodes", "save_every", "log_interval", "env_processes")
 
 
 @dataclass
@@ -212,6 +212,9 @@ class Trainer:
             close_environments(workers)
             return self._result(Outcome(0, "failed", ("could not start the environments: " + describe_exception(exc),)),
                                 self.clock.before, 0.0, None)
+        except BaseException:   # Ctrl-C while they start: no environment process outlives it
+            close_environments(workers)
+            raise
         self.stops.begin(stop_at)
         self.evals.open()
         self.clock.start()

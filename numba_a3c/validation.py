@@ -152,6 +152,12 @@ def check_environment(config, make_env=None):
     if info.continuous and config.algo != "a3c":
         raise ConfigError(f"--algo {config.algo} cannot train on {info.env_id}: its actions are continuous (a Box of "
                           f"{info.n_actions}); the Q methods need discrete actions. Use --algo a3c (Gaussian policy)")
+    try:
+        from numba_a3c.envs.subproc import want_processes
+
+        want_processes(config.env_processes, info, config.threads)
+    except EnvError as exc:
+        raise ConfigError(str(exc)) from None
     if not info.continuous and info.n_actions < 2:
         raise ConfigError(f"{info.env_id} has {info.n_actions} action(s); there is nothing to learn with fewer than 2")
     try:

@@ -99,7 +99,7 @@ from numba_a3c.algorithms.state import (
 )
 from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step, env_step_box
-from numba_a3c.envs.registry import make_python_env
+from numba_a3c.envs.subproc import make_worker_env, want_processes
 from numba_a3c.nn.network import reset_state
 from numba_a3c.rng import rng_seed
 
@@ -379,12 +379,18 @@ class Workers:
         self.statuses = [None] * shared.n_threads
         self._envs = [None] * shared.n_threads
         self._lock = threading.Lock()
+        # Python environments in processes of their own (numba_a3c.envs.subproc), or in this one.
+        self.env_processes = want_processes(getattr(config, "env_processes", None), env_info, shared.n_threads)
 
     # -- environment start-up, in the main thread (deterministic order)
     def reset_environments(self, fresh=True):
         """Reset every thread's environment into obs[k, 0]. ``fresh=False`` (resume) keeps native
         environments where they were, and the recurrent states with them; Python environments
         always start a new episode. A new episode starts from the recurrent state h = c = 0."""
+        if self.env_info.kind != "native":
+            # All made first: environment processes then make theirs at the same time.
+            for k in range(len(self.learners)):
+                self._envs[k] = make_worker_env(self.env_info, self.config.seed * 1000 + k, self.env_processes)
         for k, L in enumerate(self.learners):
             if self.env_info.kind == "native":
                 if fresh:
@@ -392,10 +398,9 @@ class Workers:
                     reset_state(L.table, L.ws, 0)
             else:
                 reset_state(L.table, L.ws, 0)
-                env = make_python_env(self.env_info, seed=self.config.seed * 1000 + k)
+                env = self._envs[k]
                 obs, _ = env.reset(seed=self.config.seed * 1000 + k)
                 flat_observation(obs, np.float32(self.network.spec.input_scale), L.obs[0])
-                self._envs[k] = env
                 L.thread_i[TI_N] = 0
                 # A new episode: on resume the checkpoint's unfinished one is not continued, so its
                 # partial return, length and Sarsa's pending action must not leak into this one.

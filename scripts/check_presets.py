@@ -19,7 +19,17 @@ process and times the whole process (Python start-up, imports, loading the cache
 training and the final evaluation): that is the number behind "solves CartPole in N s". Without
 it, runs share one process and the time is that of building the trainer, training and evaluating.
 
-The exit status is 0 when every algorithm (and grid point) passed on at least ``--need`` seeds.
+``--generic`` checks the other promise, that an environment learns with the generic defaults
+(``data/presets/default.json``: no preset naming the environment) and nothing else. ``--env``
+then takes a comma-separated list; each environment is trained with each algorithm on every seed,
+and one table gives, per environment and algorithm, the seeds that reached the threshold
+(``--threshold``, else gymnasium's ``reward_threshold`` for the id, else the environment's own
+preset's ``solved``), the greedy mean of each seed and the wall time (``--set KEY=VALUE`` changes a
+default, e.g. ``steps=1000`` for a smoke test; one value each, no sweep)::
+
+    python scripts/check_presets.py --generic --env CartPole-v1,Acrobot-v1 --gym --algos a3c --seeds 3
+
+The exit status is 0 when every algorithm (and grid point, or environment) passed on at least ``--need`` seeds.
 """
 
 import argparse
@@ -118,6 +128,66 @@ def run_cli(values):
         return np.array([float(last["mean"])]), int(float(last["global_step"])), wall
 
 
+def generic_threshold(env_id, given):
+    """The return that counts as solved in ``--generic`` mode: ``given``, else gymnasium's
+    ``reward_threshold`` for the id, else the environment's own preset's ``solved``, else None."""
+    if given is not None:
+        return given
+    import gymnasium
+
+    from numba_a3c.config import preset_names
+
+    spec = gymnasium.registry.get(env_id.partition(":")[2] or env_id)
+    if spec is not None and spec.reward_threshold is not None:
+        return float(spec.reward_threshold)
+    if env_id.replace("/", "_") in preset_names():
+        return preset_meta(env_id)[1].get("solved")
+    return None
+
+
+def check_generic(args, algos, need, changes):
+    """``--generic``: the generic defaults (with ``changes``, the --set values, on top) on each
+    environment of ``args.env``; prints the table."""
+    envs = [e.strip() for e in args.env.split(",") if e.strip()]
+    print(f"generic defaults (preset default.json, no preset naming the environment): {', '.join(envs)}"
+          f"{' (gymnasium versions)' if args.gym else ''}, threads {args.threads}, seeds {args.seeds}, "
+          f"need {need}/{len(args.seeds)}{''.join(f', {k}={v}' for k, v in changes.items())}; "
+          f"{os.cpu_count()} cores", flush=True)
+    t_start = time.monotonic()
+    rows, all_ok = [], True
+    for env_id in envs:
+        threshold = generic_threshold(env_id, args.threshold)
+        for algo in algos:
+            means, walls = [], []
+            for seed in args.seeds:
+                values = dict(algo=algo, env=env_id, preset="default", threads=args.threads, seed=seed,
+                              log_interval=3600.0, **({"gym": True} if args.gym else {}), **changes)
+                t0 = time.monotonic()
+                try:
+                    returns, steps, wall = (run_cli if args.cli else run_in_process)(values)
+                    means.append(float(returns.mean()))
+                    print(f"  {env_id} {algo} seed {seed}: greedy mean {means[-1]:.2f}, {steps:,} steps, {wall:.1f} s",
+                          flush=True)
+                except RuntimeError as exc:   # diverged or failed: a row of the table, not the end of the check
+                    wall = time.monotonic() - t0
+                    means.append(str(exc).partition("ended '")[2].partition("'")[0] or "failed")
+                    print(f"  {env_id} {algo} seed {seed}: {exc}", flush=True)
+                walls.append(wall)
+            finals = [m for m in means if not isinstance(m, str)]
+            passed = sum(m >= threshold for m in finals) if threshold is not None else None
+            all_ok &= passed is not None and passed >= need
+            solved = "-" if passed is None else f"{passed}/{len(means)} (>= {threshold:g})"
+            rows.append((env_id + (" --gym" if args.gym else ""), algo, solved,
+                         ", ".join(m if isinstance(m, str) else f"{m:.1f}" for m in means),
+                         f"{sorted(walls)[len(walls) // 2]:.1f} s"))
+    head = ("environment", "method", "solved", "greedy mean per seed", "wall per run (median)")
+    print(f"\n| {' | '.join(head)} |\n|{'---|' * len(head)}")
+    for row in rows:
+        print(f"| {' | '.join(row)} |")
+    print(f"\n{time.monotonic() - t_start:.0f} s in all")
+    return 0 if all_ok else 1
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,16 +204,16 @@ def main(argv=None):
                     help="override a preset value; several values make a sweep (repeatable)")
     ap.add_argument("--cli", action="store_true",
                     help="run each seed as a separate `asyncrl train` process and time all of it")
+    ap.add_argument("--generic", action="store_true",
+                    help="train with the generic defaults (no preset naming the environment) on each environment "
+                         "of a comma-separated --env, and print one table")
+    ap.add_argument("--gym", action="store_true", help="use gymnasium's versions of native environments")
     args = ap.parse_args(argv)
 
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     bad = [a for a in algos if a not in ALGOS]
     if bad:
         ap.error(f"unknown algorithm(s) {', '.join(bad)}; choose from {', '.join(ALGOS)}")
-    path, meta = preset_meta(args.env)
-    threshold = args.threshold if args.threshold is not None else meta.get("solved")
-    if threshold is None:
-        ap.error(f"{path.name} has no 'solved' threshold; give --threshold")
     need = args.need if args.need is not None else max(1, -(-4 * len(args.seeds) // 5))
     grid = parse_set(args.sets)
     import dataclasses
@@ -156,6 +226,15 @@ def main(argv=None):
         ap.error(f"--set {', '.join(unknown)}: not a training setting; choose from {', '.join(sorted(fields))}")
     keys = sorted(grid)
     points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))] or [{}]
+    if args.generic:
+        if len(points) > 1:
+            ap.error("--generic takes one value per --set (a change to the generic defaults, e.g. steps=1000), "
+                     "not a sweep")
+        return check_generic(args, algos, need, points[0])
+    path, meta = preset_meta(args.env)
+    threshold = args.threshold if args.threshold is not None else meta.get("solved")
+    if threshold is None:
+        ap.error(f"{path.name} has no 'solved' threshold; give --threshold")
 
     print(f"preset {path.name}: {args.env}, threads {args.threads}, seeds {args.seeds}, "
           f"solved = greedy mean >= {threshold:g}, need {need}/{len(args.seeds)}; "
@@ -169,7 +248,7 @@ def main(argv=None):
             passed, walls = 0, []
             for seed in args.seeds:
                 values = dict(algo=algo, env=args.env, threads=args.threads, seed=seed, eval_every=0,
-                              log_interval=3600.0, **point)
+                              log_interval=3600.0, **({"gym": True} if args.gym else {}), **point)
                 returns, steps, wall = (run_cli if args.cli else run_in_process)(values)
                 mean = float(returns.mean())
                 ok = mean >= threshold

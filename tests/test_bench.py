@@ -75,6 +75,17 @@ def test_throughput_gymnasium_environment():
     assert doc["rows"][0]["env_kind"] == "gym" and doc["rows"][0]["steps_per_s"] > 0
 
 
+def test_throughput_environment_processes_side_by_side():
+    doc = bench_json("throughput", "--algos", "a3c", "--threads", "1,2", "--repeats", 1, "--warmup", 0.1,
+                     "--duration", 0.3, "--gym", "--env-processes", "both")
+    rows = doc["rows"]
+    assert [(r["threads"], r["env_processes"]) for r in rows] == [(1, False), (1, True), (2, False), (2, True)]
+    assert rows[0]["speedup"] == 1.0                           # every speed-up is over 1 thread in-process
+    assert rows[3]["speedup"] == pytest.approx(rows[3]["steps_per_s"] / rows[0]["steps_per_s"])
+    r = bench("throughput", "--algos", "a3c", "--threads", "1", "--env-processes", "on")
+    assert r.exit_code == 2 and "is a native (Numba) environment" in r.output
+
+
 # ----------------------------------------------------------------------------- speedup
 def test_speedup_text_report_beside_the_paper():
     r = bench("speedup", "--algos", "a3c", "--threads", "1,2", "--seeds", "0", "--criterion", "train",

@@ -198,12 +198,18 @@ def test_existing_run_directory_needs_force_or_resume(tmp_path):
 
 
 # ============================================================================ 2. faults during a run
-def test_worker_exception_stops_run_saves_and_names_the_thread(tmp_path):
+@pytest.mark.parametrize("where", ["--no-env-processes", "--env-processes"])
+def test_worker_exception_stops_run_saves_and_names_the_thread(tmp_path, where):
     t0 = time.monotonic()
     r = run_cli(["--env", "Robust/FailingStep-v0", "--threads", "3", "--steps", "10000000", "--eval-every", "0",
-                 "--out", "run", "--quiet"], cwd=tmp_path)
+                 "--out", "run", "--quiet", where], cwd=tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "worker thread 1 failed: RuntimeError: injected failure at step 2000" in r.stderr
+    raised = "RuntimeError: injected failure at step 2000"
+    if where == "--env-processes":
+        raised = ("EnvProcessError: Robust/FailingStep-v0 raised in its environment process (pid *) during step: "
+                  + raised)
+    prefix, _, rest = f"worker thread 1 failed: {raised}".partition("*")
+    assert prefix in r.stderr and rest in r.stderr, r.stderr
     assert "robustness_envs.py" in r.stderr and "in step" in r.stderr
     assert "Traceback" not in r.stderr
     assert "failed:" in r.stdout and "to continue: asyncrl train --resume" in r.stdout
@@ -214,7 +220,7 @@ def test_worker_exception_stops_run_saves_and_names_the_thread(tmp_path):
 
 def test_environment_that_cannot_start_fails_plainly(tmp_path):
     r = run_cli(["--env", "Robust/FailingReset-v0", "--threads", "2", "--steps", "10000", "--eval-every", "0",
-                 "--out", "run", "--quiet"], cwd=tmp_path)
+                 "--out", "run", "--quiet", "--no-env-processes"], cwd=tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "failed: 0 steps" in r.stdout
     assert ("error: could not start the environments: OSError: injected failure: the simulator could not start "
@@ -450,7 +456,7 @@ def test_interrupted_save_leaves_the_old_checkpoint_intact(tmp_path):
 def test_blocked_environment_does_not_hang_the_stop(tmp_path, monkeypatch):
     mark = tmp_path / "blocked"
     monkeypatch.setenv("ROBUST_BLOCKED_MARK", str(mark))    # touched by the environment when it blocks
-    run = Running(["--env", "Robust/BlockingStep-v0", "--threads", "2", "--steps", "1000000000",
+    run = Running(["--env", "Robust/BlockingStep-v0", "--threads", "2", "--steps", "1000000000", "--no-env-processes",
                    "--log-interval", "0.2", "--eval-every", "0", "--out", "run"], cwd=tmp_path)
     run.wait_for("steps/s")
     deadline = time.monotonic() + 90.0
@@ -470,7 +476,7 @@ def test_blocked_thread_does_not_hang_the_end_of_a_run(tmp_path):
     ``end_timeout``), says which thread was left behind, and saves."""
     import robustness_envs  # registers Robust/BlockingStep-v0
 
-    config = resolve(dict(env="Robust/BlockingStep-v0", threads=2, steps=8000, eval_every=0))
+    config = resolve(dict(env="Robust/BlockingStep-v0", threads=2, steps=8000, eval_every=0, env_processes=False))
     trainer = Trainer(config, final_eval=False, run_dir=tmp_path)
     trainer.end_timeout = 1.0
     robustness_envs.BLOCKED.clear()

@@ -20,6 +20,11 @@ step is one environment step here; no frame skip outside Atari). Each (algorithm
 is measured ``repeats`` times with fresh parameters (seed = repeat index) and reported as the
 median; the speed-up of n threads is median(n) / median(1 thread). Threads beyond the number of
 cores cannot add compute: there the speed-up shows what oversubscription costs (or does not).
+
+A Python (gymnasium) environment can be measured both ways (``env_processes="both"``): stepped in
+the worker thread, where its ``step`` holds the GIL, and in a process of its own per thread
+(:mod:`numba_a3c.envs.subproc`). The rows then alternate in-process / processes for each thread
+count, and every speed-up is over 1 thread in-process, so the two compare side by side.
 """
 
 import math
@@ -39,6 +44,7 @@ from numba_a3c.benchmarks.report import (
 )
 from numba_a3c.config import ALGORITHMS, resolve
 from numba_a3c.envs.registry import describe_env
+from numba_a3c.envs.subproc import want_processes
 from numba_a3c.trainer import Trainer
 
 #: A budget no measurement reaches (weeks at a million steps/s): the run ends by the stop flag.
@@ -74,10 +80,14 @@ class _Probe(Trainer):
             self.shared.counters[C_STOP] = 1
 
 
-def bench_config(algo, env, threads, seed=0, gym=False):
+#: ``env_processes`` of :func:`run` → the TrainConfig values measured (None: the trainer's default).
+ENV_PROCESS_MODES = {"auto": (None,), "off": (False,), "on": (True,), "both": (False, True)}
+
+
+def bench_config(algo, env, threads, seed=0, gym=False, env_processes=None):
     """The preset configuration of ``algo`` on ``env`` with ``threads`` threads, made endless and quiet."""
     return resolve(dict(algo=algo, env=env, threads=threads, seed=seed, gym=gym or None, steps=ENDLESS,
-                        eval_every=0, save_every=0, log_interval=3600.0))
+                        eval_every=0, save_every=0, log_interval=3600.0, env_processes=env_processes))
 
 
 def measure_once(config, warmup=1.0, duration=2.0):
@@ -104,8 +114,9 @@ class ThroughputRow:
     oversubscribed: bool      # threads > cores
     samples: list             # steps/s of each repeat
     steps_per_s: float        # median of the samples
-    speedup: float = math.nan  # steps_per_s / steps_per_s of 1 thread (nan without a 1-thread row)
+    speedup: float = math.nan  # steps_per_s / steps_per_s of 1 thread (in-process) (nan without that row)
     status: str = "ok"
+    env_processes: bool = False  # each thread's Python environment stepped in a process of its own
 
 
 @dataclass
@@ -122,33 +133,41 @@ class ThroughputResult:
 
 
 def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", gym=False, repeats=3, warmup=1.0,
-        duration=2.0, progress=None):
-    """Measure every (algorithm, thread count) cell; returns a :class:`ThroughputResult`."""
+        duration=2.0, progress=None, env_processes="auto"):
+    """Measure every (algorithm, thread count, environment placement) cell; returns a :class:`ThroughputResult`.
+
+    ``env_processes``: "auto" (the trainer's default), "off", "on" or "both" (see the module docstring).
+    """
     say = progress or (lambda msg: None)
     n_cores = cores()
-    kind = describe_env(env, force_gym=gym).kind
+    info = describe_env(env, force_gym=gym)
+    modes = ENV_PROCESS_MODES[env_processes]
     for algo in algos:   # refuse a bad configuration before the first measurement, not in the middle
-        Trainer(bench_config(algo, env, max(threads), gym=gym), final_eval=False)
+        for mode in modes:
+            Trainer(bench_config(algo, env, max(threads), gym=gym, env_processes=mode), final_eval=False)
     result = ThroughputResult(machine=machine(), settings=dict(
         env=env, gym=bool(gym), algos=list(algos), threads=list(threads), repeats=int(repeats),
-        warmup_s=float(warmup), duration_s=float(duration)))
+        warmup_s=float(warmup), duration_s=float(duration), env_processes=env_processes))
     for algo in algos:
         rows = []
         for n in threads:
-            config = bench_config(algo, env, n, gym=gym)
-            samples, status = [], "ok"
-            for r in range(repeats):
-                value, why = measure_once(config.replace(seed=r), warmup, duration)
-                samples.append(value)
-                if why != "ok":
-                    status = why
-                say(f"{algo:>9}  {n:>2} threads  repeat {r + 1}/{repeats}: {fmt(value)} steps/s"
-                    + ("" if why == "ok" else f" ({why})"))
-            row = ThroughputRow(algo=algo, env=env, env_kind=kind, threads=int(n), cores=n_cores,
-                                oversubscribed=n > n_cores, samples=samples, steps_per_s=median(samples),
-                                status=status)
-            rows.append(row)
-        base = next((r.steps_per_s for r in rows if r.threads == 1), math.nan)
+            for mode in modes:
+                config = bench_config(algo, env, n, gym=gym, env_processes=mode)
+                used = want_processes(mode, info, n)
+                where = "  env processes" if used else ("  in-process" if info.kind != "native" else "")
+                samples, status = [], "ok"
+                for r in range(repeats):
+                    value, why = measure_once(config.replace(seed=r), warmup, duration)
+                    samples.append(value)
+                    if why != "ok":
+                        status = why
+                    say(f"{algo:>9}  {n:>2} threads{where}  repeat {r + 1}/{repeats}: {fmt(value)} steps/s"
+                        + ("" if why == "ok" else f" ({why})"))
+                rows.append(ThroughputRow(algo=algo, env=env, env_kind=info.kind, threads=int(n), cores=n_cores,
+                                          oversubscribed=n > n_cores, samples=samples, steps_per_s=median(samples),
+                                          status=status, env_processes=used))
+        ones = [r for r in rows if r.threads == 1]
+        base = next((r.steps_per_s for r in ones if not r.env_processes), ones[0].steps_per_s if ones else math.nan)
         for row in rows:
             row.speedup = row.steps_per_s / base if base > 0 else math.nan
         result.rows.extend(rows)
@@ -186,7 +205,8 @@ def format_result(result):
     rows = []
     for r in result.rows:
         finite = [x for x in r.samples if math.isfinite(x)]
-        rows.append([r.algo, f"{r.env} ({r.env_kind})", f"{r.threads}{OVERSUBSCRIBED_MARK if r.oversubscribed else ''}",
+        kind = f"{r.env_kind}, processes" if r.env_processes else r.env_kind
+        rows.append([r.algo, f"{r.env} ({kind})", f"{r.threads}{OVERSUBSCRIBED_MARK if r.oversubscribed else ''}",
                      fmt(r.steps_per_s), fmt(min(finite) if finite else math.nan),
                      fmt(max(finite) if finite else math.nan), fmt(r.speedup, ".2f") + ("x" if math.isfinite(
                          r.speedup) else "")])
@@ -195,6 +215,9 @@ def format_result(result):
     if any(r.oversubscribed for r in result.rows):
         lines.append(f"{OVERSUBSCRIBED_MARK} more threads than the {n_cores} cores: no extra compute; the speed-up "
                      f"shows what oversubscription costs")
+    if any(r.env_processes for r in result.rows):
+        lines.append("processes: each thread's environment steps in a process of its own (--env-processes); "
+                     "speed-ups are over 1 thread in-process")
     for r in result.rows:
         if r.status != "ok":
             lines.append(f"note: {r.algo} with {r.threads} threads: {r.status}")
@@ -213,11 +236,12 @@ def plot(result, path):
 
     plt = require_matplotlib()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for algo in dict.fromkeys(r.algo for r in result.rows):
-        rows = [r for r in result.rows if r.algo == algo]
+    for algo, processes in dict.fromkeys((r.algo, r.env_processes) for r in result.rows):
+        rows = [r for r in result.rows if r.algo == algo and r.env_processes == processes]
         xs = [r.threads for r in rows]
-        ax1.plot(xs, [r.steps_per_s for r in rows], marker="o", label=algo)
-        ax2.plot(xs, [r.speedup for r in rows], marker="o", label=algo)
+        label = f"{algo}, env processes" if processes else algo
+        ax1.plot(xs, [r.steps_per_s for r in rows], marker="o", label=label)
+        ax2.plot(xs, [r.speedup for r in rows], marker="o", label=label)
     n_cores = result.rows[0].cores if result.rows else cores()
     ticks = sorted({r.threads for r in result.rows})
     for ax in (ax1, ax2):

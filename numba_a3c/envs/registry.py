@@ -20,7 +20,7 @@ import difflib
 
 import numpy as np
 
-from numba_a3c.envs.base import EnvError, EnvInfo, parse_env_kwargs
+from numba_a3c.envs.base import EnvError, EnvInfo, box_input, encode_observation, parse_env_kwargs
 
 
 def _native_specs():
@@ -45,8 +45,9 @@ def callable_env_id(make_env):
 
 
 def _describe_spaces(env, env_id):
-    """(observation shape, number of actions, observation encoding) of a gymnasium environment, or
-    :class:`EnvError`. A Discrete(n) observation space is one-hot encoded: shape (n,), "one-hot"."""
+    """(observation shape, number of actions, observation encoding, input scale) of a gymnasium
+    environment, or :class:`EnvError`. A Discrete(n) observation space is one-hot encoded: shape
+    (n,), "one-hot"; a Box is read by :func:`numba_a3c.envs.base.box_input` (images to (C, H, W))."""
     import gymnasium
 
     obs_space, act_space = env.observation_space, env.action_space
@@ -58,11 +59,12 @@ def _describe_spaces(env, env_id):
         raise EnvError(f"{env_id} has a {type(act_space).__name__} action space; these methods need "
                        f"discrete actions (gymnasium.spaces.Discrete) or continuous ones (a Box, A3C only)")
     if isinstance(obs_space, gymnasium.spaces.Discrete):
-        return (int(obs_space.n),), n_actions, "one-hot"
+        return (int(obs_space.n),), n_actions, "one-hot", 1.0
     if not isinstance(obs_space, gymnasium.spaces.Box):
         raise EnvError(f"{env_id} has a {type(obs_space).__name__} observation space; these methods take a Box "
                        f"(vectors or images) or a Discrete one (one-hot encoded)")
-    return tuple(int(s) for s in obs_space.shape), n_actions, ""
+    shape, encoding, scale = box_input(obs_space.shape, obs_space.dtype, obs_space.high)
+    return shape, n_actions, encoding, scale
 
 
 def _action_bounds(env):
@@ -103,11 +105,11 @@ def describe_callable(make_env):
     if not isinstance(env, gymnasium.Env):
         raise EnvError(f"{env_id}() returned a {type(env).__name__}, not a gymnasium.Env")
     try:
-        obs_shape, n_actions, encoding = _describe_spaces(env, env_id)
+        obs_shape, n_actions, encoding, scale = _describe_spaces(env, env_id)
         spec = getattr(env, "spec", None)
         steps = spec.max_episode_steps if spec is not None and spec.max_episode_steps else 0
         return EnvInfo(env_id, "gym", obs_shape, n_actions, max_episode_steps=int(steps), maker=make_env,
-                       obs_encoding=encoding, **_action_bounds(env))
+                       obs_encoding=encoding, input_scale=scale, **_action_bounds(env))
     finally:
         env.close()
 
@@ -165,10 +167,10 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
             raise EnvError(f"{env_id} needs MuJoCo, which is not installed: {MUJOCO_EXTRA}") from None
         raise EnvError(f"could not create {env_id}{_kwargs_text(make_kwargs)}: {exc}") from None
     try:
-        obs_shape, n_actions, encoding = _describe_spaces(env, env_id)
+        obs_shape, n_actions, encoding, scale = _describe_spaces(env, env_id)
         steps = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 0
         return EnvInfo(env_id, "gym", obs_shape, n_actions, max_episode_steps=int(steps), obs_encoding=encoding,
-                       make_kwargs=make_kwargs, **_action_bounds(env))
+                       make_kwargs=make_kwargs, input_scale=scale, **_action_bounds(env))
     finally:
         env.close()
 
@@ -196,8 +198,7 @@ def make_python_env(info, seed=None, render=False):
     :func:`describe_callable` is made by its callable (its own render mode applies).
     """
     if info.maker is not None:
-        env = info.maker()
-        return one_hot_observations(env) if info.obs_encoding == "one-hot" else env
+        return encoded_observations(info.maker(), info)
     if info.kind == "native":
         from numba_a3c.envs.native import NativeEnv
 
@@ -211,10 +212,29 @@ def make_python_env(info, seed=None, render=False):
     kwargs = dict(info.make_kwargs)
     if render:   # only then: an environment class need not take render_mode at all
         kwargs["render_mode"] = "rgb_array"
-    env = gymnasium.make(info.env_id, **kwargs)
+    return encoded_observations(gymnasium.make(info.env_id, **kwargs), info)
+
+
+def encoded_observations(env, info):
+    """``env`` giving its observations as the network reads them (``info.obs_encoding``): one-hot
+    vectors for a Discrete space (:func:`one_hot_observations`), (C, H, W) images for (H, W, C) ones
+    (:func:`channels_first_observations`), else ``env`` itself."""
     if info.obs_encoding == "one-hot":
-        env = one_hot_observations(env)
+        return one_hot_observations(env)
+    if info.obs_encoding == "hwc":
+        return channels_first_observations(env)
     return env
+
+
+def channels_first_observations(env):
+    """``env`` with its (H, W, C) image observations given as (C, H, W) arrays of the same dtype
+    (the scale, 1/255 for pixels, is the network's ``input_scale``)."""
+    import gymnasium
+
+    box = env.observation_space
+    space = gymnasium.spaces.Box(np.transpose(box.low, (2, 0, 1)), np.transpose(box.high, (2, 0, 1)),
+                                 dtype=box.dtype)
+    return gymnasium.wrappers.TransformObservation(env, lambda obs: encode_observation(obs, "hwc", None), space)
 
 
 def one_hot_observations(env):
