@@ -109,6 +109,23 @@ def test_backward_accumulates_and_can_skip_dx():
     np.testing.assert_allclose(skipped[0], once[0] + 7.0, rtol=1e-12)
 
 
+def test_backward_ignores_what_its_scratch_held():
+    """dh0, dc0 and dz are outputs/scratch: garbage in them (NaN from np.empty, as CI's fresh
+    process gave) must not reach the gradients. The loop once initialised them as 0 · x, which is
+    NaN for x = NaN."""
+    X, W, U, b, h0, c0, A = problem(3)
+    Hs, Cs, G, TC = run_segment(X, W, U, b, h0, c0)
+    H = h0.shape[0]
+    out = []
+    for fill in (0.0, np.nan):
+        g = [np.zeros_like(W), np.zeros_like(U), np.zeros_like(b), np.zeros_like(X)]
+        dh0, dc0 = np.full(H, fill), np.full(H, fill)
+        lstm_backward(X, W, U, Hs, Cs, G, TC, A, *g, dh0, dc0, np.full(4 * H, fill), True)
+        out.append(g + [dh0, dc0])
+    for clean, dirty in zip(*out):
+        np.testing.assert_array_equal(dirty, clean)
+
+
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="checks compiled signatures")
 def test_kernels_release_the_gil():
     for kernel in (lstm_forward, lstm_backward):

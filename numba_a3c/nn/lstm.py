@@ -115,8 +115,8 @@ def lstm_backward(X, W, U, Hs, Cs, G, TC, dH, dW, dU, db, dX, dh0, dc0, dz, need
     dh_next = dh0     # dh0 and dc0 carry dh_next and dc_next through the loop
     dc_next = dc0
     for j in range(H):
-        dh_next[j] = _ZERO * dh_next[j]
-        dc_next[j] = _ZERO * dc_next[j]
+        dh_next[j] = 0.0    # assigned, not multiplied by 0: the caller's arrays may hold NaN (np.empty)
+        dc_next[j] = 0.0
     for t in range(T - 1, -1, -1):
         for j in range(H):
             i, f, g, o = G[t, j], G[t, H + j], G[t, 2 * H + j], G[t, 3 * H + j]

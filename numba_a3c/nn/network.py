@@ -712,8 +712,8 @@ def _lstm_rows_backward(row, params, grads, obs, ws, delta, n):
     TC = np.empty((n, Hc), dt)
     dH = np.empty((n, Hc), dt)
     dX = np.zeros((n, n_in), dt)
-    dh0 = np.empty(Hc, dt)
-    dc0 = np.empty(Hc, dt)
+    dh0 = np.zeros(Hc, dt)
+    dc0 = np.zeros(Hc, dt)
     dz = np.empty(G4, dt)
     if in_off == INPUT:
         _gather(obs, 0, n_in, n, X)
