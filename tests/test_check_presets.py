@@ -1,19 +1,12 @@
 """scripts/check_presets.py --generic: the generic defaults over several environments, one table."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_presets.py"
+from scripts_loader import load_script
 
 
 @pytest.fixture(scope="module")
 def check_presets():
-    spec = importlib.util.spec_from_file_location("check_presets", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("check_presets")
 
 
 def test_generic_mode_prints_one_row_per_environment_and_method(check_presets, capsys):

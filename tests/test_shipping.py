@@ -1,23 +1,16 @@
 """scripts/make_shipped_checkpoints.py --from RUN: shipping a finished run's checkpoint."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from scripts_loader import load_script
 
 from numba_a3c import checkpoint
 from numba_a3c.config import resolve
 from numba_a3c.trainer import Trainer
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_shipped_checkpoints.py"
-
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("make_shipped_checkpoints", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("make_shipped_checkpoints")
 
 
 @pytest.fixture(scope="module")
