@@ -160,8 +160,8 @@ def check_generic(args, algos, need, changes):
         for algo in algos:
             means, walls = [], []
             for seed in args.seeds:
-                values = dict(algo=algo, env=env_id, preset="default", threads=args.threads, seed=seed,
-                              log_interval=3600.0, **({"gym": True} if args.gym else {}), **changes)
+                values = {**dict(algo=algo, env=env_id, preset="default", threads=args.threads, seed=seed,
+                                 log_interval=3600.0, **({"gym": True} if args.gym else {})), **changes}
                 t0 = time.monotonic()
                 try:
                     returns, steps, wall = (run_cli if args.cli else run_in_process)(values)
@@ -247,8 +247,9 @@ def main(argv=None):
             label = algo + "".join(f" {k}={v}" for k, v in point.items())
             passed, walls = 0, []
             for seed in args.seeds:
-                values = dict(algo=algo, env=args.env, threads=args.threads, seed=seed, eval_every=0,
-                              log_interval=3600.0, **({"gym": True} if args.gym else {}), **point)
+                # --set wins over this script's own choices (eval_every=0, the quiet log_interval).
+                values = {**dict(algo=algo, env=args.env, threads=args.threads, seed=seed, eval_every=0,
+                                 log_interval=3600.0, **({"gym": True} if args.gym else {})), **point}
                 returns, steps, wall = (run_cli if args.cli else run_in_process)(values)
                 mean = float(returns.mean())
                 ok = mean >= threshold

@@ -35,3 +35,13 @@ def test_generic_mode_reports_a_diverged_run_in_its_row(check_presets, capsys):
                                "--set", "optimizer=momentum", "--set", "eval_episodes=1"])
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| CartPole")]
     assert code == 1 and len(table) == 1 and "| nstep-q | 0/1 (>= 475) | diverged |" in table[0]
+
+
+def test_set_overrides_the_scripts_own_choices(check_presets, capsys):
+    # the script passes eval_every=0 and a quiet log_interval itself; --set of either once raised
+    # "dict() got multiple values for keyword argument"
+    code = check_presets.main(["--env", "CartPole-v1", "--algos", "a3c", "--seeds", "1", "--threads", "1",
+                               "--set", "steps=300", "--set", "eval_every=100", "--set", "eval_episodes=1",
+                               "--set", "log_interval=100"])
+    out = capsys.readouterr().out
+    assert code == 1 and " eval_every=100 " in out and "passed 0/1" in out
