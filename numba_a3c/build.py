@@ -27,6 +27,11 @@ from numba_a3c.nn.network import Network, atari_lstm_spec, atari_spec, lstm_spec
 from numba_a3c.workers import SharedState, new_shared_state
 
 
+class NetworkChoiceError(ValueError):
+    """Options that do not go together (a recurrent or continuous network with a method that cannot
+    use it, --separate-value off the MLP); the message is the whole user-facing sentence."""
+
+
 def environment(config, make_env=None):
     """The :class:`EnvInfo` of ``config.env`` (gymnasium's version where ``config.gym`` asks for it),
     or of the environments ``make_env()`` returns when given (Python API; ``config.env`` is then its
@@ -41,7 +46,7 @@ def network_spec(config, env_info):
 
     ``atari``: the paper's network on 4×84×84 frames; ``atari-lstm``: the same followed by 256 LSTM
     cells; ``lstm``: dense layers of ``hidden[:-1]`` then an LSTM of ``hidden[-1]`` cells (both
-    recurrent, A3C only: another method raises ValueError); ``conv``: a small convolutional body on
+    recurrent, A3C only: another method raises :class:`NetworkChoiceError`); ``conv``: a small convolutional body on
     (channels, height, width) observations; ``mlp``: a dense body on the flattened observation,
     scaled by the environment's ``input_scale``; ``auto``: ``conv`` for (C, H, W) observations at least
     3×3, else ``mlp``. Raises ValueError when the network cannot read the
@@ -52,25 +57,27 @@ def network_spec(config, env_info):
     A Box action space (A3C only) gets the ``"gaussian"`` heads (μ, σ, V) and the environment's action bounds.
     """
     if env_info.continuous and config.algo != "a3c":
-        raise ValueError(f"{env_info.env_id} has continuous actions; only --algo a3c can act in them")
+        raise NetworkChoiceError(f"{env_info.env_id} has continuous actions; only --algo a3c can act in them")
     heads = "actor_critic" if config.algo == "a3c" else "q"
     A = env_info.n_actions
     if config.network == "auto":   # images (C, H, W) of at least the 3×3 kernel to the conv net, the rest to the MLP
         shape = tuple(env_info.obs_shape)
         config = config.replace(network="conv" if len(shape) == 3 and min(shape[1:]) >= 3 else "mlp")
     if config.network in RECURRENT_NETWORKS and config.algo != "a3c":
-        raise ValueError(f"--network {config.network} is recurrent and only --algo a3c carries an LSTM state; "
-                         f"use --algo a3c, or a feed-forward network (mlp, conv, atari) with --algo {config.algo}")
+        raise NetworkChoiceError(f"--network {config.network} is recurrent and only --algo a3c carries an LSTM "
+                                 f"state; use --algo a3c, or a feed-forward network (mlp, conv, atari) with "
+                                 f"--algo {config.algo}")
     if config.network in RECURRENT_NETWORKS and env_info.continuous:
-        raise ValueError(f"--network {config.network} with continuous actions ({env_info.env_id}) is not supported: "
-                         f"the Gaussian policy runs on feed-forward networks; use --network mlp")
+        raise NetworkChoiceError(f"--network {config.network} with continuous actions ({env_info.env_id}) is not "
+                                 f"supported: the Gaussian policy runs on feed-forward networks; use --network mlp")
     spec = _policy_spec(config, env_info, heads, A)
     if env_info.continuous:
         spec = replace(spec, heads="gaussian", action_low=tuple(env_info.action_low),
                        action_high=tuple(env_info.action_high))
     if config.separate_value:
         if config.algo != "a3c" or config.network != "mlp":
-            raise ValueError("--separate-value is for --algo a3c with --network mlp (a value tower beside the body)")
+            raise NetworkChoiceError("--separate-value is for --algo a3c with --network mlp "
+                                     "(a value tower beside the body)")
         spec = replace(spec, separate_value=True)
     return spec
 

@@ -139,7 +139,7 @@ def check_environment(config, make_env=None):
     :class:`ConfigError` when the id is unknown, the algorithm cannot act in it, the network
     cannot read its observations or the run would not fit in memory. ``make_env``: a callable
     that makes the environment instead of ``config.env`` (:func:`numba_a3c.train`)."""
-    from numba_a3c.build import RunParts, build_network, environment
+    from numba_a3c.build import NetworkChoiceError, RunParts, build_network, environment
     from numba_a3c.envs.base import EnvError
 
     try:
@@ -162,9 +162,9 @@ def check_environment(config, make_env=None):
         raise ConfigError(f"{info.env_id} has {info.n_actions} action(s); there is nothing to learn with fewer than 2")
     try:
         network = build_network(config, info)
+    except NetworkChoiceError as exc:   # options that do not go together: the message says which
+        raise ConfigError(str(exc)) from None
     except (ValueError, IndexError) as exc:
-        if str(exc).startswith("--separate-value"):
-            raise ConfigError(str(exc)) from None
         raise ConfigError(f"--network {config.network} cannot read {config.env}'s observations "
                           f"{tuple(info.obs_shape)}: {exc}") from None
     need = planned_memory(config, network)

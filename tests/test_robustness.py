@@ -133,8 +133,11 @@ BAD_INPUTS = [
     (["--threads", "two"], "'two' is not a valid integer"),
     (["--resume", "no/such/run"], "no such file or run directory"),
     (["--stop-at", "0"], "0 is not in the range"),
-    (["--algo", "nstep-q", "--network", "lstm"], "--network lstm is recurrent and only --algo a3c"),
-    (["--algo", "sarsa", "--network", "atari-lstm"], "--network atari-lstm is recurrent and only --algo a3c"),
+    # options that do not go together: the whole message, with no "cannot read … observations" before it
+    (["--algo", "nstep-q", "--network", "lstm"], "Error: --network lstm is recurrent and only --algo a3c"),
+    (["--algo", "sarsa", "--network", "atari-lstm"], "Error: --network atari-lstm is recurrent and only --algo a3c"),
+    (["--env", "Pendulum-v1", "--network", "lstm"], "Error: --network lstm with continuous actions (Pendulum-v1)"),
+    (["--algo", "sarsa", "--separate-value"], "Error: --separate-value is for --algo a3c with --network mlp"),
     (["--network", "atari-lstm"], "the atari-lstm network needs 4x84x84 frames"),
 ]
 
