@@ -7,8 +7,10 @@
 An Atari agent takes hours to train, so the script does not train it: FROM_RUNS gives the
 command that trains it, and ``--from RUN`` ships that run's final checkpoint (latest.h5) as a
 copy without the optimizer statistics (:func:`numba_a3c.checkpoint.copy_without_optimizer`;
-2.7 MB instead of 7.4 for Pong), after the same kind of check: its evaluation with the preset's
-protocol must reach the threshold.
+2.7 MB instead of 7.4 for Pong), after the same kind of check: its evaluation as a user runs it
+right after install, ``asyncrl eval NAME --episodes N`` (greedy, seed 0), must reach the threshold.
+The run must also have stopped within the entry's step budget (a run continued past it is another
+claim).
 
 Every hyperparameter is given explicitly below (not taken from data/presets), so a preset being
 retuned never changes what is shipped. Each run uses one thread and a fixed seed, so it is
@@ -48,11 +50,12 @@ SHIPPED = {
 
 # name -> (the options of the command that trains it, with the preset they resolve to: the run's
 # configuration must match them in every field that changes learning; the command; minimum mean
-# return; evaluation episodes)
+# greedy return; evaluation episodes; the most agent steps the run may have taken)
 FROM_RUNS = {
-    "Pong-v5-a3c": (dict(algo="a3c", env="ALE/Pong-v5", steps=10_000_000),
-                    "asyncrl train --algo a3c --env ALE/Pong-v5 --steps 10000000 --eval-every 1000000 "
-                    "--eval-episodes 3 --out runs/pong", 18.0, 10),
+    # The preset's 80M-step learning-rate schedule (the paper's), paused at 10M by --stop-at.
+    "Pong-v5-a3c": (dict(algo="a3c", env="ALE/Pong-v5"),
+                    "asyncrl train --algo a3c --env ALE/Pong-v5 --stop-at 10000000 --eval-every 1000000 "
+                    "--eval-episodes 3 --out runs/pong", 18.0, 10, 10_000_000),
 }
 
 
@@ -68,7 +71,10 @@ def ship(name, run, out_dir):
         ckpt = checkpoint.load(src, whole_log=False)
     except checkpoint.CheckpointError as exc:
         raise SystemExit(f"{name}: {exc}") from None
-    options, command, threshold, episodes = FROM_RUNS[name]
+    options, command, threshold, episodes, max_steps = FROM_RUNS[name]
+    if ckpt.global_step > max_steps + 10_000:   # --stop-at pauses at the threads' next segment ends
+        raise SystemExit(f"{name}: {src} trained for {ckpt.global_step:,} agent steps; `{command}` stops at "
+                         f"{max_steps:,}")
     expected = resolve(dict(options)).to_dict()
     learning = ("algo", "env", "env_kwargs", "threads", "steps", "lr", "anneal_lr", "gamma", "t_max", "beta",
                 "optimizer", "rms_alpha", "rms_eps", "clip_norm", "reward_clip", "network", "hidden", "init",
@@ -79,14 +85,13 @@ def ship(name, run, out_dir):
         raise SystemExit(f"{name}: {src} was not trained by `{command}`: " + ", ".join(
             f"{k} is {have!r}, not {want!r}" for k, (have, want) in wrong.items()))
     dest = checkpoint.copy_without_optimizer(src, out_dir / f"{name}.h5")
-    eps = ckpt.config.eval_epsilon
-    protocol = f"ε-greedy (ε {eps:g})" if eps else "greedy"
-    returns, _, _ = evaluate_checkpoint(checkpoint.load(dest), episodes=episodes, mode="epsilon" if eps else "greedy",
-                                        epsilon=eps, seed=12345)
+    # exactly what `asyncrl eval NAME --episodes N` prints after install: greedy, seed 0
+    returns, _, _ = evaluate_checkpoint(checkpoint.load(dest), episodes=episodes, mode="greedy", seed=0)
     ok = returns.mean() >= threshold
     print(f"{name}: from {src} ({ckpt.global_step:,} steps, {ckpt.wall_time / 60:.0f} min of training); "
-          f"{protocol} mean return {returns.mean():.2f} ± {returns.std():.2f} "
-          f"over {episodes} episodes (seed 12345; need >= {threshold}); {dest.stat().st_size / 2**20:.1f} MiB"
+          f"greedy mean return {returns.mean():.2f} ± {returns.std():.2f} "
+          f"over {episodes} episodes (seed 0, as `asyncrl eval {name} --episodes {episodes}`; need >= {threshold}); "
+          f"{dest.stat().st_size / 2**20:.1f} MiB"
           f"{'' if ok else '  FAILED'}")
     if not ok:
         dest.unlink()
