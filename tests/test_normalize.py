@@ -105,7 +105,7 @@ def test_only_vector_observations_are_normalised():
 
 def test_the_generic_preset_turns_them_on_and_the_environment_presets_do_not():
     generic = resolve(dict(env="MountainCar-v0", algo="a3c"))
-    assert generic.preset == "default" and generic.normalize_obs and generic.normalize_reward
+    assert generic.preset == "default" and generic.normalize_obs and not generic.normalize_reward
     for env in ("CartPole-v1", "Acrobot-v1", "Catch-v0", "Pendulum-v1", "CartPoleNoVel-v1", "ALE/Pong-v5"):
         c = resolve(dict(env=env, algo="a3c"))
         assert not c.normalize_obs and not c.normalize_reward, env
