@@ -286,7 +286,8 @@ class Agent:
         mode = "stochastic" if stochastic else "epsilon" if epsilon else "greedy"
         key = (mode, float(epsilon))
         if key not in self._policies:
-            self._policies[key] = Policy(self.network, self.checkpoint.theta, mode, epsilon, seed=0)
+            self._policies[key] = Policy(self.network, self.checkpoint.theta, mode, epsilon, seed=0,
+                                         observations=self.checkpoint.frozen_observations())
         return self._policies[key]
 
     def reset(self):

@@ -26,6 +26,12 @@ Format version 1 (see docs/checkpoint-format.md for the reader's guide)::
                            rng, env_rng (xoroshiro128+ states), env_state, observation (each
                            thread's current observation); recurrent networks also recurrent_state
                            (threads, Σ 2H): each thread's (h, c) of every LSTM, in layer order
+    /normalizer            written when --normalize-obs or --normalize-reward was on (numba_a3c/normalize.py):
+                           attrs observations, rewards (bool: which is applied), obs_clip, reward_clip,
+                           epsilon, gamma, obs_count, return_count, return_mean, return_var; datasets
+                           obs_mean, obs_var (D,) float64 (empty when observations are not
+                           normalised), thread_return (threads,) float64: each thread's discounted R.
+                           The network reads clip((x − obs_mean) / √(obs_var + epsilon), ±obs_clip)
     /log/episodes          (n, 5) float64, appendable, gzip: global_step, thread, return, length, wall_time;
                            attrs log_first_row, csv_rows, csv_bytes (below)
     /log/evaluations       (n, 7) float64, appendable: global_step, mean, std, min, max, episodes, wall_time
@@ -90,6 +96,16 @@ class Checkpoint:
     wall_time: float
     attrs: dict
     recurrent_state: np.ndarray | None = None   # (threads, Σ 2H), recurrent networks only
+    norm_stats: np.ndarray | None = None        # numba_a3c.normalize's shared statistics (S_* layout), or None
+    norm_config: np.ndarray | None = None       # its settings (NC_* layout)
+    norm_ret: np.ndarray | None = None          # (threads, 1): each thread's discounted return R
+
+    def frozen_observations(self):
+        """The observation normalisation this checkpoint's policy expects
+        (:class:`numba_a3c.normalize.FrozenObservations`), or None."""
+        from numba_a3c.normalize import FrozenObservations
+
+        return None if self.norm_stats is None else FrozenObservations.from_stats(self.norm_stats, self.norm_config)
 
     @property
     def global_step(self):
@@ -274,6 +290,10 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
                 rs.attrs["columns"] = np.asarray([f"{layer['name']}/{part}" for layer in network.layers
                                                   if layer["type"] == "lstm" for part in ("h", "c")],
                                                  dtype=h5py.string_dtype())
+            if shared.norm_config is not None and (shared.norm_config[:2] != 0).any():
+                from numba_a3c.normalize import write_group
+
+                write_group(f.create_group("normalizer"), shared.norm_stats, shared.norm_config, shared.norm_ret)
             log = f.create_group("log")
             ds = _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
             for k, v in (log_attrs or {}).items():
@@ -377,6 +397,7 @@ def load(path, whole_log=True):
 
     from numba_a3c.config import TrainConfig
     from numba_a3c.nn.network import Network, NetworkSpec
+    from numba_a3c.normalize import read_group
 
     path = Path(path)
     if not path.exists():
@@ -425,6 +446,8 @@ def load(path, whole_log=True):
                 observation=read(st["observation"]), episodes=read(f["log/episodes"]),
                 evaluations=read(f["log/evaluations"]), wall_time=float(st.attrs["wall_time"]),
                 recurrent_state=read(st["recurrent_state"]) if "recurrent_state" in st else None,
+                **(dict(zip(("norm_stats", "norm_config", "norm_ret"), read_group(f["normalizer"])))
+                   if "normalizer" in f else {}),
                 attrs={**{k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
                        "at_rest": bool(st.attrs.get("at_rest", False)),
                        "optimizer_omitted": "omitted" in f["optimizer"].attrs,

@@ -53,6 +53,12 @@ class TrainConfig:
     target_interval: int = _f(10_000, "I_target: refresh the target network every this many global steps (Q methods)")
     eps_anneal_steps: int = _f(100_000, "anneal ε from 1 to each thread's final ε over this many global steps")
     reward_clip: float = _f(0.0, "clip training rewards to [-c, c] (0: no clipping; Atari uses 1)")
+    normalize_obs: bool = _f(False, "normalise vector observations by running mean and variance, shared by the "
+                             "threads, clipped to +-5 (saved in checkpoints, applied by eval; the generic preset's "
+                             "choice, numba_a3c/normalize.py)")
+    normalize_reward: bool = _f(False, "give the learner rewards divided by a running standard deviation of the "
+                                "discounted return, clipped to +-10; logged returns stay raw (the generic preset's "
+                                "choice)")
     network: str = _f("mlp", "network: mlp (vector observations), conv (small images), atari (4x84x84 frames), "
                       "lstm (the MLP body, then an LSTM of the last --hidden size; a3c only), atari-lstm (the atari "
                       "body, then 256 LSTM cells; a3c only) or auto (conv for image observations, else mlp; the "

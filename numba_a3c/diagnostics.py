@@ -36,9 +36,10 @@ def _rows_of(network, name):
     return int(network.table[index][T_OUT]), int(network.table[index][T_OUT_SIZE])
 
 
-def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", epsilon=0.05):
+def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", epsilon=0.05, observations=None):
     """Play ``steps`` steps with the policy (``mode`` as in evaluation; episodes restart as they
-    end) and return (observations (N, input_size) float32 scaled as the network reads them,
+    end; ``observations`` normalises what it sees, a FrozenObservations or None) and return
+    (observations (N, input_size) float32 scaled (and normalised) as the network reads them,
     actions (N,) — for a Gaussian policy (N, D), in the unit box [−1, 1]^D (the clipped action
     mapped back from the environment's bounds) —, rewards (N,), ends (N,) bool: True where the
     step ended an episode)."""
@@ -47,7 +48,8 @@ def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", eps
     from numba_a3c.envs.registry import make_python_env
     from numba_a3c.evaluate import Policy
 
-    policy = Policy(network, params, mode, epsilon, seed)  # a Q network samples ε-greedily
+    policy = Policy(network, params, mode, epsilon, seed, observations)  # a Q network samples ε-greedily
+    norm = (lambda x: x) if observations is None else observations.apply
     gaussian = network.out_mu >= 0
     obs = np.zeros((steps, network.input_size), np.float32)
     actions = np.zeros((steps, network.spec.n_actions) if gaussian else steps, np.float32 if gaussian else np.int64)
@@ -66,6 +68,7 @@ def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", eps
         env_reset(env_info.native_id, state, env_rng, row)
         for t in range(steps):
             obs[t] = row
+            norm(obs[t])
             actions[t] = policy(row)
             r, term, trunc = env_step(env_info.native_id, state, actions[t], env_rng, row)
             rewards[t], ends[t] = r, term or trunc
@@ -78,6 +81,7 @@ def collect(network, params, env_info, steps=400, seed=0, mode="stochastic", eps
         o, _ = env.reset(seed=seed)
         for t in range(steps):
             flat_observation(o, scale, obs[t])
+            norm(obs[t])
             a = policy(o)
             actions[t] = (a - centre) / half if gaussian else a
             o, r, term, trunc, info = env.step(a)
@@ -199,9 +203,14 @@ def checkpoint_health(ckpt, steps=400, seed=0):
     config = ckpt.config
     network = Network(ckpt.spec)
     env_info = environment(config)
-    data = collect(network, ckpt.theta, env_info, steps=steps, seed=seed)
+    from numba_a3c.normalize import reward_scale
+
+    obs, actions, rewards, ends = collect(network, ckpt.theta, env_info, steps=steps, seed=seed,
+                                          observations=ckpt.frozen_observations())
+    rewards = rewards * reward_scale(ckpt.norm_stats, ckpt.norm_config)   # V learned scaled returns
     g = np.asarray(ckpt.opt_shared)
-    report = health(network, ckpt.theta, *data, gamma=config.gamma, reward_clip=config.reward_clip,
+    report = health(network, ckpt.theta, obs, actions, rewards, ends, gamma=config.gamma,
+                    reward_clip=config.reward_clip,
                     rms_g=g if config.optimizer == "shared-rmsprop" and g.size else None, rms_eps=config.rms_eps,
                     beta=config.beta)
     report.update(global_step=ckpt.global_step, env=config.env, algo=config.algo, seed=seed)
@@ -269,14 +278,17 @@ def format_health(report):
 HEALTH_FRAMES = 256   # frames played for each row of a run's health.csv
 
 
-def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0):
+def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0, observations=None,
+               reward_scale=1.0):
     """One row of a run's ``health.csv``: ({column: value}) from :func:`health` on ``steps`` frames
     played by the policy ``params``: the policy's entropy (A3C; for a Gaussian policy the
     differential entropy Σ_k ½ log 2πeσ²_k, which can be negative), the value estimate's RMS error
     and explained variance, and per hidden layer the share of dead units, of active outputs and
-    the RMS of its outputs (``conv1_dead``, ``conv1_active``, ``conv1_rms`` …)."""
-    data = collect(network, params, env_info, steps=steps, seed=seed)
-    report = health(network, params, *data, gamma=config.gamma, reward_clip=config.reward_clip, beta=config.beta)
+    the RMS of its outputs (``conv1_dead``, ``conv1_active``, ``conv1_rms`` …). A run that
+    normalises passes its frozen ``observations`` and the ``reward_scale`` its value head learned with."""
+    obs, actions, rewards, ends = collect(network, params, env_info, steps=steps, seed=seed, observations=observations)
+    report = health(network, params, obs, actions, rewards * reward_scale, ends, gamma=config.gamma,
+                    reward_clip=config.reward_clip, beta=config.beta)
     h = report["heads"]
     entropy = h.get("entropy", h.get("gaussian_entropy", float("nan")))   # a Gaussian policy's is differential
     row = dict(entropy=entropy, value_mean=h["value_mean"], value_rmse=h["value_rmse"],

@@ -4,6 +4,10 @@ A Gaussian policy (Box actions) acts with its mean μ when greedy, samples N(μ,
 stochastic, and with probability ε takes a uniform action in the box when ε-greedy; the
 environment is sent the action clipped to [−1, 1] and scaled to its bounds, as in training.
 
+A run trained with ``--normalize-obs`` is evaluated on observations normalised with its
+statistics frozen (``observations``, a :class:`numba_a3c.normalize.FrozenObservations`), as the
+network saw them in training.
+
 Native environments are evaluated entirely in nopython code (:func:`run_episodes_native`);
 others through a Python loop over :class:`Policy`. Evaluation never changes the parameters it
 is given; the trainer hands it a snapshot of θ taken at the evaluation's start.
@@ -28,6 +32,7 @@ from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step, env_step_box
 from numba_a3c.envs.registry import make_python_env
 from numba_a3c.nn.network import forward_row, keep_state, reset_state
+from numba_a3c.normalize import S_SIZE, normalize_frozen
 from numba_a3c.rng import new_rng, rng_uniform, rng_uniform_range
 
 GREEDY = 0
@@ -54,20 +59,29 @@ def select_action(ws_row, out_q, out_pi, n_actions, mode, epsilon, rng, scratch)
 # holds the current observation). Private to the thread that evaluates.
 # A Gaussian policy also has its head offsets ``out_mu``/``out_sigma`` (−1 for the others) and
 # ``bounds``, laid out as a learner's config_f (its action bounds after CF_SIZE); its action goes
-# into ``scratch[0:D]``.
+# into ``scratch[0:D]``. ``norm_stats``, ``norm_clip`` and ``norm_eps`` are the frozen observation
+# normalisation (numba_a3c.normalize's stats layout; without observation statistics, a no-op).
 PolicyState = namedtuple("PolicyState", ["table", "params", "out_q", "out_pi", "n_actions", "mode", "epsilon",
-                                         "rng", "obs", "ws", "scratch", "out_mu", "out_sigma", "bounds"])
+                                         "rng", "obs", "ws", "scratch", "out_mu", "out_sigma", "bounds",
+                                         "norm_stats", "norm_clip", "norm_eps"])
 
 
-def policy_state(network, params, mode, epsilon, rng):
-    """A :data:`PolicyState` for ``network`` with ``params`` (float32), its buffers freshly allocated."""
+def policy_state(network, params, mode, epsilon, rng, observations=None):
+    """A :data:`PolicyState` for ``network`` with ``params`` (float32), its buffers freshly allocated;
+    ``observations`` (a FrozenObservations or None) normalises what it is given."""
     obs, ws, _ = network.buffers(1)
     bounds = np.zeros(CF_SIZE, np.float64)
     if network.out_mu >= 0:
         bounds = np.concatenate([bounds, action_bounds_array(network.spec.action_low, network.spec.action_high)])
+    if observations is not None and len(observations.stats) - S_SIZE != 2 * network.input_size:
+        raise ValueError(f"the observation statistics hold {(len(observations.stats) - S_SIZE) // 2} components, "
+                         f"the network reads {network.input_size}")
+    norm = (np.zeros(S_SIZE), 0.0, 1.0) if observations is None else (observations.stats, observations.clip,
+                                                                       observations.eps)
     return PolicyState(network.table, np.ascontiguousarray(params, np.float32), network.out_q, network.out_pi,
                        network.spec.n_actions, MODES[mode], float(epsilon), rng, obs, ws,
-                       np.zeros(2 * network.spec.n_actions, np.float32), network.out_mu, network.out_sigma, bounds)
+                       np.zeros(2 * network.spec.n_actions, np.float32), network.out_mu, network.out_sigma, bounds,
+                       *norm)
 
 
 @njit(nogil=True, cache=True)
@@ -91,9 +105,11 @@ def gaussian_action(P):
 
 @njit(nogil=True, cache=True)
 def policy_action(P):
-    """The action for the observation in ``P.obs[0]``: one forward pass, then :func:`select_action`
-    (a Gaussian policy: :func:`gaussian_action`, which leaves the action in ``P.scratch``; returns 0).
+    """The action for the observation in ``P.obs[0]``: normalised in place (when the policy has
+    observation statistics), one forward pass, then :func:`select_action` (a Gaussian policy:
+    :func:`gaussian_action`, which leaves the action in ``P.scratch``; returns 0).
     A recurrent network then keeps the state its step reached for the next call."""
+    normalize_frozen(P.norm_stats, P.norm_clip, P.norm_eps, P.obs[0])
     forward_row(P.table, P.params, P.obs, P.ws, 0)
     keep_state(P.table, P.ws, 0)
     if P.out_mu >= 0:
@@ -131,9 +147,9 @@ def run_episodes_native(P, env_id, env_state, env_rng, max_steps, returns, lengt
 class Policy:
     """A network with fixed parameters that picks actions (Python API, one observation at a time)."""
 
-    def __init__(self, network, params, mode="greedy", epsilon=0.0, seed=0):
+    def __init__(self, network, params, mode="greedy", epsilon=0.0, seed=0, observations=None):
         self.network = network
-        self.state = policy_state(network, params, mode, epsilon, new_rng(seed))
+        self.state = policy_state(network, params, mode, epsilon, new_rng(seed), observations)
         self.scale = np.float32(network.spec.input_scale)
 
     def __call__(self, observation):
@@ -151,9 +167,11 @@ class Policy:
 
 
 def evaluate(network, params, env_info, episodes=10, mode="greedy", epsilon=0.0, seed=0, max_steps=0,
-             on_frame=None):
+             on_frame=None, observations=None):
     """Returns (returns, lengths) of ``episodes`` episodes of ``env_info``'s environment.
 
+    ``observations``: the run's frozen observation normalisation
+    (:class:`numba_a3c.normalize.FrozenObservations`), or None.
     ``max_steps`` caps an episode (0: the environment's own limit, or 100,000). ``on_frame``, if
     given, forces the Python path and is called with ``env.render()`` after every reset and step
     (for recordings).
@@ -162,11 +180,11 @@ def evaluate(network, params, env_info, episodes=10, mode="greedy", epsilon=0.0,
     returns = np.zeros(episodes, np.float64)
     lengths = np.zeros(episodes, np.int64)
     if env_info.kind == "native" and on_frame is None:
-        policy = policy_state(network, params, mode, epsilon, new_rng(seed))
+        policy = policy_state(network, params, mode, epsilon, new_rng(seed), observations)
         run_episodes_native(policy, env_info.native_id, np.zeros(ENV_STATE_SIZE), new_rng(seed + 1), cap,
                             returns, lengths)
         return returns, lengths
-    policy = Policy(network, params, mode, epsilon, seed)
+    policy = Policy(network, params, mode, epsilon, seed, observations)
     env = make_python_env(env_info, seed=seed, render=on_frame is not None)
     try:
         for e in range(episodes):

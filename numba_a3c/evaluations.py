@@ -46,13 +46,15 @@ class Evaluations:
     """The evaluations of one run. ``save_best(theta)`` writes best.h5 and returns True (False
     without a run directory); ``on_eval(Evaluation)`` reports a periodic evaluation."""
 
-    def __init__(self, config, network, env_info, on_eval=None, save_best=None, health_file=None):
+    def __init__(self, config, network, env_info, on_eval=None, save_best=None, health_file=None, normalization=None):
         self.config = config
         self.network = network
         self.env_info = env_info
         self.on_eval = on_eval
         self.save_best = save_best
         self.health_file = health_file   # () -> the path of health.csv, or None: where each evaluation logs health
+        # () -> (FrozenObservations or None, reward scale): a snapshot of the run's normalisation
+        self.normalization = normalization or (lambda: (None, 1.0))
         self.rows = []              # every evaluation of the run (earlier sessions too), as checkpoint rows
         self.session = []           # Evaluation objects of this session
         self.best_mean = -math.inf  # the best mean return so far: an evaluation above it writes best.h5
@@ -79,9 +81,10 @@ class Evaluations:
     def evaluate_now(self, params, steps, wall, report=True):
         """Evaluate ``params`` (``eval_episodes`` episodes, greedy or ε-greedy) and record the result."""
         eps = self.config.eval_epsilon
+        observations, scale = self.normalization()
         returns, _ = evaluate(self.network, params, self.env_info, episodes=self.config.eval_episodes,
                               mode="epsilon" if eps > 0 else "greedy", epsilon=eps,
-                              seed=self.config.seed + 7919 * (len(self.rows) + 1))
+                              seed=self.config.seed + 7919 * (len(self.rows) + 1), observations=observations)
         ev = Evaluation(steps, wall, returns)
         with self._lock:
             if self._closed:          # the run ended without waiting for this evaluation
@@ -90,19 +93,20 @@ class Evaluations:
             self.rows.append(ev.row())
             if ev.mean > self.best_mean and self.save_best is not None and self.save_best(params):
                 self.best_mean = ev.mean
-        self._log_health(params, steps, wall)
+        self._log_health(params, steps, wall, observations, scale)
         if report and self.on_eval is not None:
             self.on_eval(ev)
         return ev
 
-    def _log_health(self, params, steps, wall):
+    def _log_health(self, params, steps, wall, observations=None, reward_scale=1.0):
         """Append the network's health on frames its policy plays (numba_a3c.diagnostics) to health.csv."""
         path = None if self.health_file is None else self.health_file()
         if path is None:
             return
         from numba_a3c.diagnostics import append_health, health_row
 
-        row = health_row(self.network, params, self.env_info, self.config, seed=self.config.seed + len(self.rows))
+        row = health_row(self.network, params, self.env_info, self.config, seed=self.config.seed + len(self.rows),
+                         observations=observations, reward_scale=reward_scale)
         with self._lock:
             if not self._closed:
                 append_health(path, steps, wall, row)

@@ -241,8 +241,38 @@ def summarize(ckpt, path=None, bins=20, last_evaluations=5):
         b = int(np.argmax(ev[:, 1]))
         best = dict(global_step=int(ev[b, 0]), mean=_finite(ev[b, 1]))
     return dict(file=file_info, config=config.to_dict(), progress=progress, threads=threads, network=net_info,
-                optimizer=optimizer, learning_curve=dict(bins=binned_curve(episodes, T, bins)),
+                optimizer=optimizer, normalization=normalization_summary(ckpt),
+                learning_curve=dict(bins=binned_curve(episodes, T, bins)),
                 evaluations=dict(count=len(ev), best=best, last=evals))
+
+
+def normalization_summary(ckpt):
+    """The checkpoint's /normalizer as plain values (numba_a3c.normalize), or None without one."""
+    from numba_a3c.normalize import (
+        NC_OBS_CLIP,
+        NC_REWARD,
+        NC_REWARD_CLIP,
+        S_OBS_COUNT,
+        S_RET_COUNT,
+        S_RET_VAR,
+        S_SIZE,
+        reward_scale,
+    )
+
+    if ckpt.norm_stats is None:
+        return None
+    frozen = ckpt.frozen_observations()
+    st, cf = ckpt.norm_stats, ckpt.norm_config
+    out = dict(observations=None, rewards=None)
+    if frozen is not None:
+        D = (len(frozen.stats) - S_SIZE) // 2
+        mean, var = frozen.stats[S_SIZE:S_SIZE + D], frozen.stats[S_SIZE + D:]
+        out["observations"] = dict(count=int(st[S_OBS_COUNT]), clip=float(cf[NC_OBS_CLIP]),
+                                   mean=[_finite(m) for m in mean], std=[_finite(np.sqrt(max(v, 0.0))) for v in var])
+    if cf[NC_REWARD]:
+        out["rewards"] = dict(count=int(st[S_RET_COUNT]), return_std=_finite(np.sqrt(max(st[S_RET_VAR], 0.0))),
+                              scale=_finite(reward_scale(st, cf)), clip=float(cf[NC_REWARD_CLIP]))
+    return out
 
 
 # ---------------------------------------------------------------------- text rendering
@@ -372,6 +402,20 @@ def format_summary(s):
                       [[t["thread"], _g(t["mean"]), _g(t["std"]), _g(t["min"]), _g(t["max"])]
                        for t in o["per_thread"]])
     out.append("")
+    nz = s.get("normalization")
+    if nz and nz["observations"]:
+        ob = nz["observations"]
+        out.append(f"observation normalisation (--normalize-obs): {ob['count']:,} observations, each component "
+                   f"(x - mean) / std clipped to ±{ob['clip']:g}")
+        out += _table(["component", "mean", "std"], [[i, _g(m), _g(sd)] for i, (m, sd) in
+                                                     enumerate(zip(ob["mean"], ob["std"]))])
+    if nz and nz["rewards"]:
+        rw = nz["rewards"]
+        out.append(f"reward scaling (--normalize-reward): std of the discounted return {_g(rw['return_std'])} "
+                   f"over {rw['count']:,} steps; the learner's rewards are r × {_g(rw['scale'])}, clipped to "
+                   f"±{rw['clip']:g}")
+    if nz and (nz["observations"] or nz["rewards"]):
+        out.append("")
     bins = s["learning_curve"]["bins"]
     has_episodes = any(b["episodes"] for b in bins)
     out.append(f"learning curve: episode return vs global step ({len(bins)} bins of "
@@ -479,7 +523,7 @@ def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, m
                            f"{expected.input_encoding!r} scaled by {expected.input_scale:.4g}; it was saved by "
                            f"another version of numba_a3c or of that environment")
     network = Network(ckpt.spec)
-    kwargs = dict(mode=mode, epsilon=epsilon, max_steps=max_steps)
+    kwargs = dict(mode=mode, epsilon=epsilon, max_steps=max_steps, observations=ckpt.frozen_observations())
     if env_info.kind == "native" and not record:
         returns, lengths = evaluate(network, ckpt.theta, env_info, episodes=episodes, seed=seed, **kwargs)
         for e in range(episodes):

@@ -125,7 +125,8 @@ class Trainer:
         self.final_eval = final_eval
         self.episodes = Episodes(self.shared.n_threads)
         self.evals = Evaluations(config, self.network, self.env_info, on_eval, save_best=self._save_best,
-                                 health_file=lambda: None if self.run_dir is None else self.run_dir / "health.csv")
+                                 health_file=lambda: None if self.run_dir is None else self.run_dir / "health.csv",
+                                 normalization=self.normalization)
         self.files = RunFiles(run_dir, config.save_every, save_seconds)
         self.stops = StopReasons(self.shared.counters)
         self.clock = Clock()
@@ -160,7 +161,8 @@ class Trainer:
         return trainer
 
     def restore(self, ckpt):
-        """Load a checkpoint's parameters, optimiser state, counters, RNGs and logs into this run."""
+        """Load a checkpoint's parameters, optimiser state, counters, RNGs, normalisation statistics
+        and logs into this run."""
         sh = self.shared
         if not (np.isfinite(ckpt.theta).all() and np.isfinite(ckpt.opt_shared).all()
                 and np.isfinite(ckpt.opt_private).all()):
@@ -188,6 +190,12 @@ class Trainer:
                 raise ValueError(f"the checkpoint's recurrent_state has shape {ckpt.recurrent_state.shape}, expected "
                                  f"{(sh.n_threads, self.network.state_size)}; it is damaged")
             set_recurrent_states(sh, self.network, ckpt.recurrent_state)   # the threads' (h, c)
+        if ckpt.norm_stats is not None:
+            if ckpt.norm_stats.shape != sh.norm_stats.shape or ckpt.norm_ret.shape != sh.norm_ret.shape:
+                raise ValueError(f"the checkpoint's /normalizer holds statistics of shape {ckpt.norm_stats.shape}, "
+                                 f"expected {sh.norm_stats.shape}; it is damaged")
+            sh.norm_stats[:] = ckpt.norm_stats     # the running observation and return statistics
+            sh.norm_ret[:] = ckpt.norm_ret
         sh.config_i[CI_BUDGET] = self.config.steps
         self.episodes.restore(ckpt.episodes, int(ckpt.attrs.get("log_first_row", 0)), sh.thread_i[:, TI_EPISODES])
         self.evals.restore(ckpt.evaluations)
@@ -247,6 +255,15 @@ class Trainer:
         return RunResult(status=outcome.name, steps=int(self.shared.counters[C_T]), wall_time=wall,
                          steps_per_s=steps_per_s, episodes=int(self.shared.thread_i[:, TI_EPISODES].sum()),
                          final_eval=final, error="; ".join(outcome.errors), evaluations=list(self.evals.session))
+
+    def normalization(self):
+        """A snapshot of the run's normalisation for an evaluation: (FrozenObservations or None, the
+        reward scale 1/√(σ_R² + ε) or 1); numba_a3c.normalize."""
+        from numba_a3c.normalize import FrozenObservations, reward_scale
+
+        sh = self.shared
+        return FrozenObservations.from_stats(sh.norm_stats, sh.norm_config), reward_scale(sh.norm_stats,
+                                                                                          sh.norm_config)
 
     def request_stop(self):
         """Ask a running ``run()`` to stop: workers end at their next step, the run saves and

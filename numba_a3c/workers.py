@@ -6,6 +6,8 @@ Shared by all threads and written WITHOUT locks
     ``theta``         θ, the flat float32 parameters (every update, by every thread)
     ``opt_shared``    the shared RMSProp statistics g (every update, by every thread)
     ``theta_target``  θ⁻ (Q methods): copied from θ by the one thread that claims each refresh
+    ``norm_stats``    the running observation and return statistics of ``--normalize-obs`` /
+                      ``--normalize-reward`` (:mod:`numba_a3c.normalize`; every step, by every thread)
 Shared and written atomically
     ``counters``      the global step T (atomic add: exact, no lost increments), the next θ⁻
                       refresh step (compare-and-swap), the stop flag and the run status
@@ -13,9 +15,10 @@ Shared, one row per thread, each row written only by its own thread (read by the
     ``thread_i``, ``thread_f``, ``episode_log``, and the stacked per-thread arrays below
 Private to each thread (a block of a stacked array that no other thread touches)
     θ′ ``theta_local``, dθ ``grads``, ``opt_private`` (per-thread RMSProp g / momentum m), the
-    segment buffers, the agent's and the environment's RNG states, the environment state, and
-    the workspace ``ws`` (stacked in :class:`SharedState` so that the main thread can read, at a
-    segment boundary, the recurrent state (h, c) an LSTM network keeps in each thread's row 0).
+    discounted return R of ``--normalize-reward`` (a row of ``norm_ret``), the segment buffers,
+    the agent's and the environment's RNG states, the environment state, and the workspace ``ws``
+    (stacked in :class:`SharedState` so that the main thread can read, at a segment boundary, the
+    recurrent state (h, c) an LSTM network keeps in each thread's row 0).
 
 Recurrent state (``--network lstm`` / ``atari-lstm``): each thread's (h, c) lives in row 0 of
 its workspace at a segment boundary: the state at the segment's start, which BPTT needs and
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from numba_a3c.algorithms.learner import act, begin_segment, end_segment, observe
+from numba_a3c.algorithms.learner import act, begin_segment, end_segment, observe_scaled
 from numba_a3c.algorithms.policies import action_bounds_array, scale_action
 from numba_a3c.algorithms.state import (
     ALGORITHM_IDS,
@@ -101,6 +104,7 @@ from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step, env_step_box
 from numba_a3c.envs.subproc import make_worker_env, want_processes
 from numba_a3c.nn.network import reset_state
+from numba_a3c.normalize import Normalizer, new_arrays, normalize_observation, scale_reward
 from numba_a3c.rng import rng_seed
 
 
@@ -127,12 +131,14 @@ class WorkerError(RuntimeError):
 
 # ============================================================================ nopython loops
 @njit(nogil=True, cache=True)
-def run_native(L, env_id):
+def run_native(L, env_id, N):
     """The whole actor-learner loop for a native environment, in nopython code, GIL released.
 
     Repeats segments (begin → act/step/observe … → end) until T reaches the budget, the stop
     flag is raised, or the parameters diverge; returns the status. ``L.obs[0]`` must hold the
-    current state (the caller resets the environment once before the first call).
+    current state, normalised (the caller resets the environment once before the first call and
+    applies :func:`normalize_observation`). ``N`` is the thread's
+    :class:`~numba_a3c.normalize.Normalizer` (both normalisations off: the loop is as without it).
     """
     gaussian = L.config_i[CI_GAUSSIAN] != 0
     D = L.config_i[CI_N_ACTIONS]
@@ -148,11 +154,14 @@ def run_native(L, env_id):
                 r, terminal, truncated = env_step_box(env_id, L.env_state, L.scratch[0:D], L.env_rng, L.obs[n + 1])
             else:
                 r, terminal, truncated = env_step(env_id, L.env_state, a, L.env_rng, L.obs[n + 1])
-            if observe(L, r, terminal, truncated, terminal or truncated):
+            normalize_observation(N, L.obs[n + 1])
+            if observe_scaled(L, r, scale_reward(N, r, terminal or truncated), terminal, truncated,
+                              terminal or truncated):
                 break
         status = end_segment(L)
         if L.thread_i[TI_EPISODE_OVER] != 0:
             env_reset(env_id, L.env_state, L.env_rng, L.obs[0])
+            normalize_observation(N, L.obs[0])
             L.thread_i[TI_EPISODE_OVER] = 0
         if status != OK:
             return status
@@ -166,22 +175,26 @@ def reset_native(L, env_id):
 
 
 @njit(nogil=True, cache=True)
-def python_env_begin(L):
-    """Start a segment and choose its first action (Python-environment loop)."""
+def python_env_begin(L, N):
+    """Start a segment and choose its first action (Python-environment loop). ``L.obs[0]`` holds
+    an observation fresh from a reset, as the environment gave it: it is normalised here."""
+    normalize_observation(N, L.obs[0])
     begin_segment(L)
     return act(L)
 
 
 @njit(nogil=True, cache=True)
-def python_env_step(L, reward, terminal, truncated, episode_over):
-    """Record a Python environment's step (s_{n+1} already in ``L.obs[n+1]``) and continue.
+def python_env_step(L, N, reward, terminal, truncated, episode_over):
+    """Record a Python environment's step (s_{n+1} already in ``L.obs[n+1]``, as the environment
+    gave it: it is normalised here, and the reward scaled, by ``N``) and continue.
 
     Returns the next action (≥ 0; for a Gaussian policy 0, the action vector being in the action
     slot of ``L.ws[L.thread_i[TI_N]]``, see :func:`env_action`); −1 when the environment must be reset before the next
     segment (call :func:`python_env_begin` after writing the reset state into ``L.obs[0]``); or
     −2 − status when the run must stop (status = DIVERGED, STOPPED or BUDGET_DONE).
     """
-    if observe(L, reward, terminal, truncated, episode_over):
+    normalize_observation(N, L.obs[L.thread_i[TI_N] + 1])
+    if observe_scaled(L, reward, scale_reward(N, reward, episode_over), terminal, truncated, episode_over):
         status = end_segment(L)
         if status != OK:
             return -2 - status
@@ -212,6 +225,9 @@ class SharedState:
     obs: np.ndarray             # (N, rows, input_size); obs[k, 0] is thread k's current state
     private: list = field(default_factory=list)  # per-thread (theta_local, grads, ws, delta, tws, ...)
     ws: np.ndarray = None       # (N, rows, workspace_size) float32; ws[k] is thread k's (row 0 keeps its LSTM state)
+    norm_stats: np.ndarray = None   # shared running statistics of numba_a3c.normalize (S_* layout)
+    norm_config: np.ndarray = None  # its read-only settings (NC_* layout)
+    norm_ret: np.ndarray = None     # (N, 1) float64, each thread's discounted return R (reward scaling)
 
     @property
     def n_threads(self):
@@ -282,6 +298,7 @@ def new_shared_state(config, network, theta=None):
         rng_seed(rng[k], np.uint64(config.seed * 1_000_003 + 2 * k + 1))
         rng_seed(env_rng[k], np.uint64(config.seed * 1_000_003 + 2 * k + 2))
     private_opt = 0 if ci[CI_OPTIMIZER] == SHARED_RMSPROP else P
+    norm_stats, norm_config, norm_ret = new_arrays(config, network.spec, N)
     return SharedState(
         theta=theta,
         theta_target=theta.copy(),
@@ -298,6 +315,9 @@ def new_shared_state(config, network, theta=None):
         env_state=np.zeros((N, ENV_STATE_SIZE), np.float64),
         obs=np.zeros((N, config.t_max + 1, network.input_size), np.float32),
         ws=np.zeros((N, config.t_max + 1, network.workspace_size), np.float32),
+        norm_stats=norm_stats,
+        norm_config=norm_config,
+        norm_ret=norm_ret,
     )
 
 
@@ -305,6 +325,11 @@ def recurrent_states(shared, network):
     """Each thread's recurrent state at its next segment's start, (N, network.state_size): every
     LSTM's (h, c) in layer order (0 columns for a feed-forward network). Read it at rest."""
     return np.stack([network.get_state(shared.ws[k, 0]) for k in range(shared.n_threads)])
+
+
+def normalizer(shared, k):
+    """Thread k's :class:`~numba_a3c.normalize.Normalizer`: the shared statistics and its own R."""
+    return Normalizer(shared.norm_stats, shared.norm_config, shared.norm_ret[k])
 
 
 def set_recurrent_states(shared, network, states):
@@ -355,14 +380,16 @@ def compile_kernels(config, network, env_info):
     warm = config.replace(threads=1, steps=2 * config.t_max + 1, seed=0)
     shared = new_shared_state(warm, network)
     L = make_learner(shared, network, 0)
+    N = normalizer(shared, 0)
     if env_info.kind == "native":
         reset_native(L, env_info.native_id)
-        run_native(L, env_info.native_id)
+        normalize_observation(N, L.obs[0])
+        run_native(L, env_info.native_id, N)
     else:
         L.obs[:] = 0.0
-        a = python_env_begin(L)
+        a = python_env_begin(L, N)
         while a >= 0:
-            a = python_env_step(L, 0.0, False, False, False)
+            a = python_env_step(L, N, 0.0, False, False, False)
 
 
 class Workers:
@@ -374,6 +401,7 @@ class Workers:
         self.env_info = env_info
         self.config = config
         self.learners = [make_learner(shared, network, k) for k in range(shared.n_threads)]
+        self.normalizers = [normalizer(shared, k) for k in range(shared.n_threads)]
         self.threads = []
         self.errors = []           # (thread index, exception)
         self.statuses = [None] * shared.n_threads
@@ -395,6 +423,7 @@ class Workers:
             if self.env_info.kind == "native":
                 if fresh:
                     reset_native(L, self.env_info.native_id)
+                    normalize_observation(self.normalizers[k], L.obs[0])
                     reset_state(L.table, L.ws, 0)
             else:
                 reset_state(L.table, L.ws, 0)
@@ -426,28 +455,29 @@ class Workers:
             self.shared.counters[C_STOP] = 1
 
     def _run_native(self, k):
-        return run_native(self.learners[k], self.env_info.native_id)
+        return run_native(self.learners[k], self.env_info.native_id, self.normalizers[k])
 
     def _run_python(self, k):
         L = self.learners[k]
+        N = self.normalizers[k]
         env = self._envs[k]
         scale = np.float32(self.network.spec.input_scale)
         obs_buf = L.obs
         thread_i = L.thread_i
         gaussian = L.config_i[CI_GAUSSIAN] != 0
-        a = python_env_begin(L)
+        a = python_env_begin(L, N)
         while True:
             action = env_action(L, thread_i[TI_N]) if gaussian else int(a)
             obs, reward, terminated, truncated, info = env.step(action)
             flat_observation(obs, scale, obs_buf[thread_i[TI_N] + 1])
             life_lost = bool(info.get("life_lost", False)) if info else False
-            a = python_env_step(L, float(reward), bool(terminated) or life_lost, bool(truncated),
+            a = python_env_step(L, N, float(reward), bool(terminated) or life_lost, bool(truncated),
                                 bool(terminated or truncated))
             if a == -1:
                 obs, _ = env.reset()
                 flat_observation(obs, scale, obs_buf[0])
                 thread_i[TI_EPISODE_OVER] = 0
-                a = python_env_begin(L)
+                a = python_env_begin(L, N)
             elif a < -1:
                 return -2 - a
 
@@ -491,4 +521,5 @@ class Workers:
 
 
 __all__ = ["Workers", "WorkerError", "SharedState", "new_shared_state", "make_learner", "compile_kernels",
-           "run_native", "python_env_begin", "python_env_step", "recurrent_states", "set_recurrent_states"]
+           "run_native", "python_env_begin", "python_env_step", "recurrent_states", "set_recurrent_states",
+           "normalizer"]

@@ -126,9 +126,17 @@ def observe(L, reward, terminal, truncated, episode_over):
     ``episode_over``: the environment must be reset (the episode statistics are logged).
     The caller has already written s_{n+1} into ``L.obs[n + 1]``.
     """
+    return observe_scaled(L, reward, reward, terminal, truncated, episode_over)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def observe_scaled(L, reward, learn_reward, terminal, truncated, episode_over):
+    """:func:`observe` where the learner is given ``learn_reward`` (then clipped by
+    ``--reward-clip``) and the episode's logged return adds the raw ``reward``
+    (:func:`numba_a3c.normalize.scale_reward` makes the one from the other)."""
     n = L.thread_i[TI_N]
     c = L.config_f[CF_REWARD_CLIP]
-    r = reward
+    r = learn_reward
     if c > 0.0:
         r = min(max(r, -c), c)
     L.rewards[n] = r
