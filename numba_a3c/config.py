@@ -156,4 +156,10 @@ def resolve(overrides):
     values.update(preset_values(env, algo, overrides.get("preset", "")))
     values.update(overrides)
     values["env"], values["algo"] = env, algo
+    if values.get("nodes"):
+        # The normaliser's statistics live in one process, so a preset's normalisation (the generic
+        # preset's normalize_obs) yields to --nodes; asked for explicitly, validation refuses the pair.
+        for key in ("normalize_obs", "normalize_reward"):
+            if key not in overrides:
+                values[key] = False
     return TrainConfig.from_dict(values)

@@ -254,3 +254,14 @@ def test_nodes_refuse_normalisation_in_one_line():
 
     with pytest.raises(ConfigError, match="--no-normalize-obs --no-normalize-reward$"):
         check_nodes(TrainConfig(nodes=2, normalize_obs=True))
+
+
+def test_the_generic_presets_normalisation_yields_to_nodes():
+    from numba_a3c.config import resolve
+
+    # MountainCar-v0 has no preset of its own: the generic one normalises observations ...
+    assert resolve(dict(env="MountainCar-v0")).normalize_obs
+    # ... which one process's statistics cannot do across nodes, so --nodes turns the preset's choice off
+    assert not resolve(dict(env="MountainCar-v0", nodes=2)).normalize_obs
+    # while the user's own --normalize-obs stays, for validation to refuse in one line
+    assert resolve(dict(env="MountainCar-v0", nodes=2, normalize_obs=True)).normalize_obs
