@@ -22,7 +22,6 @@ import pytest
 from numba_a3c.nn.layers import (
     col2im_add,
     conv2d_backward,
-    conv2d_backward_rows,
     conv2d_forward,
     dense_backward,
     dense_forward,
@@ -160,8 +159,9 @@ def test_conv2d_gradients(seed):
         return float(np.sum(G * forward()))
 
     forward()  # leaves the patch matrix in cols, as the acting pass does
-    dW, db, dcols, dx = np.zeros((O, K)), np.zeros(O), np.zeros((K, P)), np.zeros_like(x)
-    conv2d_backward(cols, C, Hh, Ww, Wt.reshape(O, K), kh, kw, stride, G, dW, db, dcols, dx, True)
+    dW, db, dx = np.zeros((O, K)), np.zeros(O), np.zeros_like(x)
+    gWt, dcols = np.full((K, O), np.nan), np.full((K, P), np.nan)    # scratch: written before it is read
+    conv2d_backward(cols, C, Hh, Ww, Wt.reshape(O, K), kh, kw, stride, G, dW, db, gWt, dcols, dx, True)
     assert_grad("conv W", dW.reshape(Wt.shape), numeric_grad(loss, Wt))
     assert_grad("conv b", db, numeric_grad(loss, b))
     assert_grad("conv x", dx, numeric_grad(loss, x))
@@ -169,49 +169,9 @@ def test_conv2d_gradients(seed):
     # need_dx=False (a first layer) computes the parameter gradients only.
     forward()  # the finite differences left cols from a perturbed x
     dW2, db2, dx2 = np.zeros((O, K)), np.zeros(O), np.zeros_like(x)
-    conv2d_backward(cols, C, Hh, Ww, Wt.reshape(O, K), kh, kw, stride, G, dW2, db2, dcols, dx2, False)
+    conv2d_backward(cols, C, Hh, Ww, Wt.reshape(O, K), kh, kw, stride, G, dW2, db2, gWt, dcols, dx2, False)
     np.testing.assert_allclose(dW2, dW, rtol=1e-12, atol=1e-14)
     assert not dx2.any()
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_conv2d_backward_rows_gradients(seed):
-    # B images at once, their patch matrices and output gradients side by side (what backward_rows
-    # passes): the gradients of L = Σ_i <G_i, conv(x_i)>, against finite differences; dX has a row
-    # stride larger than C·H·W (the rows of a workspace), and the scratch starts as NaN.
-    rng = np.random.default_rng(50 + seed)
-    C, O, kh, kw, stride, Hh, Ww = random_conv(rng)
-    B = int(rng.integers(2, 5))
-    Ho, Wo = (Hh - kh) // stride + 1, (Ww - kw) // stride + 1
-    K, P, N = C * kh * kw, Ho * Wo, C * Hh * Ww
-    x = rng.standard_normal((B, N))
-    Wt = rng.standard_normal((O, C, kh, kw))
-    b = rng.standard_normal(O)
-    G = rng.standard_normal((B, O * P))
-    colsB = np.zeros((K, B * P))
-
-    def forward():
-        z = np.zeros((B, O * P))
-        for i in range(B):
-            cols = np.zeros((K, P))
-            conv2d_forward(x[i], C, Hh, Ww, Wt.reshape(O, K), b, kh, kw, stride, cols, z[i])
-            colsB[:, i * P:(i + 1) * P] = cols
-        return z
-
-    def loss():
-        return float(np.sum(G * forward()))
-
-    forward()
-    dZB = np.concatenate([G[i].reshape(O, P) for i in range(B)], axis=1)
-    dW, db = np.zeros((O, K)), np.zeros(O)
-    dX = np.zeros((B, N + 3))
-    gWt, dcolsB = np.full((K, O), np.nan), np.full((K, B * P), np.nan)
-    conv2d_backward_rows(colsB, C, Hh, Ww, Wt.reshape(O, K), kh, kw, stride, dZB, dW, db, gWt, dcolsB,
-                         dX[:, :N], True)
-    assert_grad("conv rows W", dW.reshape(Wt.shape), numeric_grad(loss, Wt))
-    assert_grad("conv rows b", db, numeric_grad(loss, b))
-    assert_grad("conv rows x", dX[:, :N], numeric_grad(loss, x))
-    assert not dX[:, N:].any()
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -5,8 +5,7 @@ Conventions (checkpoints and external readers rely on them):
 * Forward kernels compute ONE sample (acting sees one observation at a time): 1-D vectors, or
   (channels, height, width) images flattened row-major. Backward kernels of dense layers take a
   batch, a C-contiguous 2-D array with one row per sample (the segment's rows, copied out of the
-  workspace by :func:`numba_a3c.nn.network.backward_rows`); so does the conv backward
-  :func:`conv2d_backward_rows` (the rows' patch matrices side by side); activation backward
+  workspace by :func:`numba_a3c.nn.network.backward_rows`); conv and activation backward
   kernels take one sample.
 * Dense: ``W`` has shape (n_in, n_out) and the layer computes ``Z = X @ W + b``.
 * Conv2d: ``W`` has shape (out_channels, in_channels, kh, kw), inputs are laid out
@@ -198,59 +197,34 @@ def conv2d_forward(x, C, H, Wd, Wm, b, kh, kw, stride, cols, z):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def conv2d_backward_rows(colsB, C, H, Wd, Wm, kh, kw, stride, dZB, dWm, db, gWt, dcolsB, dX, need_dx):
-    """Gradients of the convolution of B images at once (a segment's rows), given dZ_i = ∂L/∂Z_i.
+def conv2d_backward(cols, C, H, Wd, Wm, kh, kw, stride, dz, dWm, db, gWt, dcols, dx, need_dx):
+    """Gradients of one image's convolution, given dZ = ∂L/∂Z (flat (O, Ho, Wo)).
 
-    The B patch matrices and output gradients come side by side, P = Ho·Wo columns per image:
+        dWm += dZ @ colsᵀ          db += Σ_positions dZ
+        dcols = Wmᵀ @ dZ ;  dx += col2im(dcols)       (only if need_dx)
 
-        colsB = [cols_0 | cols_1 | … | cols_{B−1}]     (C·kh·kw, B·P)
-        dZB   = [dZ_0   | dZ_1   | … | dZ_{B−1}]       (O, B·P)
-
-    so the sums over the images become the inner dimension of ONE matrix product per gradient:
-
-        dWm += Σ_i dZ_i cols_iᵀ = dZB colsBᵀ            db += Σ_i Σ_positions dZ_i
-        dcolsB = Wmᵀ dZB ;  dX[i] += col2im(dcolsB[:, iP:(i+1)P])     (only if need_dx)
-
-    ``gWt`` (C·kh·kw, O) and ``dcolsB`` (the shape of ``colsB``) are scratch, written before
-    they are read (nothing accumulates in them); ``dX`` is (B, C·H·W), any row stride. The first
-    layer of a network never needs dX, which skips its most expensive product.
+    ``gWt`` (C·kh·kw, O) and ``dcols`` (the shape of ``cols``) are scratch, written by BLAS before
+    they are read (nothing accumulates in them). The first layer of a network never needs dx,
+    which skips its most expensive product.
     """
     O = Wm.shape[0]
-    K = colsB.shape[0]
-    P = ((H - kh) // stride + 1) * ((Wd - kw) // stride + 1)
-    B = colsB.shape[1] // P
-    # (dZB colsBᵀ)ᵀ = colsB dZBᵀ: the same product, in the orientation OpenBLAS runs faster for
-    # these shapes (for the Atari conv1, (256×400)·(400×16) took 33 µs where (16×400)·(400×256) took 55).
-    np.dot(colsB, dZB.T, gWt)
+    P = cols.shape[1]
+    dZ2 = dz.reshape((O, P))
+    K = cols.shape[0]
+    # (dZ colsᵀ)ᵀ = cols dZᵀ: the same product, in the orientation OpenBLAS runs faster for these
+    # shapes (for the Atari conv1, (256×400)·(400×16) took 33 µs where (16×400)·(400×256) took 55).
+    np.dot(cols, dZ2.T, gWt)
     for o in range(O):
-        for i in range(B):
-            s = _ZERO
-            for p in range(i * P, (i + 1) * P):
-                s += dZB[o, p]
-            db[o] += s
+        s = _ZERO
+        for p in range(P):
+            s += dZ2[o, p]
+        db[o] += s
     for k in range(K):
         for o in range(O):
             dWm[o, k] += gWt[k, o]
     if need_dx:
-        np.dot(Wm.T, dZB, dcolsB)
-        for i in range(B):
-            col2im_add(dcolsB[:, i * P:(i + 1) * P], C, H, Wd, kh, kw, stride, dX[i])
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def conv2d_backward(cols, C, H, Wd, Wm, kh, kw, stride, dz, dWm, db, dcols, dx, need_dx):
-    """Gradients of ONE image's convolution, given dZ = ∂L/∂Z (flat (O, Ho, Wo)):
-
-        dWm += dZ colsᵀ          db += Σ_positions dZ
-        dcols = Wmᵀ dZ ;  dx += col2im(dcols)       (only if need_dx)
-
-    :func:`conv2d_backward_rows` with B = 1 (``dcols`` is scratch of the shape of ``cols``); the
-    whole-network pass calls that one on a segment's rows instead.
-    """
-    O = Wm.shape[0]
-    gWt = np.empty((cols.shape[0], O), cols.dtype)
-    conv2d_backward_rows(cols, C, H, Wd, Wm, kh, kw, stride, dz.reshape((O, cols.shape[1])), dWm, db, gWt,
-                         dcols, dx.reshape((1, dx.shape[0])), need_dx)
+        np.dot(Wm.T, dZ2, dcols)
+        col2im_add(dcols, C, H, Wd, kh, kw, stride, dx)
 
 
 # --------------------------------------------------------------------------- activations

@@ -32,9 +32,10 @@ Workspaces
 (rows, workspace_size) float32 array: row i holds the outputs of every layer for observation i
 (post-activation) and, for conv layers, the im2col patch matrix of that row. Because the acting
 forward pass writes these, the backward pass of a segment reuses them instead of recomputing the
-forward pass. ``delta`` has the shape of ``ws`` and holds ∂L/∂(layer outputs) during backward (its
-conv-patch area is unused). What the backward pass works in besides is one 1-D scratch array of
-:func:`backward_scratch_size` numbers (:meth:`Network.backward_scratch`), kept by the caller.
+forward pass. ``delta`` has the shape of ``ws`` and holds ∂L/∂(layer outputs) during backward; its
+conv-patch area is reused as scratch for the patch gradients. Whatever else the backward pass
+works in is one 1-D array of :func:`backward_scratch_size` numbers (:meth:`Network.backward_scratch`),
+kept by the caller.
 
 Recurrent layers
 ----------------
@@ -66,7 +67,7 @@ import numpy as np
 from numba import njit
 
 from numba_a3c.nn.layers import (
-    conv2d_backward_rows,
+    conv2d_backward,
     conv2d_forward,
     dense_backward,
     dense_forward,
@@ -611,24 +612,12 @@ def _gather(src, off, size, n, dst):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _gather_blocks(src, off, R, P, n, dst):
-    """dst (R, n·P) ← the (R, P) matrices stored flat at src[i, off:off + R·P], side by side:
-    dst[r, i·P + p] = src[i, off + r·P + p] (a conv layer's rows, as :func:`conv2d_backward_rows`
-    takes them)."""
-    for i in range(n):
-        for r in range(R):
-            for p in range(P):
-                dst[r, i * P + p] = src[i, off + r * P + p]
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
 def backward_scratch_size(table, n_rows):
     """How many numbers of scratch :func:`backward_rows` needs for ``n_rows`` rows (the most any
     one layer needs; the layers use it one after the other):
 
     * dense: the rows' inputs X, output gradients dZ and input gradients dX, n·(2·n_in + n_out);
-    * conv (K = C·kh·kw, P = Ho·Wo): the patch matrices and dZ side by side, K·n·P + O·n·P, the
-      weight gradient's K·O and, unless it reads the observation, dcols K·n·P;
+    * conv (K = C·kh·kw): one row's weight gradient, K·O (its dcols lives in ``delta``'s patch area);
     * LSTM (H cells): what :func:`_lstm_rows_backward` gathers, n·(2·n_in + 6H) + 2(n+1)H + 6H.
     """
     n = n_rows
@@ -641,12 +630,7 @@ def backward_scratch_size(table, n_rows):
         elif table[l, T_KIND] == LSTM:
             need = n * (2 * n_in + 6 * n_out) + 2 * (n + 1) * n_out + 6 * n_out
         else:
-            K = table[l, T_C] * table[l, T_KH] * table[l, T_KW]
-            P = table[l, T_HO] * table[l, T_WO]
-            O = table[l, T_O]
-            need = (K + O) * n * P + K * O
-            if table[l, T_NEED_DX] != 0:
-                need += K * n * P
+            need = table[l, T_C] * table[l, T_KH] * table[l, T_KW] * table[l, T_O]
         size = max(size, need)
     return size
 
@@ -658,12 +642,12 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows, scratch):
     On entry ``delta[:n_rows]`` is zero except at the head outputs, where the loss kernel wrote
     ∂L/∂(head outputs). Layers are visited in reverse: the activation's backward turns ∂L/∂Y into
     ∂L/∂Z in place, then the layer's backward adds ∂L/∂W, ∂L/∂b into ``grads`` (same flat layout
-    as ``params``) and ∂L/∂X into the ``delta`` of its input. Every layer processes all rows in
-    one call, on contiguous copies of their rows in ``scratch``: a dense layer's weights are read
-    once per segment, and a conv layer makes one BLAS product per gradient for the whole segment
-    (its rows' patch matrices, left by the forward pass, side by side:
-    :func:`numba_a3c.nn.layers.conv2d_backward_rows`). An LSTM layer backpropagates through time
-    over the rows (:func:`_lstm_rows_backward`).
+    as ``params``) and ∂L/∂X into the ``delta`` of its input. Dense layers process all rows in one
+    call, on contiguous copies of their rows (their weights are read once per segment); conv
+    layers go row by row through BLAS, reusing the patch matrices left by the forward pass (a
+    segment-wide product would need those matrices side by side, and copying them there cost more
+    than it saved: docs/kernels.md). An LSTM layer backpropagates through time over the rows
+    (:func:`_lstm_rows_backward`).
 
     ``scratch`` is a 1-D array of at least ``backward_scratch_size(table, n_rows)`` numbers of
     the dtype of ``params``, kept by the caller (a worker allocates it once, with its learner), so
@@ -718,20 +702,19 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows, scratch):
             Wm = params[w_off:w_off + O * K].reshape((O, K))
             dWm = grads[w_off:w_off + O * K].reshape((O, K))
             db = grads[b_off:b_off + O]
-            nP = n * P
-            colsB = scratch[0:K * nP].reshape((K, nP))
-            dZB = scratch[K * nP:(K + O) * nP].reshape((O, nP))
-            gWt = scratch[(K + O) * nP:(K + O) * nP + K * O].reshape((K, O))
-            _gather_blocks(ws, table[l, T_COLS], K, P, n, colsB)
-            _gather_blocks(delta, out_off, O, P, n, dZB)
-            if need_dx:
-                d0 = (K + O) * nP + K * O
-                dcolsB = scratch[d0:d0 + K * nP].reshape((K, nP))
-                conv2d_backward_rows(colsB, C, H, Wd, Wm, kh, kw, s, dZB, dWm, db, gWt, dcolsB,
-                                     delta[:n, in_off:in_off + n_in], True)
-            else:
-                conv2d_backward_rows(colsB, C, H, Wd, Wm, kh, kw, s, dZB, dWm, db, gWt, colsB,
-                                     delta[:n, out_off:out_off + 1], False)
+            gWt = scratch[0:K * O].reshape((K, O))
+            c0 = table[l, T_COLS]
+            for i in range(n):
+                h = ws[i]
+                d = delta[i]
+                cols = h[c0:c0 + K * P].reshape((K, P))
+                dcols = d[c0:c0 + K * P].reshape((K, P))
+                dz = d[out_off:out_off + n_out]
+                if in_off == INPUT:
+                    conv2d_backward(cols, C, H, Wd, Wm, kh, kw, s, dz, dWm, db, gWt, dcols, dz, False)
+                else:
+                    conv2d_backward(cols, C, H, Wd, Wm, kh, kw, s, dz, dWm, db, gWt, dcols,
+                                    d[in_off:in_off + n_in], need_dx)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
