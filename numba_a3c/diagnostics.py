@@ -180,7 +180,7 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
                  delta[:, network.out_v:network.out_v + 1], np.zeros(A, np.float32), N)
     else:
         q_loss(ws[:, network.out_q:network.out_q + A], acts, targets, delta[:, network.out_q:network.out_q + A], N)
-    backward_rows(network.table, params, grads, obs, ws, delta, N)
+    backward_rows(network.table, params, grads, obs, ws, delta, N, network.backward_scratch(N))
     tensors = []
     for p in network.params:
         w = params[p.offset:p.offset + p.size].astype(np.float64)

@@ -367,6 +367,7 @@ def make_learner(shared, network, k):
         rewards=np.zeros(rows, np.float32),
         returns=np.zeros(rows, np.float32),
         scratch=np.zeros(2 * A, np.float32),
+        backward_scratch=network.backward_scratch(rows),
         rng=shared.rng[k],
         env_rng=shared.env_rng[k],
         env_state=shared.env_state[k],

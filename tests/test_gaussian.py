@@ -18,7 +18,7 @@ from numba_a3c.cli.main import cli
 from numba_a3c.config import resolve
 from numba_a3c.inspection import find_checkpoint
 from numba_a3c.nn.losses import VAR_MIN, gaussian_a3c_loss
-from numba_a3c.nn.network import Network, NetworkSpec, backward_rows, forward_row, mlp_spec
+from numba_a3c.nn.network import Network, NetworkSpec, backward_rows, backward_scratch_size, forward_row, mlp_spec
 from numba_a3c.rng import new_rng
 from numba_a3c.trainer import Trainer
 
@@ -91,7 +91,7 @@ def test_whole_network_and_gaussian_loss_gradients(separate_value):
     grads = np.zeros_like(theta)
     gaussian_a3c_loss(ws[:, mu_o:mu_o + D], ws[:, sg_o:sg_o + D], ws[:, v_o:v_o + 1], ws[:, a_o:a_o + D], returns,
                       beta, delta[:, mu_o:mu_o + D], delta[:, sg_o:sg_o + D], delta[:, v_o:v_o + 1], n)
-    backward_rows(net.table, theta, grads, obs, ws, delta, n)
+    backward_rows(net.table, theta, grads, obs, ws, delta, n, np.full(backward_scratch_size(net.table, n), np.nan))
     advantage = returns[:n] - ws[:n, v_o]
 
     def loss(t):

@@ -159,8 +159,9 @@ def test_conv2d_gradients(seed):
         return float(np.sum(G * forward()))
 
     forward()  # leaves the patch matrix in cols, as the acting pass does
-    dW, db, dcols, dx = np.zeros((O, K)), np.zeros(O), np.zeros((K, P)), np.zeros_like(x)
-    conv2d_backward(cols, C, Hh, Ww, Wt.reshape(O, K), kh, kw, stride, G, dW, db, dcols, dx, True)
+    dW, db, dx = np.zeros((O, K)), np.zeros(O), np.zeros_like(x)
+    gWt, dcols = np.full((K, O), np.nan), np.full((K, P), np.nan)    # scratch: written before it is read
+    conv2d_backward(cols, C, Hh, Ww, Wt.reshape(O, K), kh, kw, stride, G, dW, db, gWt, dcols, dx, True)
     assert_grad("conv W", dW.reshape(Wt.shape), numeric_grad(loss, Wt))
     assert_grad("conv b", db, numeric_grad(loss, b))
     assert_grad("conv x", dx, numeric_grad(loss, x))
@@ -168,7 +169,7 @@ def test_conv2d_gradients(seed):
     # need_dx=False (a first layer) computes the parameter gradients only.
     forward()  # the finite differences left cols from a perturbed x
     dW2, db2, dx2 = np.zeros((O, K)), np.zeros(O), np.zeros_like(x)
-    conv2d_backward(cols, C, Hh, Ww, Wt.reshape(O, K), kh, kw, stride, G, dW2, db2, dcols, dx2, False)
+    conv2d_backward(cols, C, Hh, Ww, Wt.reshape(O, K), kh, kw, stride, G, dW2, db2, gWt, dcols, dx2, False)
     np.testing.assert_allclose(dW2, dW, rtol=1e-12, atol=1e-14)
     assert not dx2.any()
 

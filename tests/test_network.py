@@ -20,6 +20,7 @@ from numba_a3c.nn.network import (
     NetworkSpec,
     atari_spec,
     backward_rows,
+    backward_scratch_size,
     forward_row,
     mlp_spec,
     small_conv_spec,
@@ -235,7 +236,8 @@ def analytic_gradient(net, theta, obs, n, data):
         a3c_loss(ws[:, net.out_pi:net.out_pi + A], ws[:, net.out_v:net.out_v + 1], data["actions"],
                  data["targets"], data["beta"], delta[:, net.out_pi:net.out_pi + A],
                  delta[:, net.out_v:net.out_v + 1], np.zeros(A), n)
-    backward_rows(net.table, theta, grads, obs, ws, delta, n)
+    # NaN scratch: backward_rows must not read what it did not write (a kernel doing 0·x would turn it into NaN).
+    backward_rows(net.table, theta, grads, obs, ws, delta, n, np.full(backward_scratch_size(net.table, n), np.nan))
     return grads, ws
 
 
@@ -311,7 +313,7 @@ def test_backward_rows_sums_over_rows_and_accumulates():
         for r0, r1 in rows:
             w, d = ws[r0:r1].copy(), np.zeros((r1 - r0, net.workspace_size))
             d[:, net.out_pi:net.out_pi + 4] = head[r0:r1, :4]
-            backward_rows(net.table, theta, g, obs[r0:r1].copy(), w, d, r1 - r0)
+            backward_rows(net.table, theta, g, obs[r0:r1].copy(), w, d, r1 - r0, net.backward_scratch(3, np.float64))
         return g
 
     whole = grad_of([(0, 3)])

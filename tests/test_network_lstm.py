@@ -19,6 +19,7 @@ from numba_a3c.nn.network import (
     NetworkSpec,
     atari_lstm_spec,
     backward_rows,
+    backward_scratch_size,
     carry_state,
     forward_row,
     keep_state,
@@ -193,7 +194,7 @@ def test_recurrent_segment_gradient_matches_finite_differences(name):
     grads = np.zeros_like(theta)
     a3c_loss(ws[:, net.out_pi:net.out_pi + A], ws[:, net.out_v:net.out_v + 1], actions, targets, beta,
              delta[:, net.out_pi:net.out_pi + A], delta[:, net.out_v:net.out_v + 1], np.zeros(A), n)
-    backward_rows(net.table, theta, grads, obs, ws, delta, n)
+    backward_rows(net.table, theta, grads, obs, ws, delta, n, np.full(backward_scratch_size(net.table, n), np.nan))
     advantage = targets[:n] - ws[:n, net.out_v]     # a constant in the policy term, as in A3C
 
     def loss(t):

@@ -66,7 +66,7 @@ def segment_gradient(L, n):
             L.ws[:, pi_off:pi_off + A], L.ws[:, v_off:v_off + 1], L.actions, L.returns, beta,
             L.delta[:, pi_off:pi_off + A], L.delta[:, v_off:v_off + 1], L.scratch[A:2 * A], n,
         )
-    backward_rows(L.table, L.theta_local, L.grads, L.obs, L.ws, L.delta, n)
+    backward_rows(L.table, L.theta_local, L.grads, L.obs, L.ws, L.delta, n, L.backward_scratch)
     loss = policy_loss - beta * entropy + value_loss
     L.thread_f[TF_LOSS] = loss
     L.thread_f[TF_ENTROPY] = entropy / n

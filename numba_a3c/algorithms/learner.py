@@ -20,7 +20,7 @@ gradient and apply it to the shared parameters. Here that skeleton is four funct
 nopython code; the gymnasium and Atari workers call the same functions from a Python loop, so
 both paths train identically.
 
-The step functions take the whole :class:`~numba_a3c.algorithms.state.Learner` tuple (24 arrays).
+The step functions take the whole :class:`~numba_a3c.algorithms.state.Learner` tuple (25 arrays).
 A call that is not inlined pays a reference-count increment and decrement on every one of those
 arrays, which cost more than the CartPole network's forward pass itself. So the functions that
 take ``L`` are marked ``inline="always"``: Numba inlines them at its IR level into the worker

@@ -79,7 +79,7 @@ def segment_gradient(L, n, sarsa):
         L.returns[i] = y
         value += L.ws[i, q_off + L.actions[i]]
     loss = q_loss(L.ws[:, q_off:q_off + A], L.actions, L.returns, L.delta[:, q_off:q_off + A], n)
-    backward_rows(L.table, L.theta_local, L.grads, L.obs, L.ws, L.delta, n)
+    backward_rows(L.table, L.theta_local, L.grads, L.obs, L.ws, L.delta, n, L.backward_scratch)
     L.thread_f[TF_LOSS] = loss
     L.thread_f[TF_VALUE] = value / n
     return loss

@@ -19,8 +19,9 @@ Shared by every thread (the *same* array objects in each thread's :class:`Learne
 
 Private to the thread: ``theta_local`` θ′ (n-step Q and A3C), ``grads`` dθ, ``opt_private``
 (per-thread RMSProp g or momentum m), the segment buffers ``obs``/``ws``/``delta``/``tws``,
-``actions``/``rewards``/``returns``, ``scratch``, the agent's ``rng`` and the environment's
-``env_rng`` and ``env_state``.
+``actions``/``rewards``/``returns``, ``scratch``, ``backward_scratch`` (what
+:func:`~numba_a3c.nn.network.backward_rows` works in, allocated once so that no segment allocates),
+the agent's ``rng`` and the environment's ``env_rng`` and ``env_state``.
 """
 
 from collections import namedtuple
@@ -142,7 +143,7 @@ Learner = namedtuple(
         "thread_i", "thread_f", "episode_log",
         # private
         "theta_local", "grads", "opt_private", "obs", "ws", "delta", "tws",
-        "actions", "rewards", "returns", "scratch", "rng", "env_rng", "env_state",
+        "actions", "rewards", "returns", "scratch", "backward_scratch", "rng", "env_rng", "env_state",
     ],
 )
 

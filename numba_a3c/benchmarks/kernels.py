@@ -222,7 +222,7 @@ def warm_up():
             a3c_loss(ws[:, net.out_pi:net.out_pi + A], ws[:, net.out_v:net.out_v + 1], actions, targets, 0.01,
                      delta[:, net.out_pi:net.out_pi + A], delta[:, net.out_v:net.out_v + 1],
                      np.zeros(A, np.float32), 1)
-        backward_rows(net.table, params, grads, obs, ws, delta, 1)
+        backward_rows(net.table, params, grads, obs, ws, delta, 1, net.backward_scratch(1))
     g = np.zeros_like(params)
     scale = clip_scale(global_norm(grads), 40.0)
     rmsprop_update(params, grads, g, 1e-3, 0.99, 0.1, scale)

@@ -197,13 +197,14 @@ def conv2d_forward(x, C, H, Wd, Wm, b, kh, kw, stride, cols, z):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def conv2d_backward(cols, C, H, Wd, Wm, kh, kw, stride, dz, dWm, db, dcols, dx, need_dx):
+def conv2d_backward(cols, C, H, Wd, Wm, kh, kw, stride, dz, dWm, db, gWt, dcols, dx, need_dx):
     """Gradients of one image's convolution, given dZ = ∂L/∂Z (flat (O, Ho, Wo)).
 
         dWm += dZ @ colsᵀ          db += Σ_positions dZ
         dcols = Wmᵀ @ dZ ;  dx += col2im(dcols)       (only if need_dx)
 
-    ``dcols`` is scratch of the shape of ``cols``. The first layer of a network never needs dx,
+    ``gWt`` (C·kh·kw, O) and ``dcols`` (the shape of ``cols``) are scratch, written by BLAS before
+    they are read (nothing accumulates in them). The first layer of a network never needs dx,
     which skips its most expensive product.
     """
     O = Wm.shape[0]
@@ -212,7 +213,7 @@ def conv2d_backward(cols, C, H, Wd, Wm, kh, kw, stride, dz, dWm, db, dcols, dx, 
     K = cols.shape[0]
     # (dZ colsᵀ)ᵀ = cols dZᵀ: the same product, in the orientation OpenBLAS runs faster for these
     # shapes (for the Atari conv1, (256×400)·(400×16) took 33 µs where (16×400)·(400×256) took 55).
-    gWt = np.dot(cols, dZ2.T)
+    np.dot(cols, dZ2.T, gWt)
     for o in range(O):
         s = _ZERO
         for p in range(P):

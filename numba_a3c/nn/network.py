@@ -33,7 +33,9 @@ Workspaces
 (post-activation) and, for conv layers, the im2col patch matrix of that row. Because the acting
 forward pass writes these, the backward pass of a segment reuses them instead of recomputing the
 forward pass. ``delta`` has the shape of ``ws`` and holds ∂L/∂(layer outputs) during backward; its
-conv-patch area is reused as scratch for the patch gradients.
+conv-patch area is reused as scratch for the patch gradients. Whatever else the backward pass
+works in is one 1-D array of :func:`backward_scratch_size` numbers (:meth:`Network.backward_scratch`),
+kept by the caller.
 
 Recurrent layers
 ----------------
@@ -466,6 +468,11 @@ class Network:
         return (np.zeros((rows, self.input_size), dtype), np.zeros((rows, self.workspace_size), dtype),
                 np.zeros((rows, self.workspace_size), dtype))
 
+    def backward_scratch(self, rows, dtype=np.float32):
+        """The scratch array :func:`backward_rows` takes, for segments of up to ``rows`` rows
+        (zeros; a worker allocates it once, with its learner)."""
+        return np.zeros(backward_scratch_size(self.table, rows), dtype)
+
     def forward(self, params, observations):
         """Convenience forward pass of a batch (Python API; the workers use the kernels directly).
 
@@ -605,7 +612,31 @@ def _gather(src, off, size, n, dst):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def backward_rows(table, params, grads, obs, ws, delta, n_rows):
+def backward_scratch_size(table, n_rows):
+    """How many numbers of scratch :func:`backward_rows` needs for ``n_rows`` rows (the most any
+    one layer needs; the layers use it one after the other):
+
+    * dense: the rows' inputs X, output gradients dZ and input gradients dX, n·(2·n_in + n_out);
+    * conv (K = C·kh·kw): one row's weight gradient, K·O (its dcols lives in ``delta``'s patch area);
+    * LSTM (H cells): what :func:`_lstm_rows_backward` gathers, n·(2·n_in + 6H) + 2(n+1)H + 6H.
+    """
+    n = n_rows
+    size = 1
+    for l in range(table.shape[0]):
+        n_in = table[l, T_IN_SIZE]
+        n_out = table[l, T_OUT_SIZE]
+        if table[l, T_KIND] == DENSE:
+            need = n * (2 * n_in + n_out)
+        elif table[l, T_KIND] == LSTM:
+            need = n * (2 * n_in + 6 * n_out) + 2 * (n + 1) * n_out + 6 * n_out
+        else:
+            need = table[l, T_C] * table[l, T_KH] * table[l, T_KW] * table[l, T_O]
+        size = max(size, need)
+    return size
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def backward_rows(table, params, grads, obs, ws, delta, n_rows, scratch):
     """Backpropagate through rows 0..n_rows−1 at once, accumulating into ``grads``.
 
     On entry ``delta[:n_rows]`` is zero except at the head outputs, where the loss kernel wrote
@@ -613,16 +644,19 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows):
     ∂L/∂Z in place, then the layer's backward adds ∂L/∂W, ∂L/∂b into ``grads`` (same flat layout
     as ``params``) and ∂L/∂X into the ``delta`` of its input. Dense layers process all rows in one
     call, on contiguous copies of their rows (their weights are read once per segment); conv
-    layers go row by row through BLAS, reusing the patch matrices left by the forward pass. An
-    LSTM layer backpropagates through time over the rows (:func:`_lstm_rows_backward`).
+    layers go row by row through BLAS, reusing the patch matrices left by the forward pass (a
+    segment-wide product would need those matrices side by side, and copying them there cost more
+    than it saved: docs/kernels.md). An LSTM layer backpropagates through time over the rows
+    (:func:`_lstm_rows_backward`).
+
+    ``scratch`` is a 1-D array of at least ``backward_scratch_size(table, n_rows)`` numbers of
+    the dtype of ``params``, kept by the caller (a worker allocates it once, with its learner), so
+    a segment's backward pass allocates nothing. Its content on entry does not matter: what a
+    kernel accumulates into is zeroed here first.
     """
     n = n_rows
-    # Scratch for the dense layers' contiguous row copies (X, dZ, dX), sized for the widest one.
-    width = 1
-    for l in range(table.shape[0]):
-        if table[l, T_KIND] == DENSE:
-            width = max(width, table[l, T_IN_SIZE], table[l, T_OUT_SIZE])
-    scratch = np.empty(3 * n * width, ws.dtype)
+    if scratch.shape[0] < backward_scratch_size(table, n):
+        raise ValueError("backward_rows: scratch is smaller than backward_scratch_size(table, n_rows)")
     for l in range(table.shape[0] - 1, -1, -1):
         in_off = table[l, T_IN]
         n_in = table[l, T_IN_SIZE]
@@ -643,8 +677,8 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows):
             dW = grads[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
             db = grads[b_off:b_off + n_out]
             X = scratch[0:n * n_in].reshape((n, n_in))
-            dZ = scratch[n * width:n * width + n * n_out].reshape((n, n_out))
-            dX = scratch[2 * n * width:2 * n * width + n * n_in].reshape((n, n_in))
+            dZ = scratch[n * n_in:n * (n_in + n_out)].reshape((n, n_out))
+            dX = scratch[n * (n_in + n_out):n * (2 * n_in + n_out)].reshape((n, n_in))
             _gather(delta, out_off, n_out, n, dZ)
             if in_off == INPUT:
                 _gather(obs, 0, n_in, n, X)
@@ -652,14 +686,14 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows):
             else:
                 _gather(ws, in_off, n_in, n, X)
                 if need_dx:
-                    dX[:] = 0.0
+                    dX[:] = 0.0     # dense_backward accumulates into dX
                 dense_backward(X, W, dZ, dW, db, dX, need_dx)
                 if need_dx:
                     for i in range(n):
                         for j in range(n_in):
                             delta[i, in_off + j] += dX[i, j]
         elif table[l, T_KIND] == LSTM:
-            _lstm_rows_backward(table[l], params, grads, obs, ws, delta, n)
+            _lstm_rows_backward(table[l], params, grads, obs, ws, delta, n, scratch)
         else:
             C, H, Wd, O = table[l, T_C], table[l, T_H], table[l, T_WD], table[l, T_O]
             kh, kw, s = table[l, T_KH], table[l, T_KW], table[l, T_STRIDE]
@@ -668,6 +702,7 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows):
             Wm = params[w_off:w_off + O * K].reshape((O, K))
             dWm = grads[w_off:w_off + O * K].reshape((O, K))
             db = grads[b_off:b_off + O]
+            gWt = scratch[0:K * O].reshape((K, O))
             c0 = table[l, T_COLS]
             for i in range(n):
                 h = ws[i]
@@ -676,21 +711,23 @@ def backward_rows(table, params, grads, obs, ws, delta, n_rows):
                 dcols = d[c0:c0 + K * P].reshape((K, P))
                 dz = d[out_off:out_off + n_out]
                 if in_off == INPUT:
-                    conv2d_backward(cols, C, H, Wd, Wm, kh, kw, s, dz, dWm, db, dcols, dz, False)
+                    conv2d_backward(cols, C, H, Wd, Wm, kh, kw, s, dz, dWm, db, gWt, dcols, dz, False)
                 else:
-                    conv2d_backward(cols, C, H, Wd, Wm, kh, kw, s, dz, dWm, db, dcols,
+                    conv2d_backward(cols, C, H, Wd, Wm, kh, kw, s, dz, dWm, db, gWt, dcols,
                                     d[in_off:in_off + n_in], need_dx)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _lstm_rows_backward(row, params, grads, obs, ws, delta, n):
+def _lstm_rows_backward(row, params, grads, obs, ws, delta, n, scratch):
     """BPTT of one LSTM layer (table row ``row``) over the segment's rows 0..n−1.
 
     Gathers what :func:`numba_a3c.nn.lstm.lstm_backward` takes from the workspace rows: the
     inputs X, the states Hs, Cs (row t: the state step t started from, kept in ``ws[t]``; row 0
     is the state the segment started from), the gates and tanh(c), and ∂L/∂h_t from
     ``delta`` (what the heads sent back); adds ∂L/∂x_t to the input layer's ``delta``. The
-    gradient reaching the segment's initial state is dropped: truncated BPTT.
+    gradient reaching the segment's initial state is dropped: truncated BPTT. Every array lives
+    in ``scratch`` (see :func:`backward_scratch_size`); dX, which the kernel accumulates into,
+    is zeroed here, and dh0, dc0 too although the kernel assigns them.
     """
     Hc = row[T_OUT_SIZE]
     G4 = 4 * Hc
@@ -704,17 +741,27 @@ def _lstm_rows_backward(row, params, grads, obs, ws, delta, n):
     dW = grads[w_off:w_off + n_in * G4].reshape((n_in, G4))
     dU = grads[u_off:u_off + Hc * G4].reshape((Hc, G4))
     db = grads[b_off:b_off + G4]
-    dt = ws.dtype
-    X = np.empty((n, n_in), dt)
-    Hs = np.empty((n + 1, Hc), dt)
-    Cs = np.empty((n + 1, Hc), dt)
-    G = np.empty((n, G4), dt)
-    TC = np.empty((n, Hc), dt)
-    dH = np.empty((n, Hc), dt)
-    dX = np.zeros((n, n_in), dt)
-    dh0 = np.zeros(Hc, dt)
-    dc0 = np.zeros(Hc, dt)
-    dz = np.empty(G4, dt)
+    k = 0
+    X = scratch[k:k + n * n_in].reshape((n, n_in))
+    k += n * n_in
+    dX = scratch[k:k + n * n_in].reshape((n, n_in))
+    k += n * n_in
+    Hs = scratch[k:k + (n + 1) * Hc].reshape((n + 1, Hc))
+    k += (n + 1) * Hc
+    Cs = scratch[k:k + (n + 1) * Hc].reshape((n + 1, Hc))
+    k += (n + 1) * Hc
+    G = scratch[k:k + n * G4].reshape((n, G4))
+    k += n * G4
+    TC = scratch[k:k + n * Hc].reshape((n, Hc))
+    k += n * Hc
+    dH = scratch[k:k + n * Hc].reshape((n, Hc))
+    k += n * Hc
+    dh0 = scratch[k:k + Hc]
+    dc0 = scratch[k + Hc:k + 2 * Hc]
+    dz = scratch[k + 2 * Hc:k + 2 * Hc + G4]
+    dX[:] = 0.0       # lstm_backward accumulates into dX (as 0·dX + …: it must not start from NaN)
+    dh0[:] = 0.0
+    dc0[:] = 0.0
     if in_off == INPUT:
         _gather(obs, 0, n_in, n, X)
     else:
