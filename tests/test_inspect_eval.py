@@ -61,9 +61,9 @@ def q_run(tmp_path_factory):
 # ---------------------------------------------------------------------- shipped checkpoints
 def test_shipped_checkpoints_are_installed_and_small():
     shipped = shipped_checkpoints()
-    assert set(SHIPPED) | {"CartPole-v1-nstep-q"} <= set(shipped)
-    for name in shipped:
-        assert shipped[name].stat().st_size < 300_000
+    assert set(SHIPPED) | {"CartPole-v1-nstep-q", "Pong-v5-a3c"} <= set(shipped)
+    for name in shipped:   # the Atari agent is the paper's 677,943 float32 parameters, without optimizer statistics
+        assert shipped[name].stat().st_size < (3_000_000 if name.startswith("Pong") else 300_000)
         assert find_checkpoint(name) == shipped[name]
     assert find_checkpoint("catch") == shipped["Catch-v0-a3c"]   # case-insensitive unique prefix
     assert find_checkpoint("catch-v0-a3c.h5") == shipped["Catch-v0-a3c"]
@@ -85,6 +85,18 @@ def test_shipped_checkpoints_play_well(name, env, algo, threshold):
     assert out["mean"] >= threshold
 
 
+def test_the_shipped_pong_agent_wins():
+    # issue 13: `asyncrl eval Pong-v5-a3c` right after install. Greedy with seed 0, the protocol
+    # scripts/make_shipped_checkpoints.py checked over 10 episodes; two of them here (about 4,000 steps)
+    result = invoke("eval", "Pong-v5-a3c", "--episodes", 2, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["env"] == "ALE/Pong-v5" and out["algo"] == "a3c" and out["mode"] == "greedy"
+    assert out["global_step"] <= 10_010_000 and out["mean"] >= 18
+    shipped = checkpoint.load(find_checkpoint("Pong-v5-a3c"))
+    assert shipped.attrs["optimizer_omitted"]
+
+
 # ---------------------------------------------------------------------- the documented NumPy reader
 def doc_example():
     """The NumPy program of docs/checkpoint-format.md, exactly as the page shows it."""
@@ -94,7 +106,7 @@ def doc_example():
     return code[0]
 
 
-@pytest.mark.parametrize("name", SHIPPED + ("CartPole-v1-nstep-q",))
+@pytest.mark.parametrize("name", SHIPPED + ("CartPole-v1-nstep-q", "Pong-v5-a3c"))
 def test_documented_numpy_reader_matches_the_package(name, tmp_path):
     namespace = {"__name__": "numpy_policy"}
     exec(compile(doc_example(), "numpy_policy.py", "exec"), namespace)
