@@ -242,10 +242,14 @@ def test_two_nodes_resume_a_single_machine_run_save_the_usual_checkpoint_and_res
     for args in (["eval", str(run.checkpoint), "--episodes", "2"], ["inspect", str(run.checkpoint)]):
         res = runner.invoke(cli, args)
         assert res.exit_code == 0, res.output
-    again = numba_a3c.train(resume=run.checkpoint, nodes=1, steps=30_000, ray_address=cluster.address,
+    # a node stops when its own view of the global step reaches the budget, and that view misses the other
+    # node's steps since the last exchange, so a loaded machine can end well past 20,000 (30,918 once in a
+    # fresh-clone CI run): the next budget is counted from where this run ended
+    budget = run.steps + 10_000
+    again = numba_a3c.train(resume=run.checkpoint, nodes=1, steps=budget, ray_address=cluster.address,
                             final_eval=False)
     assert again.status == "finished", again.error
-    assert again.steps >= 30_000 and checkpoint.load(again.checkpoint).config.nodes == 1
+    assert again.steps >= budget and checkpoint.load(again.checkpoint).config.nodes == 1
 
 
 def test_a_killed_node_is_restarted_and_rejoins(cluster, tmp_path):
