@@ -28,6 +28,10 @@ def kernels(repeats, compile_times, with_torch, as_json):
                      and dθ ← 0 in the same pass (as training runs it)
     update, 3 passes the same work as three sweeps (the step, dθ ← 0, θ′ ← θ)
     segment+update   a segment, then global norm and the one-pass update
+    update's traffic the update's seven float32 streams with an add for its arithmetic
+
+    and what bounds them: each segment's GFLOP/s (2 flops per multiply-add of its weights),
+    and the update's GB/s beside the rate at which the same bytes move without its arithmetic
 
     plus cold compile time (empty Numba cache) and warm start-up time (import + every kernel
     loaded from the cache), each the wall time of a fresh interpreter. Targets: Atari segment at
@@ -47,12 +51,15 @@ def kernels(repeats, compile_times, with_torch, as_json):
     click.echo(f"median of {result['repeats']} measurements, t_max = {result['t_max']}")
     rows = [("forward (1 observation)", "forward_s"), ("segment (5 steps fwd+bwd)", "segment_s"),
             ("update (shared RMSProp)", "update_s"), ("update, 3 passes", "update_3_passes_s"),
-            ("segment + update", "segment_update_s")]
+            ("segment + update", "segment_update_s"), ("update's traffic alone", "update_traffic_s")]
     nets = result["networks"]
     click.echo(f"{'':28s}" + "".join(f"{name + ' (' + format(e['n_params'], ',') + ' params)':>31s}"
                                      for name, e in nets.items()))
     for label, key in rows:
         click.echo(f"{label:28s}" + "".join(f"{_us(e[key]):>31s}" for e in nets.values()))
+    click.echo(f"{'segment, GFLOP/s':28s}" + "".join(f"{e['segment_gflops_per_s']:>31.2f}" for e in nets.values()))
+    bandwidth = [f"{e['update_gb_per_s']:.1f} ({e['traffic_gb_per_s']:.1f})" for e in nets.values()]
+    click.echo(f"{'update, GB/s (alone: GB/s)':28s}" + "".join(f"{b:>31s}" for b in bandwidth))
     t = result.get("torch")
     if t is not None:
         if "skipped" in t:
@@ -60,7 +67,8 @@ def kernels(repeats, compile_times, with_torch, as_json):
         else:
             click.echo(f"PyTorch {t['version']} (1 thread), Atari: forward {_us(t['forward_s'])} "
                        f"(ours/torch {t['forward_ratio']:.2f}), segment {_us(t['segment_s'])} "
-                       f"(ours/torch {t['segment_ratio']:.2f}); same weights: outputs differ by at most "
+                       f"(ours/torch {t['segment_ratio']:.2f}, {t['segment_gflops_per_s']:.2f} GFLOP/s); "
+                       f"same weights: outputs differ by at most "
                        f"{t['max_output_diff']:.1e}, gradients by {t['max_rel_grad_diff']:.1e} (relative)")
     if "cold_compile_s" in result:
         click.echo(f"cold compile of every kernel: {result['cold_compile_s']:.1f} s   "

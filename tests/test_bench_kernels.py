@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from numba_a3c.cli.main import cli
 
-KEYS = ("forward_s", "segment_s", "update_s", "update_3_passes_s", "segment_update_s")
+KEYS = ("forward_s", "segment_s", "update_s", "update_3_passes_s", "segment_update_s", "update_traffic_s")
 
 
 def test_bench_kernels_json():
@@ -27,7 +27,25 @@ def test_bench_kernels_json():
             assert 0 < entry[key] < 10, f"{name} {key}: {entry[key]}"
         # a segment is five forward passes and more
         assert entry["segment_s"] > entry["forward_s"]
+        assert entry["segment_gflops_per_s"] == pytest.approx(entry["segment_flops"] / entry["segment_s"] / 1e9)
+        assert entry["update_bytes"] == 28 * entry["n_params"]
+        assert entry["traffic_gb_per_s"] == pytest.approx(entry["update_bytes"] / entry["update_traffic_s"] / 1e9)
     assert "cold_compile_s" not in data and "torch" not in data
+
+
+def test_segment_flops_counted_by_hand():
+    """The Atari net's multiply-adds per row: conv1 16·4·8·8 weights at 20·20 positions, conv2
+    32·16·4·4 at 9·9, fc1 2592·256, π 256·6, V 256·1; backward takes each once more for ∂W and once
+    more for ∂x, except conv1's ∂x (its input is the observation)."""
+    from numba_a3c.benchmarks.kernels import multiply_adds, segment_flops
+    from numba_a3c.nn.network import Network, atari_spec, mlp_spec
+
+    conv1, conv2, fc1, heads = 16 * 4 * 64 * 400, 32 * 16 * 16 * 81, 2592 * 256, 256 * 6 + 256
+    atari = Network(atari_spec(6))
+    assert multiply_adds(atari) == (conv1 + conv2 + fc1 + heads, conv1 + 2 * (conv2 + fc1 + heads))
+    assert segment_flops(atari, 5) == 2 * 5 * (2 * conv1 + 3 * (conv2 + fc1 + heads)) == 72_634_880
+    mlp = Network(mlp_spec(4, 2, (64, 64)))
+    assert multiply_adds(mlp) == (4 * 64 + 64 * 64 + 64 * 3, 4 * 64 + 2 * (64 * 64 + 64 * 3))
 
 
 def test_bench_kernels_table():
@@ -35,7 +53,8 @@ def test_bench_kernels_table():
     assert result.exit_code == 0, result.output
     out = result.stdout
     for label in ("machine:", "forward (1 observation)", "segment (5 steps fwd+bwd)", "update (shared RMSProp)",
-                  "segment + update", "mlp (4,675 params)", "atari (677,943 params)"):
+                  "segment + update", "update's traffic alone", "segment, GFLOP/s", "update, GB/s",
+                  "mlp (4,675 params)", "atari (677,943 params)"):
         assert label in out, label
     try:
         import torch  # noqa: F401
@@ -56,3 +75,15 @@ def test_bench_kernels_compile_and_startup_times():
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["cold_compile_s"] > data["warm_startup_s"] > 0
+
+
+def test_breakdown_helper_runs_in_its_own_thread_and_reraises():
+    """``bench atari`` times its breakdown in a thread of its own (where training runs); a failure
+    there reaches the caller as the same exception."""
+    import threading
+
+    from numba_a3c.benchmarks.atari import in_worker_thread
+
+    assert in_worker_thread(lambda: threading.current_thread().name) == "breakdown"
+    with pytest.raises(ZeroDivisionError):
+        in_worker_thread(lambda x: 1 / x, 0)

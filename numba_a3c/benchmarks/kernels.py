@@ -18,7 +18,16 @@ as the median over ``repeats`` measurements after a warm-up call:
 ``segment_update`` the five forward passes, then :func:`numba_a3c.algorithms.learner.end_segment`:
                    the segment's gradient, then global norm and one pass for clipping, the RMSProp step,
                    the next segment's θ′ ← θ and dθ ← 0
-                   (what one A3C update costs a worker, environment excluded).
+                   (what one A3C update costs a worker, environment excluded);
+``update_traffic`` the update's memory traffic alone: the same seven float32 streams per parameter
+                   (read dθ, g, θ; write g, θ, θ′, dθ) with an add in place of RMSProp's square root
+                   and division, on arrays of θ's size.
+
+What bounds them: each network's segment is also given in GFLOP/s (2 flops per multiply-add of
+its weight matrices, :func:`segment_flops`; PyTorch's too, on the same count), and the update in
+GB/s beside ``update_traffic``'s GB/s, the rate this machine moves the same bytes at when
+arithmetic costs next to nothing: an update near that rate is bound by memory (or cache)
+bandwidth, one well below it by its arithmetic.
 
 These are the functions the workers run, on a :class:`~numba_a3c.algorithms.state.Learner` built
 the way training builds one (:func:`numba_a3c.workers.make_learner`), so the numbers are the cost
@@ -118,6 +127,22 @@ def _update_3_passes_loop(theta, grads, g, lr, alpha, eps, theta_local, inner):
 
 
 @njit(nogil=True, cache=True)
+def _traffic_loop(theta, grads, g, theta_local, inner):
+    """The update's memory traffic with next to no arithmetic: the same 3 arrays read (dθ, g, θ) and
+    4 written (g, θ, θ′, dθ) per element, in one sweep. The update's time over this one's says how
+    much of the update is moving bytes and how much is its arithmetic (a square root and a division)."""
+    zero = np.float32(0.0)
+    for _ in range(inner):
+        for i in range(theta.shape[0]):
+            gi = g[i] + grads[i]
+            g[i] = gi
+            t = theta[i] + gi
+            theta[i] = t
+            theta_local[i] = t
+            grads[i] = zero
+
+
+@njit(nogil=True, cache=True)
 def _segment_update_loop(L, n, inner):
     for _ in range(inner):
         _acting_passes(L, n)
@@ -150,6 +175,8 @@ class _Case:
         L.rewards[:] = rng.standard_normal(T_MAX + 1)
         # Gradients for the stand-alone optimiser timing: a typical, non-zero gradient.
         self.update_grads = (rng.standard_normal(L.theta.shape) * 1e-3).astype(np.float32)
+        # Four arrays of θ's size for the traffic reference (zeros: they stay zeros, so nothing drifts).
+        self.traffic_arrays = [np.zeros_like(L.theta) for _ in range(4)]
 
     def forward(self, inner):
         _forward_loop(self.net.table, self.L.theta_local, self.L.obs, self.L.ws, inner)
@@ -169,6 +196,36 @@ class _Case:
 
     def segment_update(self, inner):
         _segment_update_loop(self.L, T_MAX, inner)
+
+    def update_traffic(self, inner):
+        _traffic_loop(*self.traffic_arrays, inner)
+
+
+def multiply_adds(net):
+    """(forward, backward) multiply-adds for one row of ``net``: the arithmetic a step costs.
+
+    Each weight matrix W (an LSTM's W and U too) takes one multiply-add per entry per output
+    position (a conv layer's Ho·Wo, a dense layer's 1) in the forward pass; backward takes as many
+    again for ∂W, and as many again for ∂x unless the layer's input is the observation.
+    Biases, activations and the loss are left out (a few % on these networks)."""
+    weights = {p.name: p.size for p in net.params}
+    fwd = bwd = 0
+    for layer in net.layers:
+        positions = int(np.prod(layer["output_shape"][1:])) if layer["type"] == "conv" else 1
+        macs = positions * sum(weights.get(f"{layer['name']}/{m}", 0) for m in ("W", "U"))
+        fwd += macs
+        bwd += macs * (1 if layer["input"] == "observation" else 2)
+    return fwd, bwd
+
+
+def segment_flops(net, n=T_MAX):
+    """Floating-point operations (2 per multiply-add) of an n-step segment: n forward and n backward rows."""
+    fwd, bwd = multiply_adds(net)
+    return 2 * n * (fwd + bwd)
+
+
+#: Bytes the one-pass update moves per parameter: reads dθ, g, θ; writes g, θ, θ′, dθ (float32).
+UPDATE_BYTES_PER_PARAM = 4 * 7
 
 
 def cases():
@@ -342,8 +399,14 @@ def run(repeats=20, compile_times=True, torch=True, progress=None):
     for case in cases():
         say(f"timing {case.name} ({case.net.n_params:,} parameters)")
         entry = {"n_params": case.net.n_params}
-        for what in ("forward", "segment", "update", "update_3_passes", "segment_update"):
+        for what in ("forward", "segment", "update", "update_3_passes", "segment_update", "update_traffic"):
             entry[what + "_s"], entry[what + "_inner"] = time_call(getattr(case, what), repeats)
+        entry["segment_flops"] = segment_flops(case.net)
+        entry["segment_gflops_per_s"] = entry["segment_flops"] / entry["segment_s"] / 1e9
+        moved = UPDATE_BYTES_PER_PARAM * case.net.n_params
+        entry["update_bytes"] = moved
+        entry["update_gb_per_s"] = moved / entry["update_s"] / 1e9
+        entry["traffic_gb_per_s"] = moved / entry["update_traffic_s"] / 1e9
         result["networks"][case.name] = entry
         if case.name == "atari" and torch:
             say("timing the same Atari network in PyTorch (one thread)")
@@ -356,6 +419,7 @@ def run(repeats=20, compile_times=True, torch=True, progress=None):
             elif "skipped" not in cmp:
                 cmp["segment_ratio"] = entry["segment_s"] / cmp["segment_s"]
                 cmp["forward_ratio"] = entry["forward_s"] / cmp["forward_s"]
+                cmp["segment_gflops_per_s"] = entry["segment_flops"] / cmp["segment_s"] / 1e9
             result["torch"] = cmp
     if compile_times:
         say("measuring cold compile and warm start-up in fresh interpreters")
