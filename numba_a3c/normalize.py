@@ -96,6 +96,16 @@ def obs_dim(stats):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
+def _welford(s, mean_at, var_at, x, n):
+    """The n-th sample x into the running mean s[mean_at] and variance s[var_at] (the module
+    docstring's update): μ ← μ + d/n, σ² ← σ² + (d·(x − μ_new) − σ²)/n with d = x − μ_old."""
+    d = x - s[mean_at]
+    mean = s[mean_at] + d / n
+    s[mean_at] = mean
+    s[var_at] += (d * (x - mean) - s[var_at]) / n
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
 def normalize_observation(N, x):
     """Update the shared observation statistics with ``x`` (float32, D values), then replace ``x``
     by x̂ = clip((x − μ) / √(σ² + ε), −c, c) in place. Does nothing when observations are not
@@ -107,12 +117,7 @@ def normalize_observation(N, x):
     n = s[S_OBS_COUNT] + 1.0
     s[S_OBS_COUNT] = n
     for i in range(D):
-        xi = np.float64(x[i])
-        mean = s[S_SIZE + i]
-        d = xi - mean
-        mean += d / n
-        s[S_SIZE + i] = mean
-        s[S_SIZE + D + i] += (d * (xi - mean) - s[S_SIZE + D + i]) / n
+        _welford(s, S_SIZE + i, S_SIZE + D + i, np.float64(x[i]), n)
     normalize_frozen(s, N.config[NC_OBS_CLIP], N.config[NC_EPSILON], x)
 
 
@@ -138,10 +143,7 @@ def scale_reward(N, r, episode_over):
     N.ret[0] = 0.0 if episode_over else R
     n = s[S_RET_COUNT] + 1.0
     s[S_RET_COUNT] = n
-    d = R - s[S_RET_MEAN]
-    mean = s[S_RET_MEAN] + d / n
-    s[S_RET_MEAN] = mean
-    s[S_RET_VAR] += (d * (R - mean) - s[S_RET_VAR]) / n
+    _welford(s, S_RET_MEAN, S_RET_VAR, R, n)
     c = N.config[NC_REWARD_CLIP]
     return min(max(r / np.sqrt(max(s[S_RET_VAR], 0.0) + N.config[NC_EPSILON]), -c), c)
 
