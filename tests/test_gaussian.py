@@ -190,10 +190,14 @@ def test_eval_greedy_is_the_mean_action_and_stochastic_samples(pendulum_run):
     assert sampled["mode"] == "stochastic" and sampled["returns"] != greedy[0]["returns"]
     text = invoke("eval", pendulum_run, "-n", 1)
     assert text.exit_code == 0 and "greedy (the mean action μ) policy" in text.output, text.output
-    # The mean action, as the Python API gives it: μ clipped to [−1, 1] and scaled to [−2, 2].
+    # The mean action, as the Python API gives it: μ of the observation as the run normalised it
+    # (the preset normalises observations), clipped to [−1, 1] and scaled to [−2, 2].
     agent = numba_a3c.load(pendulum_run)
     obs = np.array([1.0, 0.0, 0.5], np.float32)
-    mu, _, _ = agent.network.forward(agent.checkpoint.theta, obs[None])
+    seen = obs.copy()
+    agent.checkpoint.frozen_observations().apply(seen)
+    assert not np.array_equal(seen, obs)
+    mu, _, _ = agent.network.forward(agent.checkpoint.theta, seen[None])
     np.testing.assert_allclose(agent.act(obs), 2.0 * np.clip(mu[0], -1, 1), rtol=1e-6)
     assert agent.act(obs).dtype == np.float32 and agent.act(obs).shape == (1,)
 
