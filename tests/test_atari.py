@@ -280,6 +280,7 @@ def test_bench_atari_reports_every_piece():
     from click.testing import CliRunner
 
     from numba_a3c.benchmarks.atari import PIECES
+    from numba_a3c.benchmarks.report import cores
     from numba_a3c.cli.bench_atari import atari
 
     args = ["--threads", "1,2", "--seconds", "1", "--warmup", "0.5", "--emulator-seconds", "0.5",
@@ -288,6 +289,7 @@ def test_bench_atari_reports_every_piece():
     assert result.exit_code == 0, result.output
     assert "emulator scaling, 2 threads vs 1" in result.output and "if the threads had" in result.output
     assert "× the emulator alone with 1," in result.output and "× the emulator alone with 2," in result.output
+    assert "GIL held" in result.output          # probed with 1 thread (fewer threads than the 2+ cores)
     result = CliRunner().invoke(atari, [*args, "--json"])  # click >= 8.2 keeps stdout and stderr apart
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
@@ -297,6 +299,9 @@ def test_bench_atari_reports_every_piece():
         assert all(rate > 0 for rate in data["emulator"][kind].values())
     assert set(data["training"]) == {"1", "2"} and all(rate > 0 for rate in data["training"].values())
     assert all(0 < mb < 100_000 for mb in data["memory_mb"].values())
+    # probed only with fewer threads than cores (the probe needs a core of its own)
+    assert set(data["gil_share"]) == {str(n) for n in (1, 2) if n < cores()}
+    assert all(0 <= g <= 1 for g in data["gil_share"].values())
     for n, ratio in data["training_vs_emulator"].items():   # the distance to the emulator's floor
         assert ratio == pytest.approx(data["training"][n] / data["emulator"]["vector"][n])
 

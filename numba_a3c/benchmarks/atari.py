@@ -39,6 +39,11 @@ Three measurements (``asyncrl bench atari``):
 
    Per-segment costs are divided by the steps of the segment. The sum is the time of one agent
    step in one thread; its inverse is the single-thread rate that the pieces explain.
+
+4. **The GIL's share**, during each training window with fewer threads than cores: a
+   :class:`GilProbe` thread estimates the share g of time some worker holds the GIL; g / (steps/s)
+   is the GIL-held time of an agent step, whose inverse bounds the rate of any number of threads
+   in one process.
 """
 
 import threading
@@ -49,7 +54,7 @@ import numpy as np
 
 from numba_a3c.algorithms.learner import act, apply_gradients, begin_segment, end_segment, observe
 from numba_a3c.algorithms.state import C_STOP, C_T, TI_EPISODE_OVER, TI_N
-from numba_a3c.benchmarks.report import resident_mib
+from numba_a3c.benchmarks.report import cores, resident_mib
 from numba_a3c.build import build_run
 from numba_a3c.config import resolve
 from numba_a3c.envs.atari import FRAME_SKIP, make_atari_env, rom_for
@@ -142,12 +147,67 @@ def _setup(env_id, algo, threads, seed=0):
                               "save_every": 0, "seed": seed}))
 
 
-def training_rate(env_id, algo, threads, seconds, warmup):
-    """(steps/s, RSS MiB at the end, cores busy) of the real worker threads with the Atari preset.
+class GilProbe:
+    """Samples how often the GIL is held by someone else, from a thread of its own.
+
+    The probe sleeps ``PERIOD`` seconds (releasing the GIL), and on waking must take the GIL back
+    before its next line runs. When nobody holds it the wake-up is prompt; when a worker holds it
+    (running Python between its nopython kernels and emulator calls) the probe waits for it. The
+    share of wake-ups later than the quiet machine's late tail (``threshold_s``, measured first
+    with no worker running) estimates the share of time the GIL is held, g. Then
+
+        GIL-held time per agent step ≈ g / (steps/s),   and   steps/s ≤ 1 / (GIL-held time per step)
+
+    however many cores there are: the bound Python places on N threads. The probe needs a core
+    of its own to be right (a probe waiting for a CPU looks like one waiting for the GIL), so the
+    estimate is only meaningful with fewer busy threads than cores.
+    """
+
+    PERIOD = 2e-4
+
+    def __init__(self, threshold_s):
+        self.threshold_s = threshold_s
+        self.samples = self.late = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gil-probe", daemon=True)
+
+    @staticmethod
+    def calibrate(seconds=0.5, quantile=0.99):
+        """The ``quantile`` of the probe's wake-up delays with nothing else running (seconds)."""
+        delays = []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            time.sleep(GilProbe.PERIOD)
+            delays.append(time.perf_counter() - t0 - GilProbe.PERIOD)
+        return float(np.quantile(delays, quantile))
+
+    def _run(self):
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            time.sleep(self.PERIOD)
+            late = time.perf_counter() - t0 - self.PERIOD > self.threshold_s
+            self.samples += 1
+            self.late += late
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        """Stop; the share of late wake-ups (g), or None without samples."""
+        self._stop.set()
+        self._thread.join()
+        return self.late / self.samples if self.samples else None
+
+
+def training_rate(env_id, algo, threads, seconds, warmup, gil_threshold_s=None):
+    """(steps/s, RSS MiB at the end, cores busy, GIL share or None) of the real worker threads with
+    the Atari preset.
 
     Cores busy = process CPU seconds per wall second over the window. CPU ms per step =
     cores busy / steps/s: if it stays flat from 1 to N threads, the threads add no work of their
     own (no lock spinning, little cache contention) and N threads on N idle cores run N× faster.
+    With ``gil_threshold_s`` a :class:`GilProbe` runs during the window.
     """
     parts = _setup(env_id, algo, threads)
     compile_kernels(parts.config, parts.network, parts.env_info)
@@ -155,10 +215,14 @@ def training_rate(env_id, algo, threads, seconds, warmup):
     workers = Workers(shared, parts.network, parts.env_info, parts.config)
     workers.reset_environments()
     workers.start()
+    probe = None if gil_threshold_s is None else GilProbe(gil_threshold_s)
     try:
         time.sleep(warmup)
         t0, c0, T0 = time.perf_counter(), time.process_time(), int(shared.counters[C_T])
+        if probe:
+            probe.start()
         time.sleep(seconds)
+        gil = probe.stop() if probe else None
         t1, c1, T1 = time.perf_counter(), time.process_time(), int(shared.counters[C_T])
         memory = resident_mib()
     finally:
@@ -168,7 +232,7 @@ def training_rate(env_id, algo, threads, seconds, warmup):
     if workers.errors:
         k, exc = workers.errors[0]
         raise RuntimeError(f"worker thread {k} failed: {type(exc).__name__}: {exc}")
-    return (T1 - T0) / (t1 - t0), memory, (c1 - c0) / (t1 - t0)
+    return (T1 - T0) / (t1 - t0), memory, (c1 - c0) / (t1 - t0), gil
 
 
 # ----------------------------------------------------------------------------- 3. per-piece breakdown
@@ -292,6 +356,7 @@ class AtariBenchmark:
     breakdown_ms: dict = field(default_factory=dict)        # piece -> wall ms per agent step
     breakdown_cpu_ms: dict = field(default_factory=dict)    # piece -> CPU ms per agent step
     breakdown_steps: int = 0
+    gil_share: dict = field(default_factory=dict)       # threads -> share of time the GIL was held (GilProbe)
 
     def to_dict(self):
         return dict(asdict(self), training_vs_emulator=self.training_vs_emulator())
@@ -321,11 +386,19 @@ def run(env_id="ALE/Pong-v5", algo="a3c", threads=(1, 2, 16), seconds=20.0, warm
                     f"{100 * cpu[k] / max(total_cpu, 1e-12):5.1f}%")
         on_line(f"  {'total':24s} {total:8.3f} {'':6s} {total_cpu:8.3f}   -> {1000 / total:.0f} agent steps/s "
                 f"in one thread ({1000 / max(total_cpu, 1e-12):.0f} on an idle core, from CPU time)")
+    threshold = GilProbe.calibrate()
     for n in threads:
-        rate, mem, used = training_rate(env_id, algo, n, seconds, warmup)
+        probe = threshold if n < cores() else None    # the probe needs a core of its own
+        rate, mem, used, gil = training_rate(env_id, algo, n, seconds, warmup, probe)
         res.training[n], res.memory_mb[n], res.training_cores[n] = rate, mem, used
         floor = res.emulator.get("vector", {}).get(n)
         versus = f", {rate / floor:.2f}× the emulator alone with {n}" if floor else ""
         on_line(f"training {algo} {n:2d} thread(s): {rate:8.0f} agent steps/s ({rate * FRAME_SKIP:.0f} frames/s)"
                 f"{versus}, {used:.2f} cores busy, {1000 * used / max(rate, 1e-9):.3f} CPU ms/step, RSS {mem:.0f} MiB")
+        if gil is not None:
+            res.gil_share[n] = gil
+            held_ms = 1000 * gil / max(rate, 1e-9)
+            bound = f", so at most {1000 / held_ms:.0f} agent steps/s with any number of threads" if held_ms else ""
+            on_line(f"  GIL held {100 * gil:.1f}% of the time (probe, threshold {1e6 * threshold:.0f} µs): "
+                    f"about {held_ms:.3f} ms per agent step{bound}")
     return res
