@@ -415,7 +415,9 @@ def _run(trainer, config, run_dir, resume, done, stop_at, lock, received, quiet=
     files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
     click.echo(f"run directory: {run_dir} ({files})")
     if result.status in ("stopped", "paused", "failed") and (run_dir / "latest.h5").exists():
-        click.echo(f"to continue: asyncrl train --resume {run_dir / 'latest.h5'}")
+        # A pause not reached yet is part of what the user asked for: the resume keeps it.
+        pause = f" --stop-at {stop_at}" if stop_at and result.steps < stop_at else ""
+        click.echo(f"to continue: asyncrl train --resume {run_dir / 'latest.h5'}{pause}")
     if result.error:
         click.echo(f"error: {result.error}", err=True)
         sys.exit(1)

@@ -372,6 +372,15 @@ def test_signal_stops_saves_and_prints_resume(tmp_path, sig, code):
     assert int(ck.thread_i[:, TI_STEPS].sum()) == ck.global_step
 
 
+def test_resume_command_keeps_a_pause_not_yet_reached(tmp_path):
+    run = Running(["--steps", "1000000000", "--stop-at", "900000000", "--threads", "2", "--log-interval", "0.2",
+                   "--eval-every", "0", "--out", "run"], cwd=tmp_path)
+    run.wait_for("steps/s")
+    rc, _ = run.signal_and_time(signal.SIGINT)
+    assert rc == 130, run.output
+    assert "to continue: asyncrl train --resume run/latest.h5 --stop-at 900000000\n" in run.output
+
+
 def test_second_sigint_exits_at_once_and_keeps_last_checkpoint(tmp_path):
     # Periodic evaluations of 100,000 episodes are always running, and the first Ctrl-C waits up
     # to STOP_TIMEOUT for the current one: the second Ctrl-C, after the grace period in which a
