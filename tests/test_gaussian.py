@@ -286,6 +286,22 @@ def test_benchmarks_refuse_q_methods_on_box_actions():
     assert expected in result.output, result.output
 
 
+def test_mujoco_without_the_rest_of_its_extra_names_what_is_missing(monkeypatch):
+    """A bare `pip install mujoco` leaves out gymnasium's other MuJoCo needs (imageio): the error
+    names the missing module, not MuJoCo."""
+    import gymnasium
+
+    def make(env_id, **kwargs):
+        raise ModuleNotFoundError("No module named 'imageio'", name="imageio")
+
+    monkeypatch.setattr(gymnasium, "make", make)
+    result = CliRunner().invoke(cli, ["train", "--env", "HalfCheetah-v5", "--steps", "10"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["Error: HalfCheetah-v5 needs imageio, part of the MuJoCo extra, which is not installed: "
+                     "pip install 'numba_a3c[mujoco]'"]
+
+
 def test_mujoco_environments_without_mujoco_name_the_extra():
     try:
         import mujoco  # noqa: F401

@@ -164,6 +164,11 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
         env = gymnasium.make(env_id, **dict(make_kwargs))
     except Exception as exc:  # noqa: BLE001 - any failure to build it is the user's to know
         if _needs_mujoco(spec, exc):
+            missing = getattr(exc, "name", None)
+            if isinstance(exc, ImportError) and missing and not missing.startswith("mujoco"):
+                # MuJoCo itself is there, but not the rest of the extra (a bare `pip install mujoco`)
+                raise EnvError(f"{env_id} needs {missing}, part of the MuJoCo extra, which is not installed: "
+                               f"{MUJOCO_EXTRA}") from None
             raise EnvError(f"{env_id} needs MuJoCo, which is not installed: {MUJOCO_EXTRA}") from None
         raise EnvError(f"could not create {env_id}{_kwargs_text(make_kwargs)}: {exc}") from None
     try:
