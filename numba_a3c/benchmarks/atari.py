@@ -172,21 +172,24 @@ class GilProbe:
         self._thread = threading.Thread(target=self._run, name="gil-probe", daemon=True)
 
     @staticmethod
+    def _wake_up_delay():
+        """Sleep ``PERIOD`` and return how much later than that this thread ran again (seconds)."""
+        t0 = time.perf_counter()
+        time.sleep(GilProbe.PERIOD)
+        return time.perf_counter() - t0 - GilProbe.PERIOD
+
+    @staticmethod
     def calibrate(seconds=0.5, quantile=0.99):
         """The ``quantile`` of the probe's wake-up delays with nothing else running (seconds)."""
         delays = []
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
-            t0 = time.perf_counter()
-            time.sleep(GilProbe.PERIOD)
-            delays.append(time.perf_counter() - t0 - GilProbe.PERIOD)
+            delays.append(GilProbe._wake_up_delay())
         return float(np.quantile(delays, quantile))
 
     def _run(self):
         while not self._stop.is_set():
-            t0 = time.perf_counter()
-            time.sleep(self.PERIOD)
-            late = time.perf_counter() - t0 - self.PERIOD > self.threshold_s
+            late = self._wake_up_delay() > self.threshold_s
             self.samples += 1
             self.late += late
 
