@@ -290,6 +290,7 @@ def test_bench_atari_reports_every_piece():
     assert "emulator scaling, 2 threads vs 1" in result.output and "if the threads had" in result.output
     assert "× the emulator alone with 1," in result.output and "× the emulator alone with 2," in result.output
     assert "GIL held" in result.output          # probed with 1 thread (fewer threads than the 2+ cores)
+    assert "GIL probe check: a thread holding the GIL" in result.output   # the probe against a known share
     result = CliRunner().invoke(atari, [*args, "--json"])  # click >= 8.2 keeps stdout and stderr apart
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
@@ -302,6 +303,7 @@ def test_bench_atari_reports_every_piece():
     # probed only with fewer threads than cores (the probe needs a core of its own)
     assert set(data["gil_share"]) == {str(n) for n in (1, 2) if n < cores()}
     assert all(0 <= g <= 1 for g in data["gil_share"].values())
+    assert 0 < data["gil_check"]["true"] < 1 and 0 <= data["gil_check"]["probe"] <= 1
     for n, ratio in data["training_vs_emulator"].items():   # the distance to the emulator's floor
         assert ratio == pytest.approx(data["training"][n] / data["emulator"]["vector"][n])
 
