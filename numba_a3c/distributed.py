@@ -34,7 +34,6 @@ import math
 import time
 
 import numpy as np
-from numba import njit
 
 from numba_a3c.algorithms.state import (
     C_T,
@@ -47,6 +46,7 @@ from numba_a3c.algorithms.state import (
     TI_UPDATES,
 )
 from numba_a3c.atomics import atomic_add
+from numba_a3c.jit import njit
 from numba_a3c.trainer import Trainer
 from numba_a3c.validation import ConfigError
 

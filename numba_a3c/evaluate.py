@@ -16,7 +16,6 @@ is given; the trainer hands it a snapshot of θ taken at the evaluation's start.
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
 
 from numba_a3c.algorithms.policies import (
     action_bounds_array,
@@ -31,6 +30,7 @@ from numba_a3c.algorithms.state import CF_SIZE
 from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step, env_step_box
 from numba_a3c.envs.registry import make_python_env
+from numba_a3c.jit import njit
 from numba_a3c.nn.network import forward_row, keep_state, reset_state
 from numba_a3c.normalize import S_SIZE, normalize_frozen
 from numba_a3c.rng import new_rng, rng_uniform, rng_uniform_range

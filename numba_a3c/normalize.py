@@ -41,7 +41,8 @@ A one-thread run is deterministic: its updates happen in one order.
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+
+from numba_a3c.jit import njit
 
 OBS_CLIP = 5.0          # c: a normalised observation component lies in [−c, c]
 REWARD_CLIP = 10.0      # c_r: a scaled reward lies in [−c_r, c_r]

@@ -23,7 +23,8 @@ otherwise decay into denormal floats, which are 3–5× slower to compute with.
 """
 
 import numpy as np
-from numba import njit
+
+from numba_a3c.jit import njit
 
 _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)

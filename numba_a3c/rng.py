@@ -10,7 +10,8 @@ arithmetic never silently goes through float64.
 """
 
 import numpy as np
-from numba import njit
+
+from numba_a3c.jit import njit
 
 _U1 = np.uint64(1)
 _SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)

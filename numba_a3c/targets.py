@@ -6,7 +6,7 @@ under the target parameters θ⁻. One-step Q-learning and Sarsa differ in one l
 A time-limit truncation is not terminal: its discount stays γ and the target bootstraps.
 """
 
-from numba import njit
+from numba_a3c.jit import njit
 
 
 @njit(nogil=True, cache=True)

@@ -38,7 +38,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
 from numba_a3c.algorithms.learner import act, begin_segment, end_segment, observe_scaled
 from numba_a3c.algorithms.policies import action_bounds_array, scale_action
@@ -103,6 +102,7 @@ from numba_a3c.algorithms.state import (
 from numba_a3c.envs.base import flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step, env_step_box
 from numba_a3c.envs.subproc import make_worker_env, want_processes
+from numba_a3c.jit import njit
 from numba_a3c.nn.network import reset_state
 from numba_a3c.normalize import Normalizer, new_arrays, normalize_observation, scale_reward
 from numba_a3c.rng import rng_seed

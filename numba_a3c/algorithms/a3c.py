@@ -20,8 +20,6 @@ target network. A time-limit truncation is not terminal: R bootstraps from V(s_t
 states were computed while acting, under the same θ′, and are reused by the backward pass.
 """
 
-from numba import njit
-
 from numba_a3c.algorithms.state import (
     CF_BETA,
     CF_GAMMA,
@@ -38,6 +36,7 @@ from numba_a3c.algorithms.state import (
     TF_VALUE,
     TI_SEGMENT_END,
 )
+from numba_a3c.jit import njit
 from numba_a3c.nn.losses import a3c_loss, gaussian_a3c_loss
 from numba_a3c.nn.network import backward_rows, forward_row
 from numba_a3c.targets import n_step_returns

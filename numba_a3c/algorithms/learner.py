@@ -29,7 +29,6 @@ compile). They remain ordinary functions when called from Python, as the tests d
 """
 
 import numpy as np
-from numba import njit
 
 from numba_a3c.algorithms import a3c, nstep_q, onestep
 from numba_a3c.algorithms.policies import choose_action, learning_rate_at
@@ -83,6 +82,7 @@ from numba_a3c.algorithms.state import (
     TI_UPDATES,
 )
 from numba_a3c.atomics import atomic_add, atomic_cas
+from numba_a3c.jit import njit
 from numba_a3c.nn.network import carry_state, forward_row, reset_state
 from numba_a3c.optim import clip_scale, global_norm, momentum_update, rmsprop_update
 

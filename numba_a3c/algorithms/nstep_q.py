@@ -15,8 +15,6 @@ the bootstrap, the forward-view returns, and one backward pass over the whole se
 reuses the acting forward passes (they were computed under the same θ′).
 """
 
-from numba import njit
-
 from numba_a3c.algorithms.state import (
     CF_GAMMA,
     CI_N_ACTIONS,
@@ -26,6 +24,7 @@ from numba_a3c.algorithms.state import (
     TF_VALUE,
     TI_SEGMENT_END,
 )
+from numba_a3c.jit import njit
 from numba_a3c.nn.losses import q_loss
 from numba_a3c.nn.network import backward_rows, forward_row
 from numba_a3c.targets import n_step_returns, q_learning_target

@@ -24,7 +24,6 @@ and then taken as the next action (``TI_PENDING_ACTION``).
 """
 
 import numpy as np
-from numba import njit
 
 from numba_a3c.algorithms.policies import choose_action
 from numba_a3c.algorithms.state import (
@@ -38,6 +37,7 @@ from numba_a3c.algorithms.state import (
     TI_PENDING_ACTION,
     TI_SEGMENT_END,
 )
+from numba_a3c.jit import njit
 from numba_a3c.nn.losses import q_loss
 from numba_a3c.nn.network import backward_rows, forward_row
 from numba_a3c.targets import q_learning_target, sarsa_target

@@ -10,7 +10,6 @@ The learning rate decays linearly to 0 over the run's budget.
 """
 
 import numpy as np
-from numba import njit
 
 from numba_a3c.algorithms.state import (
     A3C,
@@ -28,6 +27,7 @@ from numba_a3c.algorithms.state import (
     TF_EPS_FINAL,
     TF_EPSILON,
 )
+from numba_a3c.jit import njit
 from numba_a3c.nn.layers import softmax_forward
 from numba_a3c.nn.losses import VAR_MIN, softplus
 from numba_a3c.rng import rng_categorical, rng_integer, rng_normal, rng_uniform

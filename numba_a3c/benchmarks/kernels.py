@@ -55,13 +55,13 @@ import tempfile
 import time
 
 import numpy as np
-from numba import njit
 
 from numba_a3c.algorithms import a3c
 from numba_a3c.algorithms.learner import end_segment
 from numba_a3c.algorithms.state import CI_ACTIVATION_SIZE, SEG_TERMINAL, TI_N, TI_SEGMENT_END
 from numba_a3c.benchmarks.report import machine_info
 from numba_a3c.config import TrainConfig
+from numba_a3c.jit import njit
 from numba_a3c.nn.losses import a3c_loss, q_loss
 from numba_a3c.nn.network import (
     Network,

@@ -36,8 +36,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from numba_a3c.jit import njit
 from numba_a3c.rng import new_rng, rng_integer, rng_uniform_range
 
 ENV_CARTPOLE = 0

@@ -28,7 +28,8 @@ import glob
 import os
 
 import numpy as np
-from numba import njit
+
+from numba_a3c.jit import njit
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)

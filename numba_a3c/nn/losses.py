@@ -6,8 +6,8 @@ Everything is a *loss to minimise*; the optimisers descend it.
 """
 
 import numpy as np
-from numba import njit
 
+from numba_a3c.jit import njit
 from numba_a3c.nn.layers import log_softmax_forward
 
 _ZERO = np.float32(0.0)

@@ -43,7 +43,8 @@ use); backward kernels accumulate parameter and input gradients like the other l
 """
 
 import numpy as np
-from numba import njit
+
+from numba_a3c.jit import njit
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)

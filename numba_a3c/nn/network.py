@@ -64,8 +64,8 @@ NumPy PCG64 generator.
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from numba import njit
 
+from numba_a3c.jit import njit
 from numba_a3c.nn.layers import (
     conv2d_backward,
     conv2d_forward,
