@@ -74,7 +74,7 @@ def test_bptt_gradients_match_finite_differences(seed, T, n_in, H):
     dW, dU, db = np.zeros_like(W), np.zeros_like(U), np.zeros_like(b)
     dX = np.zeros_like(X)
     dh0, dc0 = np.zeros(H), np.zeros(H)
-    lstm_backward(X, W, U, Hs, Cs, G, TC, A, dW, dU, db, dX, dh0, dc0, np.zeros(4 * H), True)
+    lstm_backward(X, W, U, Hs, Cs, G, TC, A, dW, dU, db, dX, dh0, dc0, np.zeros((len(X), 4 * H)), True)
     inputs = dict(X=X, W=W, U=U, b=b, h0=h0, c0=c0)
     analytic = dict(X=dX, W=dW, U=dU, b=db, h0=dh0, c0=dc0)
     for name, arr in inputs.items():
@@ -96,17 +96,35 @@ def test_backward_accumulates_and_can_skip_dx():
 
     def grads(need_dX, start=0.0):
         out = [np.full_like(W, start), np.full_like(U, start), np.full_like(b, start), np.full_like(X, start)]
-        lstm_backward(X, W, U, Hs, Cs, G, TC, A, *out, np.zeros(H), np.zeros(H), np.zeros(4 * H), need_dX)
+        lstm_backward(X, W, U, Hs, Cs, G, TC, A, *out, np.zeros(H), np.zeros(H), np.zeros((len(X), 4 * H)), need_dX)
         return out
 
     once = grads(True)
     twice = grads(True, start=0.0)
-    lstm_backward(X, W, U, Hs, Cs, G, TC, A, *twice, np.zeros(H), np.zeros(H), np.zeros(4 * H), True)
+    lstm_backward(X, W, U, Hs, Cs, G, TC, A, *twice, np.zeros(H), np.zeros(H), np.zeros((len(X), 4 * H)), True)
     for a, b2 in zip(once, twice):
         np.testing.assert_allclose(b2, 2 * a, rtol=1e-12)
     skipped = grads(False, start=7.0)
     np.testing.assert_array_equal(skipped[3], 7.0)     # dX untouched
     np.testing.assert_allclose(skipped[0], once[0] + 7.0, rtol=1e-12)
+
+
+def test_backward_may_write_its_gate_gradients_over_the_gates():
+    """dZ = G (what the network's backward pass does, to save scratch) gives the same gradients,
+    and dZ holds ∂L/∂z_t, the gates' pre-activation gradients, whose sum over the steps is ∂L/∂b."""
+    X, W, U, b, h0, c0, A = problem(5, T=6)
+    Hs, Cs, G, TC = run_segment(X, W, U, b, h0, c0)
+    H = h0.shape[0]
+    results = []
+    for in_place in (False, True):
+        g = [np.zeros_like(W), np.zeros_like(U), np.zeros_like(b), np.zeros_like(X), np.zeros(H), np.zeros(H)]
+        gates = G.copy()
+        dZ = gates if in_place else np.zeros_like(G)
+        lstm_backward(X, W, U, Hs, Cs, gates, TC, A, *g, dZ, True)
+        results.append(g + [dZ])
+    for separate, in_place in zip(*results):
+        np.testing.assert_array_equal(in_place, separate)
+    np.testing.assert_allclose(results[0][6].sum(axis=0), results[0][2], rtol=1e-12)   # db = Σ_t dz_t
 
 
 def test_backward_ignores_what_its_scratch_held():
@@ -120,7 +138,7 @@ def test_backward_ignores_what_its_scratch_held():
     for fill in (0.0, np.nan):
         g = [np.zeros_like(W), np.zeros_like(U), np.zeros_like(b), np.zeros_like(X)]
         dh0, dc0 = np.full(H, fill), np.full(H, fill)
-        lstm_backward(X, W, U, Hs, Cs, G, TC, A, *g, dh0, dc0, np.full(4 * H, fill), True)
+        lstm_backward(X, W, U, Hs, Cs, G, TC, A, *g, dh0, dc0, np.full((len(X), 4 * H), fill), True)
         out.append(g + [dh0, dc0])
     for clean, dirty in zip(*out):
         np.testing.assert_array_equal(dirty, clean)

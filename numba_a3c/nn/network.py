@@ -618,7 +618,7 @@ def backward_scratch_size(table, n_rows):
 
     * dense: the rows' inputs X, output gradients dZ and input gradients dX, n·(2·n_in + n_out);
     * conv (K = C·kh·kw): one row's weight gradient, K·O (its dcols lives in ``delta``'s patch area);
-    * LSTM (H cells): what :func:`_lstm_rows_backward` gathers, n·(2·n_in + 6H) + 2(n+1)H + 6H.
+    * LSTM (H cells): what :func:`_lstm_rows_backward` gathers, n·(2·n_in + 6H) + 2(n+1)H + 2H.
     """
     n = n_rows
     size = 1
@@ -628,7 +628,7 @@ def backward_scratch_size(table, n_rows):
         if table[l, T_KIND] == DENSE:
             need = n * (2 * n_in + n_out)
         elif table[l, T_KIND] == LSTM:
-            need = n * (2 * n_in + 6 * n_out) + 2 * (n + 1) * n_out + 6 * n_out
+            need = n * (2 * n_in + 6 * n_out) + 2 * (n + 1) * n_out + 2 * n_out
         else:
             need = table[l, T_C] * table[l, T_KH] * table[l, T_KW] * table[l, T_O]
         size = max(size, need)
@@ -727,7 +727,8 @@ def _lstm_rows_backward(row, params, grads, obs, ws, delta, n, scratch):
     ``delta`` (what the heads sent back); adds ∂L/∂x_t to the input layer's ``delta``. The
     gradient reaching the segment's initial state is dropped: truncated BPTT. Every array lives
     in ``scratch`` (see :func:`backward_scratch_size`); dX, which the kernel accumulates into,
-    is zeroed here, and dh0, dc0 too although the kernel assigns them.
+    is zeroed here, and dh0, dc0 too although the kernel assigns them. The kernel writes the
+    gates' gradients over the gathered gates G (``dZ = G``), which nothing reads afterwards.
     """
     Hc = row[T_OUT_SIZE]
     G4 = 4 * Hc
@@ -758,7 +759,6 @@ def _lstm_rows_backward(row, params, grads, obs, ws, delta, n, scratch):
     k += n * Hc
     dh0 = scratch[k:k + Hc]
     dc0 = scratch[k + Hc:k + 2 * Hc]
-    dz = scratch[k + 2 * Hc:k + 2 * Hc + G4]
     dX[:] = 0.0       # lstm_backward accumulates into dX (as 0·dX + …: it must not start from NaN)
     dh0[:] = 0.0
     dc0[:] = 0.0
@@ -777,7 +777,7 @@ def _lstm_rows_backward(row, params, grads, obs, ws, delta, n, scratch):
     for j in range(Hc):                                    # the state after the last step
         Hs[n, j] = ws[n - 1, a + LSTM_H * Hc + j]
         Cs[n, j] = ws[n - 1, a + LSTM_C * Hc + j]
-    lstm_backward(X, W, U, Hs, Cs, G, TC, dH, dW, dU, db, dX, dh0, dc0, dz, need_dx)
+    lstm_backward(X, W, U, Hs, Cs, G, TC, dH, dW, dU, db, dX, dh0, dc0, G, need_dx)
     if need_dx:
         for t in range(n):
             for j in range(n_in):
