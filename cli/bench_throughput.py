@@ -26,8 +26,12 @@ from numba_a3c.cli.errors import BadInput
               show_default=True,
               help="where a Python environment steps: auto (as asyncrl train does), off (in the worker thread), on "
                    "(a process per thread) or both, side by side")
+@click.option("--preset", default="", metavar="NAME",
+              help="measure with this preset, as asyncrl train --preset (e.g. atari-lstm against atari on Pong) "
+                   "[default: the environment's own]")
 @common_options
-def throughput(algos, threads, repeats, warmup, duration, env_processes, env, gym, as_json, plot_path, quiet):
+def throughput(algos, threads, repeats, warmup, duration, env_processes, preset, env, gym, as_json, plot_path,
+               quiet):
     """Environment steps/s of real training for each algorithm and thread count.
 
     Each cell runs the trainer that `asyncrl train` uses (the environment's preset, no
@@ -41,6 +45,7 @@ def throughput(algos, threads, repeats, warmup, duration, env_processes, env, gy
       asyncrl bench throughput --threads 1,2,16
       asyncrl bench throughput --algos a3c --gym --threads 1,2   # a Python env holds the GIL
       asyncrl bench throughput --algos a3c --env LunarLander-v3 --threads 1,2,16 --env-processes both
+      asyncrl bench throughput --algos a3c --env ALE/Pong-v5 --threads 16 --preset atari-lstm
     """
     from numba_a3c.benchmarks import throughput as bench
 
@@ -50,5 +55,6 @@ def throughput(algos, threads, repeats, warmup, duration, env_processes, env, gy
                        f"the GIL; add --gym to measure gymnasium's")
     check_plot(plot_path)
     result = run_bench(bench, algos=algos, threads=threads, env=env, gym=gym, repeats=repeats, warmup=warmup,
-                       duration=duration, progress=progress_printer(not quiet), env_processes=env_processes)
+                       duration=duration, progress=progress_printer(not quiet), env_processes=env_processes,
+                       preset=preset)
     finish(result, bench, as_json, plot_path)

@@ -68,6 +68,20 @@ def test_throughput_json_structure():
     assert doc["targets"] == []                                        # the targets are A3C's
 
 
+def test_throughput_measures_with_another_preset():
+    """--preset NAME measures what asyncrl train --preset NAME trains (atari-lstm against atari on
+    Pong; here the recurrent CartPoleNoVel-v1 preset against the feed-forward CartPole-v1 one)."""
+    args = ("--env", "CartPoleNoVel-v1", "--algos", "a3c", "--threads", "1", "--repeats", 1, "--warmup", 0.1,
+            "--duration", 0.15)
+    own = bench_json("throughput", *args)
+    other = bench_json("throughput", *args, "--preset", "CartPole-v1")
+    assert (own["settings"]["preset"], own["settings"]["network"]) == ("CartPoleNoVel-v1", "lstm")
+    assert (other["settings"]["preset"], other["settings"]["network"]) == ("CartPole-v1", "mlp")
+    assert own["rows"][0]["steps_per_s"] > 0 and other["rows"][0]["steps_per_s"] > 0
+    r = bench("throughput", "--preset", "atari-lsmt", "--algos", "a3c", "--threads", "1")
+    assert r.exit_code == 2 and "unknown preset 'atari-lsmt'; the shipped presets are" in r.output
+
+
 def test_throughput_gymnasium_environment():
     doc = bench_json("throughput", "--algos", "a3c", "--threads", "1", "--repeats", 1, "--warmup", 0.1,
                      "--duration", 0.2, "--gym")

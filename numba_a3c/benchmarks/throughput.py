@@ -84,10 +84,12 @@ class _Probe(Trainer):
 ENV_PROCESS_MODES = {"auto": (None,), "off": (False,), "on": (True,), "both": (False, True)}
 
 
-def bench_config(algo, env, threads, seed=0, gym=False, env_processes=None):
-    """The preset configuration of ``algo`` on ``env`` with ``threads`` threads, made endless and quiet."""
+def bench_config(algo, env, threads, seed=0, gym=False, env_processes=None, preset=""):
+    """The preset configuration of ``algo`` on ``env`` with ``threads`` threads, made endless and quiet
+    (``preset``: another preset's, as ``asyncrl train --preset``; empty: the environment's own)."""
     return resolve(dict(algo=algo, env=env, threads=threads, seed=seed, gym=gym or None, steps=ENDLESS,
-                        eval_every=0, save_every=0, log_interval=3600.0, env_processes=env_processes))
+                        eval_every=0, save_every=0, log_interval=3600.0, env_processes=env_processes,
+                        preset=preset or None))
 
 
 def measure_once(config, warmup=1.0, duration=2.0):
@@ -133,10 +135,11 @@ class ThroughputResult:
 
 
 def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", gym=False, repeats=3, warmup=1.0,
-        duration=2.0, progress=None, env_processes="auto"):
+        duration=2.0, progress=None, env_processes="auto", preset=""):
     """Measure every (algorithm, thread count, environment placement) cell; returns a :class:`ThroughputResult`.
 
     ``env_processes``: "auto" (the trainer's default), "off", "on" or "both" (see the module docstring).
+    ``preset``: measure with this preset (e.g. ``atari-lstm`` on an Atari game) instead of the environment's.
     """
     say = progress or (lambda msg: None)
     n_cores = cores()
@@ -144,15 +147,18 @@ def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", gym=False
     modes = ENV_PROCESS_MODES[env_processes]
     for algo in algos:   # refuse a bad configuration before the first measurement, not in the middle
         for mode in modes:
-            Trainer(bench_config(algo, env, max(threads), gym=gym, env_processes=mode), final_eval=False)
+            Trainer(bench_config(algo, env, max(threads), gym=gym, env_processes=mode, preset=preset),
+                    final_eval=False)
+    first = bench_config(algos[0], env, 1, gym=gym, preset=preset)
     result = ThroughputResult(machine=machine(), settings=dict(
         env=env, gym=bool(gym), algos=list(algos), threads=list(threads), repeats=int(repeats),
-        warmup_s=float(warmup), duration_s=float(duration), env_processes=env_processes))
+        warmup_s=float(warmup), duration_s=float(duration), env_processes=env_processes,
+        preset=first.preset, network=first.network))
     for algo in algos:
         rows = []
         for n in threads:
             for mode in modes:
-                config = bench_config(algo, env, n, gym=gym, env_processes=mode)
+                config = bench_config(algo, env, n, gym=gym, env_processes=mode, preset=preset)
                 used = want_processes(mode, info, n)
                 where = "  env processes" if used else ("  in-process" if info.kind != "native" else "")
                 samples, status = [], "ok"
@@ -198,8 +204,9 @@ def format_result(result):
     lines = machine_lines(result.machine)
     s = result.settings
     lines.append(f"throughput: environment steps/s summed over threads, {s['env']}"
-                 f"{' (gymnasium, Python step)' if s['gym'] else ''}; median of {s['repeats']} runs, each "
-                 f"measured over {s['duration_s']:g} s after {s['warmup_s']:g} s of warm-up (compile excluded)")
+                 f"{' (gymnasium, Python step)' if s['gym'] else ''}, preset {s['preset']}"
+                 f"{'' if s['network'] == 'auto' else ', network ' + s['network']}; median of {s['repeats']} runs, "
+                 f"each measured over {s['duration_s']:g} s after {s['warmup_s']:g} s of warm-up (compile excluded)")
     lines.append("")
     headers = ["algorithm", "env", "threads", "steps/s", "min", "max", "speed-up"]
     rows = []
