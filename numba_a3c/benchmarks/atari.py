@@ -204,7 +204,10 @@ class GilProbe:
         A Python thread spins ``hold_s`` (holding the GIL), sleeps ``release_s`` (releasing it),
         and times its own spins: their sum over the window is the true share. The probe runs beside
         it as during training. The two numbers side by side say how far to trust the probe on this
-        machine, now: a probe short of a core reads high.
+        machine, now. On a loaded machine it is off either way: a wake-up that waits for a CPU looks
+        like one that waits for the GIL, and the threshold calibrated under load is so long (3 ms
+        on the 2-core machine with a training beside it) that the holder's 0.5 ms spins go unseen
+        (a thread holding the GIL 29 % of the time read as 2 % there).
         """
         stop, held = threading.Event(), [0.0]
 
