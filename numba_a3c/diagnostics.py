@@ -217,6 +217,12 @@ def checkpoint_health(ckpt, steps=400, seed=0):
     return report
 
 
+#: A ReLU layer with fewer positive outputs than this share, over all frames and positions, is "nearly dead".
+SILENT_LAYER = 0.01
+#: A value estimate whose spread over the frames is below this share of the returns' "hardly depends on the state".
+CONSTANT_ESTIMATE = 0.02
+
+
 def verdicts(report):
     """Short plain-language readings of a health report (a list of strings)."""
     out = []
@@ -225,7 +231,14 @@ def verdicts(report):
         if dead is not None and dead >= 0.5:
             out.append(f"{layer['name']}: {dead:.0%} of its units are never active on these frames (dead ReLUs: "
                        f"a learning rate too high for this optimizer, or a bad initialisation)")
+        active = layer.get("active_fraction")
+        if active is not None and active < SILENT_LAYER and (dead is None or dead < 1.0):
+            out.append(f"{layer['name']}: only {active:.1%} of its outputs are ever positive: the layer barely "
+                       f"passes its input on (nearly dead; what follows it sees almost only biases)")
     heads = report["heads"]
+    if heads["return_std"] > 0 and heads["value_std"] < CONSTANT_ESTIMATE * heads["return_std"]:
+        out.append(f"the value estimate hardly depends on the state (std {heads['value_std']:.3g} against the "
+                   f"returns' {heads['return_std']:.3g}): the network is not reading its input")
     if "entropy" in heads and heads["entropy"] >= 0.98 * heads["max_entropy"]:
         out.append(f"the policy is still (nearly) uniform: entropy {heads['entropy']:.3f} of log A = "
                    f"{heads['max_entropy']:.3f}; it has not learned to prefer any action yet")

@@ -50,6 +50,28 @@ def test_a_dead_layer_and_a_uniform_policy_are_reported():
     assert "dead" in said and "uniform" in said
 
 
+def test_a_nearly_silent_layer_and_a_constant_estimate_are_reported():
+    """What a dead Atari body looks like (n-step Q on Pong at 5M steps: conv2 0.1 % active, value
+    -0.686 ± 0.006 against returns that vary): most units dead but not all, and an estimate that
+    does not depend on the input."""
+    net = Network(mlp_spec(4, 2, hidden=(128,)))
+    theta = net.init_params(0)
+    obs, actions, rewards, ends = frames()
+    rewards = np.where(np.arange(len(rewards)) % 7 == 0, -1.0, 0.0)     # returns that vary
+    said = " ".join(verdicts(health(net, theta, obs, actions, rewards, ends)))
+    assert "barely passes" not in said and "hardly depends" not in said
+    v = net.views(theta)
+    v["fc1/b"][1:] = -100.0    # one unit of 128 alive, positive on some frames: under 1 % of the outputs
+    report = health(net, theta, obs, actions, rewards, ends)
+    (fc1,) = report["layers"]
+    assert 0 < fc1["active_fraction"] < 0.01 and fc1["dead_fraction"] == 127 / 128
+    said = " ".join(verdicts(report))
+    assert "fc1: only" in said and "barely passes its input on" in said and "hardly depends" not in said
+    v["v/W"][:] = 0.0          # V(s) = its bias on every state
+    said = " ".join(verdicts(health(net, theta, obs, actions, rewards, ends)))
+    assert "the value estimate hardly depends on the state (std 0 against" in said
+
+
 def test_value_error_against_the_observed_returns():
     net = Network(mlp_spec(4, 2, hidden=(8,)))
     theta = net.init_params(1)
