@@ -238,6 +238,14 @@ def _show_config(resume, options):
     click.echo(json.dumps(config.to_dict(), indent=2))
 
 
+def evaluation_lines(ev, run_dir):
+    """What a periodic evaluation prints: its returns, then any alarm of the network's health."""
+    yield (f"evaluation at step {ev.steps:,}: mean return {ev.mean:.2f} over {len(ev.returns)} episodes "
+           f"(min {ev.returns.min():.1f}, max {ev.returns.max():.1f})")
+    for alarm in ev.health_alarms:
+        yield f"  health: {alarm} (asyncrl inspect {run_dir} --health)"
+
+
 def _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_seconds, options, ray_address=None):
     from numba_a3c import rundir
     from numba_a3c.algorithms.state import C_T
@@ -270,8 +278,8 @@ def _train(signals, out, resume, force, stop_at, quiet, tensorboard, save_second
         if board:
             board[0].evaluation(ev)
         if not quiet:
-            say(f"evaluation at step {ev.steps:,}: mean return {ev.mean:.2f} over {len(ev.returns)} "
-                f"episodes (min {ev.returns.min():.1f}, max {ev.returns.max():.1f})")
+            for line in evaluation_lines(ev, signals.run_dir):
+                say(line)
 
     callbacks = dict(on_progress=None if quiet and not tensorboard else on_progress, on_eval=on_eval,
                      save_seconds=SAVE_SECONDS if save_seconds is None else save_seconds)

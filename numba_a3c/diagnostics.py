@@ -223,33 +223,38 @@ SILENT_LAYER = 0.01
 CONSTANT_ESTIMATE = 0.02
 
 
-def verdicts(report):
-    """Short plain-language readings of a health report (a list of strings)."""
+def verdicts(report, alarms_only=False):
+    """Short plain-language readings of a health report (a list of strings). With ``alarms_only``,
+    only the readings of a network that is dying or dead (dead or nearly silent layers), which
+    training prints beside each periodic evaluation; not those that a network that has not learned
+    yet also gives (a uniform policy, an unexplained return, an estimate that ignores the state)."""
     out = []
     for layer in report["layers"]:
         dead = layer.get("dead_fraction")
         if dead is not None and dead >= 0.5:
-            out.append(f"{layer['name']}: {dead:.0%} of its units are never active on these frames (dead ReLUs: "
-                       f"a learning rate too high for this optimizer, or a bad initialisation)")
+            out.append((True, f"{layer['name']}: {dead:.0%} of its units are never active on these frames (dead "
+                              f"ReLUs: a learning rate too high for this optimizer, or a bad initialisation)"))
         active = layer.get("active_fraction")
         if active is not None and active < SILENT_LAYER and (dead is None or dead < 1.0):
-            out.append(f"{layer['name']}: only {active:.1%} of its outputs are ever positive: the layer barely "
-                       f"passes its input on (nearly dead; what follows it sees almost only biases)")
+            out.append((True, f"{layer['name']}: only {active:.1%} of its outputs are ever positive: the layer "
+                              f"barely passes its input on (nearly dead; what follows it sees almost only biases)"))
     heads = report["heads"]
     if heads["return_std"] > 0 and heads["value_std"] < CONSTANT_ESTIMATE * heads["return_std"]:
-        out.append(f"the value estimate hardly depends on the state (std {heads['value_std']:.3g} against the "
-                   f"returns' {heads['return_std']:.3g}): the network is not reading its input")
+        # not an alarm: a network that has not learned yet reads the same (CartPole's at initialisation)
+        out.append((False, f"the value estimate hardly depends on the state (std {heads['value_std']:.3g} against "
+                           f"the returns' {heads['return_std']:.3g}): not learned yet, or not reading its input"))
     if "entropy" in heads and heads["entropy"] >= 0.98 * heads["max_entropy"]:
-        out.append(f"the policy is still (nearly) uniform: entropy {heads['entropy']:.3f} of log A = "
-                   f"{heads['max_entropy']:.3f}; it has not learned to prefer any action yet")
+        out.append((False, f"the policy is still (nearly) uniform: entropy {heads['entropy']:.3f} of log A = "
+                           f"{heads['max_entropy']:.3f}; it has not learned to prefer any action yet"))
     if "entropy" in heads and heads["entropy"] <= 0.02 * heads["max_entropy"]:
-        out.append("the policy is (nearly) deterministic: entropy close to 0, exploration has collapsed")
+        out.append((False, "the policy is (nearly) deterministic: entropy close to 0, exploration has collapsed"))
     ev = heads.get("explained_variance")
     if ev is not None and ev <= 0 and heads["return_std"] > 0.05 * abs(heads["return_mean"]):
-        out.append(f"the value estimate explains none of the observed returns (explained variance {ev:.2f})")
-    if not out:
-        out.append("no sign of a dead or untrained network on these frames")
-    return out
+        out.append((False, f"the value estimate explains none of the observed returns (explained variance "
+                           f"{ev:.2f})"))
+    if alarms_only:
+        return [text for alarm, text in out if alarm]
+    return [text for _, text in out] or ["no sign of a dead or untrained network on these frames"]
 
 
 def format_health(report):
@@ -298,7 +303,8 @@ def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0, o
     differential entropy Σ_k ½ log 2πeσ²_k, which can be negative), the value estimate's RMS error
     and explained variance, and per hidden layer the share of dead units, of active outputs and
     the RMS of its outputs (``conv1_dead``, ``conv1_active``, ``conv1_rms`` …). A run that
-    normalises passes its frozen ``observations`` and the ``reward_scale`` its value head learned with."""
+    normalises passes its frozen ``observations`` and the ``reward_scale`` its value head learned with.
+    Returns ``(row, alarms)``: the alarms are :func:`verdicts` ``(alarms_only=True)`` of the same report."""
     obs, actions, rewards, ends = collect(network, params, env_info, steps=steps, seed=seed, observations=observations)
     report = health(network, params, obs, actions, rewards * reward_scale, ends, gamma=config.gamma,
                     reward_clip=config.reward_clip, beta=config.beta)
@@ -311,7 +317,7 @@ def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0, o
         row[f"{name}_dead"] = layer.get("dead_fraction", float("nan"))
         row[f"{name}_active"] = layer.get("active_fraction", float("nan"))
         row[f"{name}_rms"] = layer["rms"]
-    return row
+    return row, verdicts(report, alarms_only=True)
 
 
 def append_health(path, global_step, wall_time, row):

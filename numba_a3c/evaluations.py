@@ -32,6 +32,9 @@ class Evaluation:
     steps: int
     wall_time: float
     returns: np.ndarray
+    #: readings of a dying or dead network (dead or nearly silent layers; diagnostics.verdicts(alarms_only=True));
+    #: empty when the network looks alive or the run logs no health (no run directory)
+    health_alarms: tuple = ()
 
     @property
     def mean(self):
@@ -93,23 +96,26 @@ class Evaluations:
             self.rows.append(ev.row())
             if ev.mean > self.best_mean and self.save_best is not None and self.save_best(params):
                 self.best_mean = ev.mean
-        self._log_health(params, steps, wall, observations, scale)
+        ev.health_alarms = self._log_health(params, steps, wall, observations, scale)
         if report and self.on_eval is not None:
             self.on_eval(ev)
         return ev
 
     def _log_health(self, params, steps, wall, observations=None, reward_scale=1.0):
-        """Append the network's health on frames its policy plays (numba_a3c.diagnostics) to health.csv."""
+        """Append the network's health on frames its policy plays (numba_a3c.diagnostics) to health.csv;
+        returns its alarms (a tuple of readings of a dying or dead network, usually empty)."""
         path = None if self.health_file is None else self.health_file()
         if path is None:
-            return
+            return ()
         from numba_a3c.diagnostics import append_health, health_row
 
-        row = health_row(self.network, params, self.env_info, self.config, seed=self.config.seed + len(self.rows),
-                         observations=observations, reward_scale=reward_scale)
+        row, alarms = health_row(self.network, params, self.env_info, self.config,
+                                 seed=self.config.seed + len(self.rows), observations=observations,
+                                 reward_scale=reward_scale)
         with self._lock:
             if not self._closed:
                 append_health(path, steps, wall, row)
+        return tuple(alarms)
 
     def running(self):
         return self._thread is not None and self._thread.is_alive()

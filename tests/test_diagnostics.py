@@ -136,3 +136,33 @@ def test_each_evaluation_logs_the_network_health(tmp_path):
         assert 0 <= float(r["conv1_dead"]) <= 1 and 0 <= float(r["fc1_active"]) <= 1
         assert 0 <= float(r["entropy"]) <= np.log(3) + 1e-6
         assert float(r["value_rmse"]) >= 0 and float(r["conv1_rms"]) > 0
+
+
+def test_a_dying_network_is_reported_beside_its_evaluation(tmp_path):
+    """Each periodic evaluation carries the alarms of its health row (dead or nearly silent layers),
+    not the readings that a network that has not learned yet also gives (this one, freshly
+    initialised, has a nearly constant value estimate)."""
+    from numba_a3c.config import resolve
+    from numba_a3c.trainer import Trainer
+
+    config = resolve({"env": "CartPole-v1", "algo": "a3c", "activation": "relu", "hidden": [16], "threads": 1,
+                      "steps": 1000, "eval_episodes": 1})
+    trainer = Trainer(config, run_dir=tmp_path / "run")
+    (tmp_path / "run").mkdir(exist_ok=True)
+    theta = trainer.network.init_params(0)
+    assert trainer.evals.evaluate_now(theta, 0, 0.0, report=False).health_alarms == ()
+    trainer.network.views(theta)["fc1/b"][:] = -100.0
+    alarms = trainer.evals.evaluate_now(theta, 1, 0.0, report=False).health_alarms
+    assert any(a.startswith("fc1: 100% of its units are never active") for a in alarms), alarms
+    assert not any("uniform" in a or "hardly depends" in a for a in alarms)
+
+
+def test_train_prints_the_health_alarms_after_the_evaluation_line():
+    from numba_a3c.cli.train import evaluation_lines
+    from numba_a3c.evaluations import Evaluation
+
+    ev = Evaluation(2_000_000, 10.0, np.array([-21.0, -20.0]), health_alarms=("conv2: only 0.1% …",))
+    assert list(evaluation_lines(ev, "runs/pong")) == [
+        "evaluation at step 2,000,000: mean return -20.50 over 2 episodes (min -21.0, max -20.0)",
+        "  health: conv2: only 0.1% … (asyncrl inspect runs/pong --health)"]
+    assert len(list(evaluation_lines(Evaluation(1, 1.0, np.array([1.0])), "r"))) == 1
