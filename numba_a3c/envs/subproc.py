@@ -9,11 +9,11 @@ round trip per step (pickling, two wake-ups): worth it only when ``step`` costs 
 ``asyncrl bench throughput --gym --env-processes both`` measures both ways side by side.
 
 Default: off (the environment steps in the worker thread) unless ``--env-processes`` asks for it.
-On the 2-core machine this was built on, under a load average of about 40, a round trip to the
-child cost 250-330 µs (two wake-ups of a sleeping process) against about 33 µs for a CartPole step
-and 140 µs for a LunarLander step in-process, and with 2 threads processes were slower than
-in-process (README, "Python environments on every core", for the command and the table).
-Processes pay where a step costs more than a round trip and idle cores wait for it.
+On the idle 2-core machine this was built on, a LunarLander-v3 training step cost about 50 µs
+in-process and 228 µs through a child (a round trip, two wake-ups of a sleeping process, about
+180 µs), and 2 threads with processes reached 0.49× one thread in-process (README, "Python
+environments on every core", for the command and the table). Processes pay where a step costs
+more than a round trip and idle cores wait for it.
 
 Protocol: one request, one reply, strictly alternating; only the worker thread that owns a
 :class:`ProcessEnv` talks to it (the main thread closes it once that worker has ended)::
