@@ -16,7 +16,7 @@ package, except that their source stamp is a hash of *every* ``.py`` file of the
 (:func:`package_stamp`). Any edit anywhere in the package then recompiles every kernel once, which
 is numba's cost of a cold start (``asyncrl bench kernels`` measures it); an installed package, whose
 files do not change, loads its kernels from the cache as before. Functions outside the package
-(a user's own ``@njit(cache=True)``) keep numba's locators untouched.
+(a user's own cached functions) keep numba's locators untouched.
 
 The hooks are numba internals (``numba.core.caching``: the ``CacheImpl._locator_classes`` list and
 the locator classes, whose names had a leading underscore in older numba). Where they are not

@@ -435,16 +435,16 @@ def run(env_id="ALE/Pong-v5", algo="a3c", threads=(1, 2, 16), seconds=20.0, warm
                     f"{100 * cpu[k] / max(total_cpu, 1e-12):5.1f}%")
         on_line(f"  {'total':24s} {total:8.3f} {'':6s} {total_cpu:8.3f}   -> {1000 / total:.0f} agent steps/s "
                 f"in one thread ({1000 / max(total_cpu, 1e-12):.0f} on an idle core, from CPU time)")
-    threshold = GilProbe.calibrate()
-    if any(n < cores() for n in threads):
+    probed = {n for n in threads if n < cores()}     # the probe needs a core of its own
+    threshold = GilProbe.calibrate() if probed else None
+    if probed:
         for hold_us, release_us in GIL_CHECKS:
             true, probe = GilProbe.check(threshold, hold_us * 1e-6, release_us * 1e-6)
             res.gil_check[hold_us] = dict(true=true, probe=probe)
             on_line(f"GIL probe check: a thread holding the GIL {100 * true:.1f}% of the time in holds of "
                     f"{hold_us} µs reads as {100 * probe:.1f}%")
     for n in threads:
-        probe = threshold if n < cores() else None    # the probe needs a core of its own
-        rate, mem, used, gil = training_rate(env_id, algo, n, seconds, warmup, probe)
+        rate, mem, used, gil = training_rate(env_id, algo, n, seconds, warmup, threshold if n in probed else None)
         res.training[n], res.memory_mb[n], res.training_cores[n] = rate, mem, used
         floor = res.emulator.get("vector", {}).get(n)
         versus = f", {rate / floor:.2f}× the emulator alone with {n}" if floor else ""
