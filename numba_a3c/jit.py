@@ -1,6 +1,7 @@
 """``njit``, numba's own, with the package's on-disk kernel cache kept consistent as a whole.
 
-Every kernel of the package is ``@njit(nogil=True, cache=True)`` and imports ``njit`` from here
+Every kernel of the package is ``@njit(nogil=True, cache=True)`` (but one, which keeps the GIL on
+purpose and says why: ``workers.python_env_step_holding_gil``) and imports ``njit`` from here
 rather than from numba: importing this module first is what makes the caches safe to keep.
 
 Why: numba keys a cached kernel on the content of *its own* source file only. A kernel compiled

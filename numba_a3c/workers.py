@@ -29,8 +29,10 @@ a Python environment) the states start from zero too (:meth:`Workers.reset_envir
 
 Lock-free writes can lose an update when two threads write the same float at once; they cannot
 tear a float or corrupt memory (each element is an aligned 4-byte store). Every kernel is
-compiled in the main thread before any worker starts. A worker that raises stops every other
-worker (the shared stop flag) and the trainer reports which thread failed and why.
+compiled in the main thread before any worker starts. A Python environment's loop with a small
+network steps with the one kernel that keeps the GIL (:func:`python_env_step_holding_gil` says
+why). A worker that raises stops every other worker (the shared stop flag) and the trainer
+reports which thread failed and why.
 """
 
 import threading
@@ -202,6 +204,35 @@ def python_env_step(L, N, reward, terminal, truncated, episode_over):
             return -1
         begin_segment(L)
     return act(L)
+
+
+@njit(cache=True)
+def python_env_step_holding_gil(L, N, reward, terminal, truncated, episode_over):
+    """:func:`python_env_step` that keeps the GIL: the one kernel of the package compiled without
+    ``nogil``, on purpose (:func:`steps_holding_gil` says when the workers use it).
+
+    Between two Python environment steps the kernel of a small network runs for a few µs, every
+    fifth one for the update. Releasing the GIL for those few µs buys no parallelism (the other
+    thread's next step is Python, and needs the GIL), only a hand-over: the other thread is woken,
+    and this one must later wait for the GIL to come back. On the 2-core Xeon, A3C with 2 threads on
+    gymnasium's CartPole-v1 ran at 0.59× one thread with the releasing kernel and 1.02× with this
+    one; on LunarLander-v3, 0.60× and 0.94× (README, "Python environments on every core").
+    Releasing it for the update only was tried too, and measured in between. Calls inside
+    nopython code never touch the GIL, so this runs the same machine code as
+    :func:`python_env_step`, entered without releasing it.
+    """
+    return python_env_step(L, N, reward, terminal, truncated, episode_over)
+
+
+def steps_holding_gil(env_info, network, processes):
+    """Whether the workers step with :func:`python_env_step_holding_gil`: a Python environment
+    stepped in this process (its ``step`` holds the GIL) and a network without convolutions (whose
+    per-step kernel takes µs). Atari's emulator steps with the GIL released and a conv net's
+    forward pass takes long enough to run beside another thread's Python, so both keep the
+    releasing kernel, as do environments in processes of their own (the worker waits for them
+    with the GIL released)."""
+    return (env_info.kind == "gym" and not processes
+            and not any(layer["type"] == "conv" for layer in network.layers))
 
 
 # ============================================================================ shared state
@@ -391,6 +422,8 @@ def compile_kernels(config, network, env_info):
         a = python_env_begin(L, N)
         while a >= 0:
             a = python_env_step(L, N, 0.0, False, False, False)
+        for signature in python_env_step.signatures:
+            python_env_step_holding_gil.compile(signature)
 
 
 class Workers:
@@ -410,6 +443,7 @@ class Workers:
         self._lock = threading.Lock()
         # Python environments in processes of their own (numba_a3c.envs.subproc), or in this one.
         self.env_processes = want_processes(getattr(config, "env_processes", None), env_info, shared.n_threads)
+        self.hold_gil = steps_holding_gil(env_info, network, self.env_processes)
 
     # -- environment start-up, in the main thread (deterministic order)
     def reset_environments(self, fresh=True):
@@ -466,13 +500,14 @@ class Workers:
         obs_buf = L.obs
         thread_i = L.thread_i
         gaussian = L.config_i[CI_GAUSSIAN] != 0
+        step = python_env_step_holding_gil if self.hold_gil else python_env_step
         a = python_env_begin(L, N)
         while True:
             action = env_action(L, thread_i[TI_N]) if gaussian else int(a)
             obs, reward, terminated, truncated, info = env.step(action)
             flat_observation(obs, scale, obs_buf[thread_i[TI_N] + 1])
             life_lost = bool(info.get("life_lost", False)) if info else False
-            a = python_env_step(L, N, float(reward), bool(terminated) or life_lost, bool(truncated),
+            a = step(L, N, float(reward), bool(terminated) or life_lost, bool(truncated),
                                 bool(terminated or truncated))
             if a == -1:
                 obs, _ = env.reset()
@@ -522,5 +557,6 @@ class Workers:
 
 
 __all__ = ["Workers", "WorkerError", "SharedState", "new_shared_state", "make_learner", "compile_kernels",
-           "run_native", "python_env_begin", "python_env_step", "recurrent_states", "set_recurrent_states",
+           "run_native", "python_env_begin", "python_env_step", "python_env_step_holding_gil", "steps_holding_gil",
+           "recurrent_states", "set_recurrent_states",
            "normalizer"]

@@ -136,6 +136,30 @@ def test_gymnasium_cartpole_trains_through_the_python_loop():
     assert len(result.final_eval.returns) == 2
 
 
+def test_python_environment_steps_keep_the_gil_for_small_networks_only(monkeypatch):
+    """In-process Python environments with an MLP use the GIL-holding step kernel; it computes the
+    same run as the releasing one, bit for bit (one thread, fixed seed)."""
+    import numba_a3c.workers as workers
+
+    cfg = config(algo="nstep-q", threads=1, steps=3000, seed=3, lr=0.003, gym=True, eval_episodes=1)
+    holding, _ = train(cfg)
+    assert holding.env_info.kind == "gym"
+    chosen = []
+    original = workers.steps_holding_gil
+    monkeypatch.setattr(workers, "steps_holding_gil", lambda *a: chosen.append(original(*a)) or False)
+    releasing, _ = train(cfg)
+    assert chosen == [True]
+    np.testing.assert_array_equal(holding.shared.theta, releasing.shared.theta)
+    assert [r[:4] for r in holding.episode_rows] == [r[:4] for r in releasing.episode_rows]
+    # Not for a conv net, nor for environments in processes, nor for Atari or native environments.
+    conv = TrainConfig(algo="a3c", env="Catch-v0", network="conv", hidden=(8,), threads=1)
+    catch = Trainer(conv, final_eval=False)
+    assert not workers.steps_holding_gil(holding.env_info, catch.network, False)
+    assert not workers.steps_holding_gil(holding.env_info, holding.network, True)
+    native = Trainer(cfg.replace(gym=False), final_eval=False)
+    assert not workers.steps_holding_gil(native.env_info, native.network, False)
+
+
 @pytest.mark.parametrize("algo", ["nstep-q", "sarsa"])
 def test_gymnasium_env_without_a_native_version(algo):
     # MountainCar-v0 has no native version: the gymnasium one is used without --gym.

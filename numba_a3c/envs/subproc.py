@@ -9,9 +9,9 @@ round trip per step (pickling, two wake-ups): worth it only when ``step`` costs 
 ``asyncrl bench throughput --gym --env-processes both`` measures both ways side by side.
 
 Default: off (the environment steps in the worker thread) unless ``--env-processes`` asks for it.
-On the idle 2-core machine this was built on, a LunarLander-v3 training step cost about 50 µs
-in-process and 228 µs through a child (a round trip, two wake-ups of a sleeping process, about
-180 µs), and 2 threads with processes reached 0.49× one thread in-process (README, "Python
+On the idle 2-core machine this was built on, a LunarLander-v3 training step cost about 54 µs
+in-process and 275 µs through a child (a round trip, two wake-ups of a sleeping process, about
+200 µs), and 2 threads with processes reached 0.51× one thread in-process (README, "Python
 environments on every core", for the command and the table). Processes pay where a step costs
 more than a round trip and idle cores wait for it.
 
