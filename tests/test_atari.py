@@ -45,7 +45,9 @@ def test_unknown_games_get_a_clear_error(env_id, expected):
 def test_atari_ids_use_the_atari_preset():
     c = resolve({"env": "ALE/Breakout-v5", "algo": "onestep-q"})
     assert (c.network, c.threads, c.t_max, c.reward_clip, c.clip_norm) == ("atari", 16, 5, 1.0, 40.0)
-    assert (c.lr, c.rms_alpha, c.rms_eps, c.gamma) == (7e-4, 0.99, 0.1, 0.99)
+    assert (c.lr, c.rms_alpha, c.rms_eps, c.gamma) == (2e-4, 0.99, 0.1, 0.99)    # the Q methods' rate
+    assert resolve({"env": "ALE/Breakout-v5", "algo": "a3c"}).lr == 7e-4
+    assert resolve({"env": "ALE/Breakout-v5", "algo": "nstep-q", "lr": 7e-4}).lr == 7e-4     # --lr wins
     assert c.target_interval * 4 == 40_000           # I_target: 40,000 frames
     assert c.eps_anneal_steps * 4 == 4_000_000       # ε annealed over 4M frames
 
