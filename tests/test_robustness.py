@@ -547,7 +547,7 @@ def test_atomic_add_loses_no_increment_under_contention():
 # ============================================================================ 4. soak (short)
 def test_short_soak_passes():
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "soak.py"), "--seconds", "8", "--interval", "1",
-                        "--save-every", "200000", "--stall", "60"], capture_output=True, text=True, timeout=240)
+                        "--save-every", "50000", "--stall", "60"], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "soak passed" in r.stdout and "exact" in r.stdout
     loaded = int(r.stdout.split("checkpoints loaded: ")[1].split()[0])
