@@ -422,8 +422,9 @@ def compile_kernels(config, network, env_info):
         a = python_env_begin(L, N)
         while a >= 0:
             a = python_env_step(L, N, 0.0, False, False, False)
-        for signature in python_env_step.signatures:
-            python_env_step_holding_gil.compile(signature)
+        if steps_holding_gil(env_info, network, bool(getattr(config, "env_processes", None))):
+            for signature in python_env_step.signatures:       # a few seconds cold: only when used
+                python_env_step_holding_gil.compile(signature)
 
 
 class Workers:
@@ -508,7 +509,7 @@ class Workers:
             flat_observation(obs, scale, obs_buf[thread_i[TI_N] + 1])
             life_lost = bool(info.get("life_lost", False)) if info else False
             a = step(L, N, float(reward), bool(terminated) or life_lost, bool(truncated),
-                                bool(terminated or truncated))
+                     bool(terminated or truncated))
             if a == -1:
                 obs, _ = env.reset()
                 flat_observation(obs, scale, obs_buf[0])

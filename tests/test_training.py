@@ -148,7 +148,7 @@ def test_python_environment_steps_keep_the_gil_for_small_networks_only(monkeypat
     original = workers.steps_holding_gil
     monkeypatch.setattr(workers, "steps_holding_gil", lambda *a: chosen.append(original(*a)) or False)
     releasing, _ = train(cfg)
-    assert chosen == [True]
+    assert chosen and all(chosen)                  # (asked by compile_kernels and by the workers)
     np.testing.assert_array_equal(holding.shared.theta, releasing.shared.theta)
     assert [r[:4] for r in holding.episode_rows] == [r[:4] for r in releasing.episode_rows]
     # Not for a conv net, nor for environments in processes, nor for Atari or native environments.
