@@ -105,13 +105,17 @@ def test_only_vector_observations_are_normalised():
 
 def test_which_presets_normalise():
     """The generic preset normalises observations; Pendulum-v1's both observations and rewards
-    (it learns with them, not without: README "Continuous control"); the other presets neither."""
+    (it learns with them, not without: README "Continuous control"); CartPoleNoVel-v1's A3C
+    observations (README "A3C-LSTM on CartPoleNoVel-v1"); the other presets neither."""
     generic = resolve(dict(env="MountainCar-v0", algo="a3c"))
     assert generic.preset == "default" and generic.normalize_obs and not generic.normalize_reward
     pendulum = resolve(dict(env="Pendulum-v1", algo="a3c"))
     assert pendulum.preset == "Pendulum-v1" and pendulum.normalize_obs and pendulum.normalize_reward
     assert not resolve(dict(env="Pendulum-v1", algo="a3c", normalize_reward=False)).normalize_reward
-    for env in ("CartPole-v1", "Acrobot-v1", "Catch-v0", "CartPoleNoVel-v1", "ALE/Pong-v5"):
+    novel = resolve(dict(env="CartPoleNoVel-v1", algo="a3c"))
+    assert novel.normalize_obs and not novel.normalize_reward
+    assert not resolve(dict(env="CartPoleNoVel-v1", algo="sarsa")).normalize_obs   # A3C's values only
+    for env in ("CartPole-v1", "Acrobot-v1", "Catch-v0", "ALE/Pong-v5"):
         c = resolve(dict(env=env, algo="a3c"))
         assert not c.normalize_obs and not c.normalize_reward, env
 
