@@ -257,7 +257,9 @@ def test_a_killed_node_is_restarted_and_rejoins(cluster, tmp_path):
 
     from numba_a3c.ray_nodes import DistributedTrainer
 
-    config = resolve(dict(nodes=2, threads=1, steps=400_000, exchange_steps=500, eval_every=0))
+    # The budget leaves the surviving node several seconds alone: with 400,000 steps it once finished
+    # the run (about 2 s of native CartPole) before Ray reported the other node's death (fresh-clone CI).
+    config = resolve(dict(nodes=2, threads=1, steps=2_000_000, exchange_steps=500, eval_every=0))
     trainer = DistributedTrainer(config, ray_address=cluster.address, run_dir=tmp_path / "run", final_eval=False)
     (tmp_path / "run").mkdir()
     box = {}
