@@ -151,7 +151,7 @@ def test_python_environment_steps_keep_the_gil_for_small_networks_only(monkeypat
     assert chosen and all(chosen)                  # (asked by compile_kernels and by the workers)
     np.testing.assert_array_equal(holding.shared.theta, releasing.shared.theta)
     assert [r[:4] for r in holding.episode_rows] == [r[:4] for r in releasing.episode_rows]
-    # Not for a conv net, nor for environments in processes, nor for Atari or native environments.
+    # Not for a conv net, nor for environments in processes, nor for native ones (nor Atari: its kind is "atari").
     conv = TrainConfig(algo="a3c", env="Catch-v0", network="conv", hidden=(8,), threads=1)
     catch = Trainer(conv, final_eval=False)
     assert not workers.steps_holding_gil(holding.env_info, catch.network, False)
