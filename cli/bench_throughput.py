@@ -24,8 +24,8 @@ from numba_a3c.cli.errors import BadInput
               help="seconds measured in each run")
 @click.option("--env-processes", "env_processes", type=click.Choice(["auto", "off", "on", "both"]), default="auto",
               show_default=True,
-              help="where a Python environment steps: auto (as asyncrl train does), off (in the worker thread), on "
-                   "(a process per thread) or both, side by side")
+              help="where the workers of a Python environment run: auto (as asyncrl train does), off (threads of "
+                   "this process), on (a process each) or both, side by side")
 @click.option("--preset", default="", metavar="NAME",
               help="measure with this preset, as asyncrl train --preset (e.g. atari-lstm against atari on Pong) "
                    "[default: the environment's own]")

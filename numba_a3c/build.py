@@ -24,7 +24,7 @@ from numba_a3c.config import RECURRENT_NETWORKS, TrainConfig
 from numba_a3c.envs.base import EnvInfo
 from numba_a3c.envs.registry import describe_callable, describe_env
 from numba_a3c.nn.network import Network, atari_lstm_spec, atari_spec, lstm_spec, mlp_spec, small_conv_spec
-from numba_a3c.workers import SharedState, new_shared_state
+from numba_a3c.workers import SharedState, new_shared_state, processes_wanted
 
 
 class NetworkChoiceError(ValueError):
@@ -121,8 +121,14 @@ class RunParts:
 
     def initial_state(self, theta=None) -> SharedState:
         """Fresh arrays for ``config.threads`` learners: θ (``theta``, or initialised from the seed
-        with ``config.init``), θ⁻ = θ, zeroed optimiser statistics and counters, seeded RNGs."""
-        return new_shared_state(self.config, self.network, theta)
+        with ``config.init``), θ⁻ = θ, zeroed optimiser statistics and counters, seeded RNGs; in
+        shared memory when the workers will be processes (``env_processes``)."""
+        state = new_shared_state(self.config, self.network, theta)
+        if processes_wanted(self.config, self.env_info):
+            from numba_a3c.worker_processes import share_state
+
+            state = share_state(state)
+        return state
 
 
 def build_run(config, make_env=None):

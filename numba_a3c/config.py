@@ -77,11 +77,11 @@ class TrainConfig:
     eval_epsilon: float = _f(0.0, "ε of the evaluation policy: 0 is greedy; Atari uses 0.05, the usual protocol, so a "
                              "policy that never presses FIRE after a lost life cannot stall an evaluation")
     gym: bool = _f(False, "use the gymnasium environment even where a native (Numba) one exists")
-    env_processes: bool = _f(None, "step each worker's Python (gymnasium) environment in a process of its own, so "
-                             "the worker thread waits with the GIL released and the environments use every core",
-                             default_text="off: it pays where a step costs more than a round trip to a process "
-                                          "and cores are idle; measure with asyncrl bench throughput --env-processes "
-                                          "both")
+    env_processes: bool = _f(None, "run each worker (its Python environment and its learner) in a process of its own, "
+                             "on the run's parameters in shared memory, so that a Python environment's step, which "
+                             "holds the GIL, uses every core (numba_a3c/worker_processes.py)",
+                             default_text="on for a gymnasium environment with 2 or more threads; off for one thread, "
+                                          "Atari and native environments")
     save_every: int = _f(0, "save a checkpoint every this many global steps (0: only at the end)")
     log_interval: float = _f(1.0, "seconds between progress lines")
     nodes: int = _f(0, "Ray node actors, each running --threads threads (0: this process alone, without Ray); "

@@ -101,17 +101,22 @@ from numba_a3c.algorithms.state import (
     Learner,
     epsilon_finals,
 )
-from numba_a3c.envs.base import flat_observation
+from numba_a3c.envs.base import EnvError, flat_observation
 from numba_a3c.envs.native import ENV_STATE_SIZE, env_reset, env_step, env_step_box
-from numba_a3c.envs.subproc import make_worker_env, want_processes
+from numba_a3c.envs.registry import make_python_env
+from numba_a3c.envs.subproc import want_processes
 from numba_a3c.jit import njit
 from numba_a3c.nn.network import reset_state
 from numba_a3c.normalize import Normalizer, new_arrays, normalize_observation, scale_reward
 from numba_a3c.rng import rng_seed
+from numba_a3c.worker_processes import WorkerProcess
 
 
 def describe_exception(exc):
-    """``Type: message (at file:line in function)`` of an exception, from its innermost frame."""
+    """``Type: message (at file:line in function)`` of an exception, from its innermost frame (an
+    exception that carries a ``description``, one raised in a worker process, gives that)."""
+    if getattr(exc, "description", None):
+        return exc.description
     where = ""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
@@ -259,6 +264,8 @@ class SharedState:
     norm_stats: np.ndarray = None   # shared running statistics of numba_a3c.normalize (S_* layout)
     norm_config: np.ndarray = None  # its read-only settings (NC_* layout)
     norm_ret: np.ndarray = None     # (N, 1) float64, each thread's discounted return R (reward scaling)
+    memory: object = None           # the shared-memory block holding every array above, when the workers are
+                                    # processes (numba_a3c.worker_processes.SharedBlock); None: this process's memory
 
     @property
     def n_threads(self):
@@ -304,6 +311,44 @@ def env_action(L, n):
     out = np.empty(D, np.float32)
     scale_action(L.ws[n, off:off + D], L.config_f, out)
     return out
+
+
+def start_python_episode(L, env, seed, scale):
+    """Reset a Python environment (with ``seed``; None: the environment's own sequence) into
+    ``L.obs[0]``: a new episode, from the recurrent state h = c = 0. On resume the checkpoint's
+    unfinished episode is not continued, so its partial return, length and Sarsa's pending action
+    must not leak into this one."""
+    reset_state(L.table, L.ws, 0)
+    obs, _ = env.reset(seed=seed)
+    flat_observation(obs, scale, L.obs[0])
+    L.thread_i[TI_N] = 0
+    L.thread_i[TI_EPISODE_STEPS] = 0
+    L.thread_f[TF_EPISODE_RETURN] = 0.0
+    L.thread_i[TI_PENDING_ACTION] = -1
+
+
+def python_env_loop(L, N, env, scale, step):
+    """A worker's loop on a Python environment (a thread's, or a worker process's): step ``env`` with
+    the action the kernels chose, hand the step to ``step`` (:func:`python_env_step` or its
+    GIL-holding twin), reset at an episode's end. Returns the status that ended it (BUDGET_DONE,
+    STOPPED, DIVERGED)."""
+    obs_buf = L.obs
+    thread_i = L.thread_i
+    gaussian = L.config_i[CI_GAUSSIAN] != 0
+    a = python_env_begin(L, N)
+    while True:
+        action = env_action(L, thread_i[TI_N]) if gaussian else int(a)
+        obs, reward, terminated, truncated, info = env.step(action)
+        flat_observation(obs, scale, obs_buf[thread_i[TI_N] + 1])
+        life_lost = bool(info.get("life_lost", False)) if info else False
+        a = step(L, N, float(reward), bool(terminated) or life_lost, bool(truncated), bool(terminated or truncated))
+        if a == -1:
+            obs, _ = env.reset()
+            flat_observation(obs, scale, obs_buf[0])
+            thread_i[TI_EPISODE_OVER] = 0
+            a = python_env_begin(L, N)
+        elif a < -1:
+            return -2 - a
 
 
 def new_shared_state(config, network, theta=None):
@@ -406,6 +451,15 @@ def make_learner(shared, network, k):
 
 
 # ============================================================================ threads
+def processes_wanted(config, env_info):
+    """Whether ``config``'s workers will be processes (:func:`~numba_a3c.envs.subproc.want_processes`;
+    False where they were asked for and cannot be had: starting the workers says why)."""
+    try:
+        return want_processes(getattr(config, "env_processes", None), env_info, int(config.threads))
+    except EnvError:
+        return False
+
+
 def compile_kernels(config, network, env_info):
     """Compile (or load from the cache) every kernel a run needs, in this thread, before any worker
     starts: a throw-away one-thread learner runs a few segments."""
@@ -422,7 +476,7 @@ def compile_kernels(config, network, env_info):
         a = python_env_begin(L, N)
         while a >= 0:
             a = python_env_step(L, N, 0.0, False, False, False)
-        if steps_holding_gil(env_info, network, bool(getattr(config, "env_processes", None))):
+        if steps_holding_gil(env_info, network, processes_wanted(config, env_info)):
             for signature in python_env_step.signatures:       # a few seconds cold: only when used
                 python_env_step_holding_gil.compile(signature)
 
@@ -440,10 +494,14 @@ class Workers:
         self.threads = []
         self.errors = []           # (thread index, exception)
         self.statuses = [None] * shared.n_threads
-        self._envs = [None] * shared.n_threads
+        self._envs = [None] * shared.n_threads          # threads: each one's Python environment
+        self._processes = [None] * shared.n_threads     # or worker processes (numba_a3c.worker_processes)
         self._lock = threading.Lock()
-        # Python environments in processes of their own (numba_a3c.envs.subproc), or in this one.
+        # Workers of a Python environment in processes of their own, or threads of this one.
         self.env_processes = want_processes(getattr(config, "env_processes", None), env_info, shared.n_threads)
+        if self.env_processes and shared.memory is None:
+            raise ValueError("worker processes need the run's arrays in shared memory: make the state with "
+                             "RunParts.initial_state (numba_a3c.worker_processes.share_state)")
         self.hold_gil = steps_holding_gil(env_info, network, self.env_processes)
 
     # -- environment start-up, in the main thread (deterministic order)
@@ -451,10 +509,17 @@ class Workers:
         """Reset every thread's environment into obs[k, 0]. ``fresh=False`` (resume) keeps native
         environments where they were, and the recurrent states with them; Python environments
         always start a new episode. A new episode starts from the recurrent state h = c = 0."""
-        if self.env_info.kind != "native":
-            # All made first: environment processes then make theirs at the same time.
+        if self.env_processes:
+            # All started first, so that they make their environments at the same time; each
+            # resets its own into obs[k, 0] (shared memory), as start_python_episode does here.
             for k in range(len(self.learners)):
-                self._envs[k] = make_worker_env(self.env_info, self.config.seed * 1000 + k, self.env_processes)
+                self._processes[k] = WorkerProcess(self.shared, self.config, self.env_info, self.network, k)
+            for p in self._processes:
+                p.wait_ready()
+            return
+        if self.env_info.kind != "native":
+            for k in range(len(self.learners)):
+                self._envs[k] = make_python_env(self.env_info, seed=self.config.seed * 1000 + k)
         for k, L in enumerate(self.learners):
             if self.env_info.kind == "native":
                 if fresh:
@@ -462,20 +527,13 @@ class Workers:
                     normalize_observation(self.normalizers[k], L.obs[0])
                     reset_state(L.table, L.ws, 0)
             else:
-                reset_state(L.table, L.ws, 0)
-                env = self._envs[k]
-                obs, _ = env.reset(seed=self.config.seed * 1000 + k)
-                flat_observation(obs, np.float32(self.network.spec.input_scale), L.obs[0])
-                L.thread_i[TI_N] = 0
-                # A new episode: on resume the checkpoint's unfinished one is not continued, so its
-                # partial return, length and Sarsa's pending action must not leak into this one.
-                L.thread_i[TI_EPISODE_STEPS] = 0
-                L.thread_f[TF_EPISODE_RETURN] = 0.0
-                L.thread_i[TI_PENDING_ACTION] = -1
+                start_python_episode(L, self._envs[k], self.config.seed * 1000 + k,
+                                     np.float32(self.network.spec.input_scale))
 
     def start(self):
         for k in range(self.shared.n_threads):
-            target = self._run_native if self.env_info.kind == "native" else self._run_python
+            target = (self._run_native if self.env_info.kind == "native" else
+                      self._run_process if self.env_processes else self._run_python)
             t = threading.Thread(target=self._guard, args=(target, k), name=f"asyncrl-worker-{k}", daemon=True)
             self.threads.append(t)
         for t in self.threads:
@@ -494,29 +552,12 @@ class Workers:
         return run_native(self.learners[k], self.env_info.native_id, self.normalizers[k])
 
     def _run_python(self, k):
-        L = self.learners[k]
-        N = self.normalizers[k]
-        env = self._envs[k]
-        scale = np.float32(self.network.spec.input_scale)
-        obs_buf = L.obs
-        thread_i = L.thread_i
-        gaussian = L.config_i[CI_GAUSSIAN] != 0
         step = python_env_step_holding_gil if self.hold_gil else python_env_step
-        a = python_env_begin(L, N)
-        while True:
-            action = env_action(L, thread_i[TI_N]) if gaussian else int(a)
-            obs, reward, terminated, truncated, info = env.step(action)
-            flat_observation(obs, scale, obs_buf[thread_i[TI_N] + 1])
-            life_lost = bool(info.get("life_lost", False)) if info else False
-            a = step(L, N, float(reward), bool(terminated) or life_lost, bool(truncated),
-                     bool(terminated or truncated))
-            if a == -1:
-                obs, _ = env.reset()
-                flat_observation(obs, scale, obs_buf[0])
-                thread_i[TI_EPISODE_OVER] = 0
-                a = python_env_begin(L, N)
-            elif a < -1:
-                return -2 - a
+        return python_env_loop(self.learners[k], self.normalizers[k], self._envs[k],
+                               np.float32(self.network.spec.input_scale), step)
+
+    def _run_process(self, k):
+        return self._processes[k].run()
 
     def stop(self):
         """Raise the stop flag: every worker finishes its current segment and returns."""
@@ -532,7 +573,7 @@ class Workers:
         return not self.alive()
 
     def close(self):
-        for env in self._envs:
+        for env in self._envs + self._processes:
             if env is not None:
                 env.close()
 

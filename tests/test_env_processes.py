@@ -1,8 +1,10 @@
-"""Python environments in processes of their own (numba_a3c.envs.subproc, issue 14 part 4).
+"""Workers of Python environments in processes of their own (numba_a3c.worker_processes, issue 14 part 4).
 
-A process environment must be the in-process one step for step (seeding, truncation, the reset the
-worker does after an episode), its failures must end a run with one line and never hang it, and
-nothing it started may outlive the command, Ctrl-C included. Signals and kills are real.
+A run with worker processes must compute what the in-process run computes (one thread, the same
+seed: the same θ), share θ and the exact global step through shared memory, carry Discrete
+observations and script-registered ids into the children, end with one line when a child fails
+or is killed, never hang, and leave nothing running after the command, Ctrl-C and a killed
+trainer included. Signals and kills are real.
 """
 
 import os
@@ -16,17 +18,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from numba_a3c.algorithms.state import C_T, TI_STEPS
+from numba_a3c.build import build_run
 from numba_a3c.config import resolve
 from numba_a3c.envs.base import EnvError
-from numba_a3c.envs.registry import describe_env, make_python_env
-from numba_a3c.envs.subproc import EnvProcessError, ProcessEnv, want_processes
+from numba_a3c.envs.registry import describe_env
+from numba_a3c.envs.subproc import want_processes
+from numba_a3c.worker_processes import share_state
+from numba_a3c.workers import new_shared_state
 
 TESTS = Path(__file__).parent
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="environment processes need a POSIX system")
 
 
 def _children_of(pid):
-    """The pids of live environment processes started by process ``pid`` (their command line names it)."""
+    """The pids of live worker processes started by process ``pid`` (their command line names it)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -41,106 +47,30 @@ def _children_of(pid):
     return found
 
 
-def _same_trajectory(info, seed, steps, rng_seed=0):
-    """Step the in-process and the process environment side by side as a worker does (reset with
-    the seed once, then reset() after every episode); assert every value is identical."""
-    local = make_python_env(info, seed=seed)
-    remote = ProcessEnv(info, seed=seed)
-    rng = np.random.default_rng(rng_seed)
-    episodes = truncations = 0
-    try:
-        a, b = local.reset(seed=seed), remote.reset(seed=seed)
-        np.testing.assert_array_equal(a[0], b[0])
-        for t in range(steps):
-            action = int(rng.integers(info.n_actions))
-            x, y = local.step(action), remote.step(action)
-            np.testing.assert_array_equal(x[0], y[0], err_msg=f"observation at step {t}")
-            assert x[1:4] == y[1:4], f"(reward, terminated, truncated) at step {t}: {x[1:4]} vs {y[1:4]}"
-            if x[2] or x[3]:
-                episodes += 1
-                truncations += bool(x[3])
-                a, b = local.reset(), remote.reset()
-                np.testing.assert_array_equal(a[0], b[0], err_msg=f"reset after step {t}")
-    finally:
-        local.close()
-        remote.close()
-    return episodes, truncations
-
-
-def test_process_env_is_the_in_process_env_step_for_step():
-    info = describe_env("CartPole-v1", force_gym=True, env_kwargs=("max_episode_steps=30",))
-    episodes, truncations = _same_trajectory(info, seed=7, steps=600)
-    assert episodes >= 20 and truncations >= 1     # both ways an episode ends were compared
-
-
-def test_process_env_one_hot_and_script_registered_ids(monkeypatch):
-    """A Discrete observation (one-hot in the child too) and an id only the trainer's script
-    registered (its EnvSpec travels to the child, with the trainer's sys.path)."""
-    episodes, _ = _same_trajectory(describe_env("FrozenLake-v1"), seed=3, steps=300)
-    assert episodes >= 5
-    monkeypatch.syspath_prepend(str(TESTS))
-    import robustness_envs  # noqa: F401 - registers Robust/Healthy-v0 in this process only
-    episodes, truncations = _same_trajectory(describe_env("Robust/Healthy-v0"), seed=5, steps=100)
-    assert truncations == episodes >= 4
-
-
-def test_environment_exception_is_reported_not_hung():
-    info = describe_env("CartPole-v1", force_gym=True)
-    env = ProcessEnv(info, seed=0)
-    try:
-        env.reset(seed=0)
-        with pytest.raises(EnvProcessError, match=r"raised in its environment process .* during step: .*Error"):
-            env.step(7)                  # CartPole's step asserts the action is in its space
-    finally:
-        env.close()
-
-
-@pytest.mark.timeout(60)
-def test_killed_process_is_an_error_not_a_hang():
-    info = describe_env("CartPole-v1", force_gym=True)
-    env = ProcessEnv(info, seed=0)
-    env.reset(seed=0)
-    os.kill(env.pid, signal.SIGKILL)
-    with pytest.raises(EnvProcessError, match=r"\(pid \d+\) was killed by SIGKILL during step; the run stops"):
-        env.step(0)
-    env.close()
-
-
-def test_failure_to_make_the_environment_is_reported():
-    info = describe_env("CartPole-v1", force_gym=True)
-    bad = info.__class__(**{**info.__dict__, "env_id": "NoSuchEnv-v0"})
-    env = ProcessEnv(bad, seed=0)
-    try:
-        with pytest.raises(EnvProcessError, match="NoSuchEnv-v0 raised in its environment process .* making it"):
-            env.reset(seed=0)
-    finally:
-        env.close()
-
-
-def test_close_ends_the_process_and_a_dead_parent_ends_its_children(tmp_path):
-    info = describe_env("CartPole-v1", force_gym=True)
-    env = ProcessEnv(info, seed=0)
-    env.reset(seed=0)
-    env.close()
-    assert env._process.poll() is not None
-    # A parent killed outright (no close, no atexit): its children must not stay.
-    code = ("import os, signal, sys; from numba_a3c.envs.registry import describe_env; "
-            "from numba_a3c.envs.subproc import ProcessEnv; "
-            "envs = [ProcessEnv(describe_env('CartPole-v1', force_gym=True), seed=k) for k in range(2)]; "
-            "[e.reset(seed=0) for e in envs]; print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    parent = int(proc.stdout.split()[0])
-    deadline = time.monotonic() + 20
-    while _children_of(parent) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _children_of(parent)
+def test_the_workers_share_one_block_of_memory():
+    """Every array of the run's state is a view of one shared block; a child that maps the block
+    (as a worker process does) writes θ and the counters the parent reads."""
+    parts = build_run(resolve(dict(env="CartPole-v1", gym=True, threads=2)))
+    state = share_state(new_shared_state(parts.config, parts.network))
+    assert state.memory is not None and state.theta.base is not None
+    fresh = new_shared_state(parts.config, parts.network)
+    np.testing.assert_array_equal(state.theta, fresh.theta)
+    np.testing.assert_array_equal(state.thread_f, fresh.thread_f)
+    block = state.memory
+    code = (f"from numba_a3c.worker_processes import SharedBlock; "
+            f"a = SharedBlock({block.fd}, {block.size}, {block.layout!r}).arrays(); "
+            f"a['theta'][:3] = 42.0; a['counters'][{C_T}] = 12345; a['thread_i'][1, {TI_STEPS}] = 7")
+    subprocess.run([sys.executable, "-c", code], pass_fds=(block.fd,), check=True, timeout=120)
+    assert (state.theta[:3] == 42.0).all() and state.theta[3] == fresh.theta[3]
+    assert state.counters[C_T] == 12345 and state.thread_i[1, TI_STEPS] == 7
 
 
 def test_want_processes_default_and_refusals():
     gym = describe_env("CartPole-v1", force_gym=True)
     native = describe_env("CartPole-v1")
-    assert not want_processes(None, gym, 2) and not want_processes(None, native, 2)   # off unless asked for
+    # the default: processes for a gymnasium environment with 2 or more threads, nowhere else
+    assert want_processes(None, gym, 2) and want_processes(None, gym, 16)
+    assert not want_processes(None, gym, 1) and not want_processes(None, native, 2)
     assert not want_processes(False, gym, 2)
     assert want_processes(True, gym, 1) and want_processes(True, gym, 16)
     with pytest.raises(EnvError, match="native .* drop --env-processes"):
@@ -148,6 +78,7 @@ def test_want_processes_default_and_refusals():
     callable_info = gym.__class__(**{**gym.__dict__, "maker": lambda: None})
     with pytest.raises(EnvError, match="cannot be pickled"):
         want_processes(True, callable_info, 2)
+    assert not want_processes(None, callable_info, 2)    # by default: threads, without a word
 
 
 def test_cli_refuses_env_processes_for_a_native_env():
@@ -173,6 +104,25 @@ def test_training_with_processes_is_the_in_process_training():
         assert result.status == "finished", result.error
         thetas.append(trainer.shared.theta.copy())
     np.testing.assert_array_equal(thetas[0], thetas[1])
+
+
+def test_worker_processes_count_exactly_and_carry_discrete_and_script_registered_envs(monkeypatch):
+    """Two worker processes by default: both train, and the global step T, added to atomically from
+    two processes, is exactly the sum of their own step counts. A Discrete observation (one-hot in
+    the child too) and an id only this process registered (its EnvSpec travels) train the same way."""
+    from numba_a3c.trainer import Trainer
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    import robustness_envs  # noqa: F401 - registers Robust/Healthy-v0 in this process only
+
+    for env in ("CartPole-v1", "FrozenLake-v1", "Robust/Healthy-v0"):
+        config = resolve(dict(env=env, gym=env == "CartPole-v1", threads=2, steps=6000, eval_every=0, seed=1))
+        trainer = Trainer(config, final_eval=False)
+        assert trainer.shared.memory is not None, env
+        result = trainer.run()
+        assert result.status == "finished", (env, result.error)
+        steps = trainer.shared.thread_i[:, TI_STEPS]
+        assert (steps > 0).all() and result.steps == steps.sum() >= 6000, (env, steps, result.steps)
 
 
 def _train(args, **kw):
@@ -237,4 +187,21 @@ def test_killed_environment_process_stops_the_run_with_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: worker thread "), out
     assert "Traceback" not in out
     assert (tmp_path / "run" / "latest.h5").exists()
+    assert not _children_of(proc.pid)
+
+
+@pytest.mark.timeout(240)
+def test_a_killed_trainer_leaves_no_worker_process(tmp_path):
+    """SIGKILL to the trainer (no handler, no atexit): the kernel ends its worker processes
+    (PR_SET_PDEATHSIG), and their sockets' EOF would too."""
+    proc = _train(["--env", "CartPole-v1", "--gym", "--threads", "2", "--steps", "1000000000", "--eval-every", "0",
+                   "--out", str(tmp_path / "run")])
+    try:
+        children = _training_children(proc, 2)
+        proc.kill()
+    finally:
+        _finish(proc)
+    deadline = time.monotonic() + 20
+    while [c for c in children if Path(f"/proc/{c}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not _children_of(proc.pid)

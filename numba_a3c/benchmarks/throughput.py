@@ -21,10 +21,11 @@ is measured ``repeats`` times with fresh parameters (seed = repeat index) and re
 median; the speed-up of n threads is median(n) / median(1 thread). Threads beyond the number of
 cores cannot add compute: there the speed-up shows what oversubscription costs (or does not).
 
-A Python (gymnasium) environment can be measured both ways (``env_processes="both"``): stepped in
-the worker thread, where its ``step`` holds the GIL, and in a process of its own per thread
-(:mod:`numba_a3c.envs.subproc`). The rows then alternate in-process / processes for each thread
-count, and every speed-up is over 1 thread in-process, so the two compare side by side.
+A Python (gymnasium) environment can be measured both ways (``env_processes="both"``): workers as
+threads of one process, where the environment's ``step`` holds the GIL, and each worker in a
+process of its own on shared parameters (:mod:`numba_a3c.worker_processes`). The rows then
+alternate threads / processes for each worker count, and every speed-up is over 1 thread
+in-process, so the two compare side by side.
 """
 
 import math
@@ -160,7 +161,7 @@ def run(algos=ALGORITHMS, threads=(1, 2, 4, 8, 16), env="CartPole-v1", gym=False
             for mode in modes:
                 config = bench_config(algo, env, n, gym=gym, env_processes=mode, preset=preset)
                 used = want_processes(mode, info, n)
-                where = "  env processes" if used else ("  in-process" if info.kind != "native" else "")
+                where = "  processes" if used else ("  in-process" if info.kind != "native" else "")
                 samples, status = [], "ok"
                 for r in range(repeats):
                     value, why = measure_once(config.replace(seed=r), warmup, duration)
@@ -246,7 +247,7 @@ def plot(result, path):
     for algo, processes in dict.fromkeys((r.algo, r.env_processes) for r in result.rows):
         rows = [r for r in result.rows if r.algo == algo and r.env_processes == processes]
         xs = [r.threads for r in rows]
-        label = f"{algo}, env processes" if processes else algo
+        label = f"{algo}, worker processes" if processes else algo
         ax1.plot(xs, [r.steps_per_s for r in rows], marker="o", label=label)
         ax2.plot(xs, [r.speedup for r in rows], marker="o", label=label)
     n_cores = result.rows[0].cores if result.rows else cores()
