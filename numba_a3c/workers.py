@@ -1,6 +1,8 @@
 """Worker threads: N actor-learners updating one shared parameter array without locks (Hogwild).
 
-This is the only module that knows about threads.
+This module owns the threads. The workers of a gymnasium environment (2 or more threads) run as
+processes instead (:mod:`numba_a3c.worker_processes`): the same arrays, then in shared memory, the
+same loop (:func:`python_env_loop`), and the same rules below, across processes.
 
 Shared by all threads and written WITHOUT locks
     ``theta``         θ, the flat float32 parameters (every update, by every thread)
