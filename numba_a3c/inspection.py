@@ -141,11 +141,26 @@ def binned_curve(episodes, end_step, bins=20):
     return out
 
 
+def returns_by_epsilon(episodes, finals, last=100):
+    """The Q methods' training score split by each thread's final ε (they keep it after the anneal,
+    so a thread with ε 0.5 plays half at random): for each ε, its threads and the mean return of
+    their ``last`` logged episodes. ``episodes``: rows (T, thread, return, length, wall)."""
+    finals = np.round(np.asarray(finals, np.float64), 6)
+    groups = []
+    for eps in np.unique(finals):
+        threads = np.flatnonzero(finals == eps)
+        mine = episodes[np.isin(episodes[:, 1].astype(np.int64), threads), 2][-last:]
+        groups.append(dict(epsilon=float(eps), threads=[int(k) for k in threads], episodes=int(mine.size),
+                           mean_return=_finite(mine.mean()) if mine.size else None))
+    return groups
+
+
 def summarize(ckpt, path=None, bins=20, last_evaluations=5):
     """Everything ``asyncrl inspect`` shows, as plain data (JSON-ready)."""
     from numba_a3c.algorithms.state import (
         C_TARGET_UPDATES,
         TF_ENTROPY,
+        TF_EPS_FINAL,
         TF_EPSILON,
         TF_GRAD_NORM,
         TF_LOSS,
@@ -193,6 +208,7 @@ def summarize(ckpt, path=None, bins=20, last_evaluations=5):
                     best_return=_finite(episodes[:, 2].max()) if len(episodes) else None)
     if is_q:
         progress["target_updates"] = int(ckpt.counters[C_TARGET_UPDATES])
+        progress["recent_return_by_epsilon"] = returns_by_epsilon(episodes, tf[:, TF_EPS_FINAL])
 
     layers = []
     by_layer = {}
@@ -360,6 +376,11 @@ def format_summary(s):
     if p["recent_episodes"]:
         out.append(f"  mean return of the last {p['recent_episodes']} episodes: {_g(p['recent_return'])}; "
                    f"best episode: {_g(p['best_return'])}")
+    if p.get("recent_return_by_epsilon") and p["recent_episodes"]:
+        out.append("  by the threads' final ε (kept after the anneal), the mean return of their last 100 episodes:")
+        for g in p["recent_return_by_epsilon"]:
+            out.append(f"    ε {g['epsilon']:g} ({len(g['threads'])} thread{'s' if len(g['threads']) > 1 else ''}): "
+                       + (f"{_g(g['mean_return'])} over {g['episodes']} episodes" if g["episodes"] else "no episodes"))
     if "target_updates" in p:
         out.append(f"  target network refreshed {p['target_updates']:,} times")
     if not f["at_rest"]:

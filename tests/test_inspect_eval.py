@@ -221,6 +221,23 @@ def test_inspect_run_directory_and_q_checkpoint(q_run):
     assert [layer["name"] for layer in s["network"]["layers"]] == ["fc1", "q"]
 
 
+def test_q_returns_are_split_by_each_threads_final_epsilon(q_run):
+    from numba_a3c.inspection import returns_by_epsilon
+
+    # rows (T, thread, return, length, wall); threads 0 and 2 keep ε 0.1, thread 1 keeps ε 0.5
+    episodes = np.array([[10, 0, 1.0, 5, 0], [20, 1, 2.0, 5, 0], [30, 0, 3.0, 5, 0], [40, 2, 4.0, 5, 0],
+                         [50, 1, 5.0, 5, 0]])
+    groups = returns_by_epsilon(episodes, [0.1, 0.5, 0.1])
+    assert groups == [dict(epsilon=0.1, threads=[0, 2], episodes=3, mean_return=pytest.approx(8.0 / 3)),
+                      dict(epsilon=0.5, threads=[1], episodes=2, mean_return=3.5)]
+    assert returns_by_epsilon(episodes, [0.1, 0.5, 0.1], last=2)[0]["mean_return"] == 3.5   # the last 2: 3 and 4
+    assert returns_by_epsilon(episodes[:0], [0.01])[0] == dict(epsilon=0.01, threads=[0], episodes=0, mean_return=None)
+    s = json.loads(invoke("inspect", q_run, "--json").output)
+    (group,) = s["progress"]["recent_return_by_epsilon"]       # one thread, one final ε
+    assert group["threads"] == [0] and group["mean_return"] == pytest.approx(s["progress"]["recent_return"])
+    assert "by the threads' final ε" in invoke("inspect", q_run).output
+
+
 def test_inspect_layer_values(cartpole, q_run):
     result = invoke("inspect", cartpole, "--layer", "fc1/W", "--json")
     assert result.exit_code == 0, result.output
