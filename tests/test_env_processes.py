@@ -81,6 +81,26 @@ def test_want_processes_default_and_refusals():
     assert not want_processes(None, callable_info, 2)    # by default: threads, without a word
 
 
+def test_an_environment_defined_in_the_running_script_stays_in_threads():
+    """A worker process's ``__main__`` is not the user's script, so an environment class or callable
+    defined there cannot be made in one: by default the workers stay threads; asked for, one line."""
+    import gymnasium
+    from gymnasium.envs.classic_control import CartPoleEnv
+
+    class ScriptCartPole(CartPoleEnv):
+        pass
+
+    ScriptCartPole.__module__ = "__main__"
+    gymnasium.register(id="ScriptDefined/CartPole-v0", entry_point=ScriptCartPole, max_episode_steps=50)
+    try:
+        info = describe_env("ScriptDefined/CartPole-v0")
+        assert info.kind == "gym" and not want_processes(None, info, 2)
+        with pytest.raises(EnvError, match=r"entry point is defined in the script being run \(__main__\)"):
+            want_processes(True, info, 2)
+    finally:
+        del gymnasium.registry["ScriptDefined/CartPole-v0"]
+
+
 def test_cli_refuses_env_processes_for_a_native_env():
     from click.testing import CliRunner
 

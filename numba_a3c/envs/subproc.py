@@ -210,8 +210,9 @@ def want_processes(setting, info, threads):
     (:mod:`numba_a3c.worker_processes`): ``setting`` is the ``env_processes`` option. True asks for
     them and raises :class:`EnvError` when they cannot be had; False never; None, the default,
     means yes for a gymnasium environment trained by 2 or more threads where they can be had (a
-    POSIX system, a picklable environment callable), no otherwise: one thread stays in this
-    process, and Atari's emulator and the native environments step with the GIL released."""
+    POSIX system, an environment a fresh interpreter can make: a picklable callable, nothing
+    defined in the script being run), no otherwise: one thread stays in this process, and Atari's
+    emulator and the native environments step with the GIL released."""
     if setting is None:
         if threads < 2 or info.kind != "gym" or not AVAILABLE:
             return False
@@ -234,4 +235,28 @@ def want_processes(setting, info, threads):
             raise EnvError(f"env_processes=True: the environment callable {info.env_id} cannot be pickled to start "
                            f"it in another process (a lambda or a local function?); define it at module level, "
                            f"or train with env_processes=False") from None
+    script = _defined_in_script(info)
+    if script:
+        raise EnvError(f"--env-processes: {info.env_id}'s {script} is defined in the script being run (__main__), "
+                       f"which a worker process does not run; move it into a module of its own, or drop "
+                       f"--env-processes")
     return True
+
+
+def _defined_in_script(info):
+    """What of ``info``'s environment lives in ``__main__`` ("environment callable", "entry point"),
+    or "": pickled, it would name ``__main__.X``, and a worker process's ``__main__`` is not the
+    user's script."""
+    def in_main(obj):
+        module = obj.split(":")[0] if isinstance(obj, str) else getattr(obj, "__module__", None)
+        return module == "__main__"
+
+    if info.maker is not None:
+        return "environment callable" if in_main(info.maker) else ""
+    if info.kind == "gym":
+        import gymnasium
+
+        spec = gymnasium.registry.get(info.env_id)
+        if spec is not None and in_main(spec.entry_point):
+            return "entry point"
+    return ""
