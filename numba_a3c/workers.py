@@ -236,8 +236,8 @@ def steps_holding_gil(env_info, network, processes):
     stepped in this process (its ``step`` holds the GIL) and a network without convolutions (whose
     per-step kernel takes µs). Atari's emulator steps with the GIL released and a conv net's
     forward pass takes long enough to run beside another thread's Python, so both keep the
-    releasing kernel, as do environments in processes of their own (the worker waits for them
-    with the GIL released)."""
+    releasing kernel, as do worker processes (each steps alone in its process, so nothing waits
+    for the GIL it would release)."""
     return (env_info.kind == "gym" and not processes
             and not any(layer["type"] == "conv" for layer in network.layers))
 
@@ -491,8 +491,6 @@ class Workers:
         self.network = network
         self.env_info = env_info
         self.config = config
-        self.learners = [make_learner(shared, network, k) for k in range(shared.n_threads)]
-        self.normalizers = [normalizer(shared, k) for k in range(shared.n_threads)]
         self.threads = []
         self.errors = []           # (thread index, exception)
         self.statuses = [None] * shared.n_threads
@@ -504,6 +502,10 @@ class Workers:
         if self.env_processes and shared.memory is None:
             raise ValueError("worker processes need the run's arrays in shared memory: make the state with "
                              "RunParts.initial_state (numba_a3c.worker_processes.share_state)")
+        # Each thread's learner (its private θ′, dθ and segment buffers); a worker process builds its own.
+        workers_here = 0 if self.env_processes else shared.n_threads
+        self.learners = [make_learner(shared, network, k) for k in range(workers_here)]
+        self.normalizers = [normalizer(shared, k) for k in range(workers_here)]
         self.hold_gil = steps_holding_gil(env_info, network, self.env_processes)
 
     # -- environment start-up, in the main thread (deterministic order)
@@ -514,7 +516,7 @@ class Workers:
         if self.env_processes:
             # All started first, so that they make their environments at the same time; each
             # resets its own into obs[k, 0] (shared memory), as start_python_episode does here.
-            for k in range(len(self.learners)):
+            for k in range(self.shared.n_threads):
                 self._processes[k] = WorkerProcess(self.shared, self.config, self.env_info, self.network, k)
             for p in self._processes:
                 p.wait_ready()
