@@ -45,6 +45,8 @@ class TrainConfig:
     gamma: float = _f(0.99, "discount factor γ")
     t_max: int = _f(5, "segment length: t_max for n-step Q and A3C, I_AsyncUpdate for the one-step methods")
     beta: float = _f(0.01, "entropy weight β (A3C)")
+    value_weight: float = _f(1.0, "weight c_v of the value loss c_v·½(R − V)² (A3C): 1 is the paper's loss; smaller "
+                                  "keeps the value's gradient from swamping a shared body (the generic preset's 0.04)")
     optimizer: str = _f("shared-rmsprop", "shared-rmsprop (the paper's), rmsprop (per-thread statistics) or "
                         "momentum (per-thread momentum SGD)", choices=OPTIMIZERS)
     rms_alpha: float = _f(0.99, "RMSProp decay α (also the momentum coefficient)")

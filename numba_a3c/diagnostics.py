@@ -108,8 +108,9 @@ def discounted_returns(rewards, ends, gamma, tail):
 
 
 def health(network, params, observations, actions, rewards, ends, gamma=0.99, reward_clip=0.0, rms_g=None,
-           rms_eps=0.1, beta=0.01):
-    """The measurements listed in the module docstring, as a dict."""
+           rms_eps=0.1, beta=0.01, value_weight=1.0):
+    """The measurements listed in the module docstring, as a dict (the gradients are those of the
+    run's loss: ``beta`` and ``value_weight`` as it trained with them)."""
     from numba_a3c.nn.losses import VAR_MIN, a3c_loss, gaussian_a3c_loss, q_loss
 
     params = np.ascontiguousarray(params, np.float32)
@@ -180,6 +181,8 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
                  delta[:, network.out_v:network.out_v + 1], np.zeros(A, np.float32), N)
     else:
         q_loss(ws[:, network.out_q:network.out_q + A], acts, targets, delta[:, network.out_q:network.out_q + A], N)
+    if network.out_v >= 0:
+        delta[:N, network.out_v] *= np.float32(value_weight)
     backward_rows(network.table, params, grads, obs, ws, delta, N, network.backward_scratch(N))
     tensors = []
     for p in network.params:
@@ -212,7 +215,7 @@ def checkpoint_health(ckpt, steps=400, seed=0):
     report = health(network, ckpt.theta, obs, actions, rewards, ends, gamma=config.gamma,
                     reward_clip=config.reward_clip,
                     rms_g=g if config.optimizer == "shared-rmsprop" and g.size else None, rms_eps=config.rms_eps,
-                    beta=config.beta)
+                    beta=config.beta, value_weight=config.value_weight)
     report.update(global_step=ckpt.global_step, env=config.env, algo=config.algo, seed=seed)
     return report
 
@@ -307,7 +310,7 @@ def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0, o
     Returns ``(row, alarms)``: the alarms are :func:`verdicts` ``(alarms_only=True)`` of the same report."""
     obs, actions, rewards, ends = collect(network, params, env_info, steps=steps, seed=seed, observations=observations)
     report = health(network, params, obs, actions, rewards * reward_scale, ends, gamma=config.gamma,
-                    reward_clip=config.reward_clip, beta=config.beta)
+                    reward_clip=config.reward_clip, beta=config.beta, value_weight=config.value_weight)
     h = report["heads"]
     entropy = h.get("entropy", h.get("gaussian_entropy", float("nan")))   # a Gaussian policy's is differential
     row = dict(entropy=entropy, value_mean=h["value_mean"], value_rmse=h["value_rmse"],

@@ -89,8 +89,8 @@ def check_config(config):
     _int_range("eval_episodes", c.eval_episodes, 1, MAX_EVAL_EPISODES)
     _int_range("save_every", c.save_every, 0, MAX_STEPS, " (0 saves only at the end)")
     _int_range("seed", c.seed, 0, MAX_SEED)
-    for name in ("lr", "gamma", "beta", "rms_alpha", "rms_eps", "clip_norm", "reward_clip", "log_interval",
-                 "eval_epsilon"):
+    for name in ("lr", "gamma", "beta", "value_weight", "rms_alpha", "rms_eps", "clip_norm", "reward_clip",
+                 "log_interval", "eval_epsilon"):
         _finite(name, getattr(c, name))
     if not 0.0 <= c.eval_epsilon <= 1.0:
         raise ConfigError(f"--eval-epsilon {c.eval_epsilon:g}: must be in [0, 1] (0: greedy evaluation)")
@@ -100,6 +100,9 @@ def check_config(config):
         raise ConfigError(f"--gamma {c.gamma:g}: the discount factor must be in (0, 1], e.g. 0.99")
     if c.beta < 0.0:
         raise ConfigError(f"--beta {c.beta:g}: the entropy weight must be >= 0 (0 turns the entropy bonus off)")
+    if c.value_weight <= 0.0:
+        raise ConfigError(f"--value-weight {c.value_weight:g}: the value loss's weight must be > 0 (1 is the "
+                          "paper's loss; a value that never learns leaves the advantage R − V meaningless)")
     if not 0.0 <= c.rms_alpha < 1.0:
         raise ConfigError(f"--rms-alpha {c.rms_alpha:g}: the RMSProp decay must be in [0, 1), e.g. 0.99")
     if c.rms_eps <= 0.0:

@@ -63,6 +63,7 @@ from numba_a3c.algorithms.state import (
     CF_RMS_ALPHA,
     CF_RMS_EPS,
     CF_SIZE,
+    CF_VALUE_WEIGHT,
     CI_ACTIVATION_SIZE,
     CI_ALGO,
     CI_ANNEAL_LR,
@@ -295,6 +296,7 @@ def make_config_arrays(config, network):
     cf[CF_RMS_ALPHA] = config.rms_alpha
     cf[CF_RMS_EPS] = config.rms_eps
     cf[CF_BETA] = config.beta
+    cf[CF_VALUE_WEIGHT] = config.value_weight
     cf[CF_CLIP_NORM] = config.clip_norm
     cf[CF_REWARD_CLIP] = config.reward_clip
     cf[CF_INPUT_SCALE] = network.spec.input_scale

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from numba_a3c import a3c_numpy as ref
+from numba_a3c.algorithms import a3c
 from numba_a3c.algorithms.learner import act, begin_segment, end_segment, observe
 from numba_a3c.algorithms.state import (
     C_T,
     C_TARGET_NEXT,
     C_TARGET_UPDATES,
+    CF_VALUE_WEIGHT,
     CI_TARGET_INTERVAL,
     TF_EPS_FINAL,
     TI_LOCAL_FRESH,
@@ -101,6 +103,32 @@ def test_a3c_segment_matches_reference(terminal):
                                         terminal, gamma=cfg.gamma, beta=cfg.beta, lr=cfg.lr, clip_norm=0.0)
     np.testing.assert_allclose(shared.theta, as_flat(net, expected), rtol=2e-5, atol=2e-6)
     assert shared.counters[C_T] == 4
+
+
+def test_value_weight_scales_the_value_term_and_nothing_else():
+    """--value-weight c_v: dθ = g_π + c_v g_V and L = L_π − βH + c_v L_V, so both are affine in c_v;
+    the policy head's gradient does not depend on it and the value head's is proportional to it."""
+    cfg, net, shared, L = make("a3c")
+    play_segment(L, 4, REWARDS)
+    weights = (1.0, 0.5, 0.25)
+    grads, losses = [], []
+    for c_v in weights:
+        L.config_f[CF_VALUE_WEIGHT] = c_v
+        L.grads[:] = 0.0
+        L.delta[:] = 0.0                                 # as end_segment does before segment_gradient
+        losses.append(a3c.segment_gradient(L, 4))
+        grads.append(net.views(L.grads.astype(np.float64).copy()))
+    assert cfg.value_weight == 1.0                       # the paper's loss unless asked otherwise
+    g_v = {k: (grads[0][k] - grads[1][k]) / 0.5 for k in grads[0]}      # the value term's gradient
+    assert np.abs(g_v["fc1/W"]).max() > 1e-3             # the shared body gets some of it
+    for j, c_v in enumerate(weights):
+        for k in grads[0]:
+            np.testing.assert_allclose(grads[j][k], grads[0][k] - (1.0 - c_v) * g_v[k], rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(grads[j]["pi/W"], grads[0]["pi/W"])
+        np.testing.assert_allclose(grads[j]["v/W"], c_v * grads[0]["v/W"], rtol=1e-6, atol=1e-7)
+    value_loss = (losses[0] - losses[1]) / 0.5
+    assert value_loss > 0
+    np.testing.assert_allclose(losses[2], losses[0] - 0.75 * value_loss, rtol=1e-5)
 
 
 @pytest.mark.parametrize("terminal", [False, True])

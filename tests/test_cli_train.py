@@ -125,9 +125,9 @@ def test_help_lists_the_options():
     result = CliRunner().invoke(cli, ["train", "--help"])
     assert result.exit_code == 0
     for option in ("--algo", "--env", "--threads", "--steps", "--lr", "--gamma", "--t-max", "--seed", "--out",
-                   "--beta", "--optimizer", "--rms-alpha", "--rms-eps", "--clip-norm", "--target-interval",
-                   "--eps-anneal-steps", "--network", "--hidden", "--eval-every", "--eval-episodes", "--gym",
-                   "--resume", "--quiet"):
+                   "--beta", "--value-weight", "--optimizer", "--rms-alpha", "--rms-eps", "--clip-norm",
+                   "--target-interval", "--eps-anneal-steps", "--network", "--hidden", "--eval-every",
+                   "--eval-episodes", "--gym", "--resume", "--quiet"):
         assert option in result.output, option
     assert "a3c" in result.output and "sarsa" in result.output
 

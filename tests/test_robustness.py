@@ -117,6 +117,8 @@ BAD_INPUTS = [
     (["--t-max", "100000"], "--t-max 100,000"),
     (["--clip-norm", "-1"], "--clip-norm -1"),
     (["--beta", "-0.1"], "--beta -0.1"),
+    (["--value-weight", "0"], "--value-weight 0: the value loss's weight must be > 0"),
+    (["--value-weight", "inf"], "--value-weight inf: must be a finite number"),
     (["--rms-alpha", "1"], "--rms-alpha 1"),
     (["--rms-eps", "0"], "--rms-eps 0"),
     (["--eval-episodes", "0"], "--eval-episodes 0"),

@@ -9,8 +9,14 @@ Per thread::
     for i = t−1 down to t_start:
         R ← r_i + γ R;   A ← R − V(s_i; θ′)
         dθ ← dθ + ∇θ′ log π(a_i|s_i; θ′) A + β ∇θ′ H(π(s_i; θ′))      (policy, ascent)
-        dθ ← dθ + ∂(½ A²)/∂θ′                                           (value, descent)
+        dθ ← dθ + c_v ∂(½ A²)/∂θ′                                       (value, descent)
     apply dθ to θ
+
+c_v is ``--value-weight`` (1, the paper's loss, unless a preset says otherwise). Where the body is
+shared, a value whose targets are far from 1 in size (MountainCar-v0's returns near −86) sends the
+body a gradient that swamps the policy's; the generic preset's c_v = 0.04 shrinks that share
+(README, "MountainCar-v0 with the generic defaults"). c_v scales ∂L/∂V only; the advantage A that
+the policy term reads is unchanged.
 
 The policy and the value share the body; π is a softmax head (or, for Box actions, a Gaussian
 with a linear mean μ and a softplus variance per dimension: :func:`gaussian_segment_loss`), V a
@@ -20,9 +26,12 @@ target network. A time-limit truncation is not terminal: R bootstraps from V(s_t
 states were computed while acting, under the same θ′, and are reused by the backward pass.
 """
 
+import numpy as np
+
 from numba_a3c.algorithms.state import (
     CF_BETA,
     CF_GAMMA,
+    CF_VALUE_WEIGHT,
     CI_GAUSSIAN,
     CI_N_ACTIONS,
     CI_OUT_ACTION,
@@ -44,7 +53,7 @@ from numba_a3c.targets import n_step_returns
 
 @njit(nogil=True, cache=True, inline="always")
 def segment_gradient(L, n):
-    """dθ′ for the segment s_0 … s_{n−1}; returns the total loss (policy − β·entropy + value)."""
+    """dθ′ for the segment s_0 … s_{n−1}; returns the total loss (policy − β·entropy + c_v·value)."""
     A = L.config_i[CI_N_ACTIONS]
     pi_off = L.config_i[CI_OUT_PI]
     v_off = L.config_i[CI_OUT_V]
@@ -65,8 +74,11 @@ def segment_gradient(L, n):
             L.ws[:, pi_off:pi_off + A], L.ws[:, v_off:v_off + 1], L.actions, L.returns, beta,
             L.delta[:, pi_off:pi_off + A], L.delta[:, v_off:v_off + 1], L.scratch[A:2 * A], n,
         )
+    c_v = np.float32(L.config_f[CF_VALUE_WEIGHT])
+    for i in range(n):
+        L.delta[i, v_off] *= c_v                               # ∂(c_v·½A²)/∂V = c_v (V − R)
     backward_rows(L.table, L.theta_local, L.grads, L.obs, L.ws, L.delta, n, L.backward_scratch)
-    loss = policy_loss - beta * entropy + value_loss
+    loss = policy_loss - beta * entropy + c_v * value_loss
     L.thread_f[TF_LOSS] = loss
     L.thread_f[TF_ENTROPY] = entropy / n
     L.thread_f[TF_VALUE] = value / n

@@ -72,7 +72,8 @@ CF_BETA = 4               # entropy weight β (A3C)
 CF_CLIP_NORM = 5          # max global gradient norm (0: no clipping)
 CF_REWARD_CLIP = 6        # clip training rewards to [−c, c] (0: no clipping)
 CF_INPUT_SCALE = 7        # observation scale (1/255 for uint8 frames)
-CF_SIZE = 8
+CF_VALUE_WEIGHT = 8       # weight c_v of the value loss ½(R − V)² (A3C)
+CF_SIZE = 9
 # A Gaussian policy's config_f has 2·D more entries after CF_SIZE: for each action dimension k,
 # config_f[CF_SIZE + 2k] is the centre c_k of its bounds and config_f[CF_SIZE + 2k + 1] the
 # half-width h_k (0: unbounded); the environment is sent c_k + h_k · clip(a_k, −1, 1).
