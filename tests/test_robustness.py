@@ -427,7 +427,20 @@ def _interrupt_at_event(k):
 def test_interrupted_save_leaves_the_old_checkpoint_intact(tmp_path):
     """An interrupt at any point of checkpoint.save leaves the previous file whole and no temporary
     file behind. The interrupt is injected deterministically at evenly spaced Python events of the
-    save (a timer signal depends on the machine's speed: on a fast one, every save finished first)."""
+    save (a timer signal depends on the machine's speed: on a fast one, every save finished first).
+
+    In a process of its own: an exception raised by a trace function between a lock's acquisition
+    and the ``with`` block that releases it can leave the lock held, and it once left h5py's global
+    lock owned by pytest's main thread, so that a later test's evaluation thread waited for it
+    forever (reproduced by running this test before tests/test_cli_train.py)."""
+    child = subprocess.run([sys.executable, "-c", "import sys, pathlib; sys.path.insert(0, sys.argv[1]); "
+                            "import test_robustness as t; t.interrupted_saves(pathlib.Path(sys.argv[2]))",
+                            str(Path(__file__).parent), str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stdout + child.stderr
+
+
+def interrupted_saves(tmp_path):
+    """The body of the test above, run in a child process."""
     config = resolve(dict(threads=2, steps=1000, eval_every=0))
     trainer = Trainer(config, final_eval=False)
     path = tmp_path / "latest.h5"
