@@ -50,6 +50,7 @@ a good one was.
 
 import contextlib
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -68,6 +69,46 @@ EVALUATION_COLUMNS = ("global_step", "mean", "std", "min", "max", "episodes", "w
 
 
 MAX_EXPANSION = 1100   # bytes of data per byte of file a dataset can hold at most (gzip's limit is ~1,032)
+
+# The file's first USERBLOCK bytes are an HDF5 user block (HDF5 and h5py skip it): CHECKSUM_MAGIC,
+# then the SHA-256 of every byte after the block, in hex, then zeros. load() checks it before the
+# HDF5 library reads anything, so a damaged or truncated file is a one-line error, never a crash
+# inside the library (a fuzzed file once made it segfault). Files without the magic (written
+# before the block existed) are read unchecked.
+USERBLOCK = 512
+CHECKSUM_MAGIC = b"numba_a3c checkpoint sha256 "
+
+
+def _checksum_header(body):
+    """The user block for a file whose bytes after it are ``body``."""
+    header = CHECKSUM_MAGIC + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n"
+    return header + bytes(USERBLOCK - len(header))
+
+
+def _verify_checksum(path):
+    """CheckpointError if ``path`` has a checksum block that does not match the bytes after it."""
+    with open(path, "rb") as fh:
+        head = fh.read(USERBLOCK)
+        if not head.startswith(CHECKSUM_MAGIC):
+            return
+        body = fh.read()
+    if len(head) < USERBLOCK or _checksum_header(body) != head:
+        raise CheckpointError(f"{path} is damaged: its SHA-256 checksum does not match its contents (truncated, "
+                              f"overwritten, or edited after asyncrl wrote it); use another checkpoint, e.g. best.h5 "
+                              f"or an earlier one (after an edit on purpose, numba_a3c.checkpoint.reseal(PATH))")
+
+
+def reseal(path):
+    """Accept the present contents of the checkpoint ``path``: write the checksum of its bytes into its
+    user block. For a file changed on purpose with h5py (which keeps the block but not the sum)."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    if not data.startswith(CHECKSUM_MAGIC) or len(data) < USERBLOCK:
+        raise CheckpointError(f"{path} has no checksum block to reseal (written before checksums, or not a "
+                              f"numba_a3c checkpoint)")
+    data[:USERBLOCK] = _checksum_header(bytes(data[USERBLOCK:]))
+    with _atomic(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
 
 
 class CheckpointError(ValueError):
@@ -146,10 +187,12 @@ def _new_hdf5_file(path):
     import h5py
 
     buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as f:
+    with h5py.File(buffer, "w", userblock_size=USERBLOCK) as f:
         yield f
+    data = buffer.getbuffer()
+    data[:USERBLOCK] = _checksum_header(data[USERBLOCK:])
     with _atomic(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(buffer.getbuffer())
+        fh.write(data)
 
 
 def _publish(tmp, path):
@@ -405,6 +448,7 @@ def load(path, whole_log=True):
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; give the checkpoint file (e.g. {path}/latest.h5)")
     try:
+        _verify_checksum(path)
         is_hdf5 = h5py.is_hdf5(path)
     except (OSError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None

@@ -148,8 +148,20 @@ def test_bad_files_get_one_line_reasons(trained, tmp_path):
     newer.write_bytes(data)
     with h5py.File(newer, "a") as f:
         f.attrs["format_version"] = checkpoint.FORMAT_VERSION + 1
-    with pytest.raises(CheckpointError, match="newer"):
+    with pytest.raises(CheckpointError, match="its SHA-256 checksum does not match"):
+        checkpoint.load(newer)                       # an edit is caught like damage ...
+    checkpoint.reseal(newer)                         # ... until it is accepted
+    with pytest.raises(CheckpointError, match="newer than this numba_a3c"):
         checkpoint.load(newer)
+    for at in (40, len(data) // 3, len(data) - 5):   # the checksum itself, the middle, the end
+        flipped = bytearray(data)
+        flipped[at] ^= 0x10
+        damaged = tmp_path / "flipped.h5"
+        damaged.write_bytes(bytes(flipped))
+        with pytest.raises(CheckpointError, match="is damaged: its SHA-256 checksum does not match"):
+            checkpoint.load(damaged)
+    with pytest.raises(CheckpointError, match="is damaged: its SHA-256 checksum"):
+        checkpoint.load(truncated)
     with pytest.raises(CheckpointError, match="directory"):
         checkpoint.load(tmp_path)
 
