@@ -32,6 +32,9 @@ Format version 1 (see docs/checkpoint-format.md for the reader's guide)::
                            obs_mean, obs_var (D,) float64 (empty when observations are not
                            normalised), thread_return (threads,) float64: each thread's discounted R.
                            The network reads clip((x − obs_mean) / √(obs_var + epsilon), ±obs_clip)
+    /value_scale           written when --normalize-value was on (A3C): attrs mean, std (the value is
+                           V = std · v + mean, v the output of the head ``v``), count, second_moment,
+                           rate, std_min: the moving statistics of the returns
     /log/episodes          (n, 5) float64, appendable, gzip: global_step, thread, return, length, wall_time;
                            attrs log_first_row, csv_rows, csv_bytes (below)
     /log/evaluations       (n, 7) float64, appendable: global_step, mean, std, min, max, episodes, wall_time
@@ -61,6 +64,7 @@ from pathlib import Path
 
 import numpy as np
 
+from numba_a3c.algorithms.state import CF_VALUE_RATE, CI_NORMALIZE_VALUE
 from numba_a3c.episode_log import EPISODE_COLUMNS, read_rows
 
 FORMAT_NAME = "numba_a3c checkpoint"
@@ -140,6 +144,7 @@ class Checkpoint:
     norm_stats: np.ndarray | None = None        # numba_a3c.normalize's shared statistics (S_* layout), or None
     norm_config: np.ndarray | None = None       # its settings (NC_* layout)
     norm_ret: np.ndarray | None = None          # (threads, 1): each thread's discounted return R
+    value_stats: np.ndarray | None = None       # --normalize-value's return statistics (VS_* layout), or None
 
     def frozen_observations(self):
         """The observation normalisation this checkpoint's policy expects
@@ -337,6 +342,10 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
                 from numba_a3c.normalize import write_group
 
                 write_group(f.create_group("normalizer"), shared.norm_stats, shared.norm_config, shared.norm_ret)
+            if shared.value_stats is not None and shared.config_i[CI_NORMALIZE_VALUE] != 0:
+                from numba_a3c.normalize import write_value_group
+
+                write_value_group(f.create_group("value_scale"), shared.value_stats, shared.config_f[CF_VALUE_RATE])
             log = f.create_group("log")
             ds = _log_dataset(log, "episodes", episodes, EPISODE_COLUMNS)
             for k, v in (log_attrs or {}).items():
@@ -440,7 +449,7 @@ def load(path, whole_log=True):
 
     from numba_a3c.config import TrainConfig
     from numba_a3c.nn.network import Network, NetworkSpec
-    from numba_a3c.normalize import read_group
+    from numba_a3c.normalize import read_group, read_value_group
 
     path = Path(path)
     if not path.exists():
@@ -492,6 +501,7 @@ def load(path, whole_log=True):
                 recurrent_state=read(st["recurrent_state"]) if "recurrent_state" in st else None,
                 **(dict(zip(("norm_stats", "norm_config", "norm_ret"), read_group(f["normalizer"])))
                    if "normalizer" in f else {}),
+                value_stats=read_value_group(f["value_scale"]) if "value_scale" in f else None,
                 attrs={**{k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
                        "at_rest": bool(st.attrs.get("at_rest", False)),
                        "optimizer_omitted": "omitted" in f["optimizer"].attrs,

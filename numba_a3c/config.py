@@ -46,7 +46,7 @@ class TrainConfig:
     t_max: int = _f(5, "segment length: t_max for n-step Q and A3C, I_AsyncUpdate for the one-step methods")
     beta: float = _f(0.01, "entropy weight β (A3C)")
     value_weight: float = _f(1.0, "weight c_v of the value loss c_v·½(R − V)² (A3C): 1 is the paper's loss; smaller "
-                                  "keeps the value's gradient from swamping a shared body (the generic preset's 0.04)")
+                                  "keeps the value's gradient from swamping a shared body")
     optimizer: str = _f("shared-rmsprop", "shared-rmsprop (the paper's), rmsprop (per-thread statistics) or "
                         "momentum (per-thread momentum SGD)", choices=OPTIMIZERS)
     rms_alpha: float = _f(0.99, "RMSProp decay α (also the momentum coefficient)")
@@ -61,6 +61,11 @@ class TrainConfig:
     normalize_reward: bool = _f(False, "give the learner rewards divided by a running standard deviation of the "
                                 "discounted return, clipped to +-10; logged returns stay raw (the generic preset's "
                                 "choice)")
+    normalize_value: bool = _f(False, "A3C: the value head learns returns normalised by their moving mean and "
+                               "standard deviation, rescaled so that V is unchanged when those move (PopArt)")
+    normalize_advantage: bool = _f(False, "with --normalize-value, the policy reads the advantage in the same "
+                                   "normalised units, A/σ (else in the rewards' own)")
+    value_rate: float = _f(1e-4, "step size of the moving mean and variance of --normalize-value's returns")
     network: str = _f("mlp", "network: mlp (vector observations), conv (small images), atari (4x84x84 frames), "
                       "lstm (the MLP body, then an LSTM of the last --hidden size; a3c only), atari-lstm (the atari "
                       "body, then 256 LSTM cells; a3c only) or auto (conv for image observations, else mlp; the "
@@ -160,8 +165,9 @@ def resolve(overrides):
     values["env"], values["algo"] = env, algo
     if values.get("nodes"):
         # The normaliser's statistics live in one process, so a preset's normalisation (the generic
-        # preset's normalize_obs) yields to --nodes; asked for explicitly, validation refuses the pair.
-        for key in ("normalize_obs", "normalize_reward"):
+        # preset's normalize_obs and normalize_value) yields to --nodes; asked for explicitly,
+        # validation refuses the pair.
+        for key in ("normalize_obs", "normalize_reward", "normalize_value", "normalize_advantage"):
             if key not in overrides:
                 values[key] = False
     return TrainConfig.from_dict(values)

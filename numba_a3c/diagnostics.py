@@ -108,9 +108,11 @@ def discounted_returns(rewards, ends, gamma, tail):
 
 
 def health(network, params, observations, actions, rewards, ends, gamma=0.99, reward_clip=0.0, rms_g=None,
-           rms_eps=0.1, beta=0.01, value_weight=1.0):
+           rms_eps=0.1, beta=0.01, value_weight=1.0, value_scale=(0.0, 1.0)):
     """The measurements listed in the module docstring, as a dict (the gradients are those of the
-    run's loss: ``beta`` and ``value_weight`` as it trained with them)."""
+    run's loss: ``beta`` and ``value_weight`` as it trained with them; ``value_scale`` (μ, σ) of a run
+    with ``--normalize-value``, whose value head outputs v̂ with V = σ v̂ + μ, and whose loss reads
+    returns in the same units, (G − μ)/σ)."""
     from numba_a3c.nn.losses import VAR_MIN, a3c_loss, gaussian_a3c_loss, q_loss
 
     params = np.ascontiguousarray(params, np.float32)
@@ -148,12 +150,12 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         entropy = -np.sum(p * np.log(np.maximum(p, 1e-30)), axis=1)
-        estimate = ws[:, network.out_v].astype(np.float64)
+        estimate = value_scale[1] * ws[:, network.out_v].astype(np.float64) + value_scale[0]
         heads.update(entropy=float(entropy.mean()), max_entropy=float(np.log(A)),
                      most_likely_action_share=float(np.bincount(p.argmax(axis=1), minlength=A).max() / N))
     elif network.out_mu >= 0:
         var = np.logaddexp(0.0, ws[:, network.out_sigma:network.out_sigma + A].astype(np.float64)) + float(VAR_MIN)
-        estimate = ws[:, network.out_v].astype(np.float64)
+        estimate = value_scale[1] * ws[:, network.out_v].astype(np.float64) + value_scale[0]
         heads.update(gaussian_entropy=float(np.mean(np.sum(0.5 * np.log(2 * np.pi * np.e * var), axis=1))),
                      sigma_mean=float(np.mean(np.sqrt(var))))
     else:
@@ -169,7 +171,7 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
                  explained_variance=float(1.0 - np.var(err) / var_g) if var_g > 0 else None)
 
     grads = np.zeros(network.n_params, np.float32)
-    targets = G.astype(np.float32)
+    targets = ((G - value_scale[0]) / value_scale[1] if network.out_v >= 0 else G).astype(np.float32)
     acts = np.ascontiguousarray(actions, np.int64 if network.out_mu < 0 else np.float32)
     if network.out_mu >= 0:
         mu, sg, v = network.out_mu, network.out_sigma, network.out_v
@@ -197,6 +199,13 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
                 heads=heads, tensors=tensors)
 
 
+def value_moments_of(value_stats):
+    """(μ, σ) of a run's ``--normalize-value`` statistics, or (0, 1) (V read as it is) for None."""
+    from numba_a3c.normalize import value_moments
+
+    return (0.0, 1.0) if value_stats is None else tuple(float(x) for x in value_moments(value_stats))
+
+
 def checkpoint_health(ckpt, steps=400, seed=0):
     """:func:`health` of a loaded checkpoint on ``steps`` steps of its own environment, played with
     its policy (sampled from π for A3C, ε-greedy with ε 0.05 for the Q methods)."""
@@ -215,7 +224,7 @@ def checkpoint_health(ckpt, steps=400, seed=0):
     report = health(network, ckpt.theta, obs, actions, rewards, ends, gamma=config.gamma,
                     reward_clip=config.reward_clip,
                     rms_g=g if config.optimizer == "shared-rmsprop" and g.size else None, rms_eps=config.rms_eps,
-                    beta=config.beta, value_weight=config.value_weight)
+                    beta=config.beta, value_weight=config.value_weight, value_scale=value_moments_of(ckpt.value_stats))
     report.update(global_step=ckpt.global_step, env=config.env, algo=config.algo, seed=seed)
     return report
 
@@ -300,17 +309,19 @@ HEALTH_FRAMES = 256   # frames played for each row of a run's health.csv
 
 
 def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0, observations=None,
-               reward_scale=1.0):
+               reward_scale=1.0, value_stats=None):
     """One row of a run's ``health.csv``: ({column: value}) from :func:`health` on ``steps`` frames
     played by the policy ``params``: the policy's entropy (A3C; for a Gaussian policy the
     differential entropy Σ_k ½ log 2πeσ²_k, which can be negative), the value estimate's RMS error
     and explained variance, and per hidden layer the share of dead units, of active outputs and
     the RMS of its outputs (``conv1_dead``, ``conv1_active``, ``conv1_rms`` …). A run that
-    normalises passes its frozen ``observations`` and the ``reward_scale`` its value head learned with.
+    normalises passes its frozen ``observations``, the ``reward_scale`` its value head learned with and
+    its ``value_stats`` (``--normalize-value``).
     Returns ``(row, alarms)``: the alarms are :func:`verdicts` ``(alarms_only=True)`` of the same report."""
     obs, actions, rewards, ends = collect(network, params, env_info, steps=steps, seed=seed, observations=observations)
     report = health(network, params, obs, actions, rewards * reward_scale, ends, gamma=config.gamma,
-                    reward_clip=config.reward_clip, beta=config.beta, value_weight=config.value_weight)
+                    reward_clip=config.reward_clip, beta=config.beta, value_weight=config.value_weight,
+                    value_scale=value_moments_of(value_stats))
     h = report["heads"]
     entropy = h.get("entropy", h.get("gaussian_entropy", float("nan")))   # a Gaussian policy's is differential
     row = dict(entropy=entropy, value_mean=h["value_mean"], value_rmse=h["value_rmse"],

@@ -56,7 +56,7 @@ COUNTED = (TI_STEPS, TI_EPISODES, TI_UPDATES)   # thread_i columns that count up
 
 def check_nodes(config):
     """ConfigError for a node layout that cannot run: nodes 0..1024, intervals ≥ 0, one of them > 0,
-    no observation or reward normalisation (their statistics are not exchanged)."""
+    no observation, reward or value normalisation (their statistics are not exchanged)."""
     from numba_a3c.validation import _finite, _int_range
 
     _int_range("nodes", config.nodes, 0, MAX_NODES, " (0 trains in this process, without Ray)")
@@ -70,6 +70,9 @@ def check_nodes(config):
     if config.nodes and (config.normalize_obs or config.normalize_reward):
         raise ConfigError("--normalize-obs and --normalize-reward do not run on --nodes yet (their statistics live in "
                           "one process): add --no-normalize-obs --no-normalize-reward")
+    if config.nodes and config.normalize_value and config.algo == "a3c":
+        raise ConfigError("--normalize-value does not run on --nodes yet (each node would rescale the value head by "
+                          "statistics of its own): add --no-normalize-value")
 
 
 def node_seed(seed, node, incarnation):

@@ -57,7 +57,7 @@ class Evaluations:
         self.save_best = save_best
         self.health_file = health_file   # () -> the path of health.csv, or None: where each evaluation logs health
         # () -> (FrozenObservations or None, reward scale): a snapshot of the run's normalisation
-        self.normalization = normalization or (lambda: (None, 1.0))
+        self.normalization = normalization or (lambda: (None, 1.0, None))
         self.rows = []              # every evaluation of the run (earlier sessions too), as checkpoint rows
         self.session = []           # Evaluation objects of this session
         self.best_mean = -math.inf  # the best mean return so far: an evaluation above it writes best.h5
@@ -84,7 +84,7 @@ class Evaluations:
     def evaluate_now(self, params, steps, wall, report=True):
         """Evaluate ``params`` (``eval_episodes`` episodes, greedy or ε-greedy) and record the result."""
         eps = self.config.eval_epsilon
-        observations, scale = self.normalization()
+        observations, scale, value_stats = self.normalization()
         returns, _ = evaluate(self.network, params, self.env_info, episodes=self.config.eval_episodes,
                               mode="epsilon" if eps > 0 else "greedy", epsilon=eps,
                               seed=self.config.seed + 7919 * (len(self.rows) + 1), observations=observations)
@@ -96,12 +96,12 @@ class Evaluations:
             self.rows.append(ev.row())
             if ev.mean > self.best_mean and self.save_best is not None and self.save_best(params):
                 self.best_mean = ev.mean
-        ev.health_alarms = self._log_health(params, steps, wall, observations, scale)
+        ev.health_alarms = self._log_health(params, steps, wall, observations, scale, value_stats)
         if report and self.on_eval is not None:
             self.on_eval(ev)
         return ev
 
-    def _log_health(self, params, steps, wall, observations=None, reward_scale=1.0):
+    def _log_health(self, params, steps, wall, observations=None, reward_scale=1.0, value_stats=None):
         """Append the network's health on frames its policy plays (numba_a3c.diagnostics) to health.csv;
         returns its alarms (a tuple of readings of a dying or dead network, usually empty)."""
         path = None if self.health_file is None else self.health_file()
@@ -111,7 +111,7 @@ class Evaluations:
 
         row, alarms = health_row(self.network, params, self.env_info, self.config,
                                  seed=self.config.seed + len(self.rows), observations=observations,
-                                 reward_scale=reward_scale)
+                                 reward_scale=reward_scale, value_stats=value_stats)
         with self._lock:
             if not self._closed:
                 append_health(path, steps, wall, row)

@@ -275,11 +275,17 @@ def normalization_summary(ckpt):
         reward_scale,
     )
 
+    values = None
+    if ckpt.value_stats is not None:
+        from numba_a3c.normalize import value_moments
+
+        mean, std = value_moments(ckpt.value_stats)
+        values = dict(count=int(ckpt.value_stats[0]), mean=_finite(mean), std=_finite(std))
     if ckpt.norm_stats is None:
-        return None
+        return None if values is None else dict(observations=None, rewards=None, values=values)
     frozen = ckpt.frozen_observations()
     st, cf = ckpt.norm_stats, ckpt.norm_config
-    out = dict(observations=None, rewards=None)
+    out = dict(observations=None, rewards=None, values=values)
     if frozen is not None:
         D = (len(frozen.stats) - S_SIZE) // 2
         mean, var = frozen.stats[S_SIZE:S_SIZE + D], frozen.stats[S_SIZE + D:]
@@ -435,7 +441,11 @@ def format_summary(s):
         out.append(f"reward scaling (--normalize-reward): std of the discounted return {_g(rw['return_std'])} "
                    f"over {rw['count']:,} steps; the learner's rewards are r × {_g(rw['scale'])}, clipped to "
                    f"±{rw['clip']:g}")
-    if nz and (nz["observations"] or nz["rewards"]):
+    if nz and nz.get("values"):
+        vs = nz["values"]
+        out.append(f"value normalisation (--normalize-value): returns of mean {_g(vs['mean'])} and std "
+                   f"{_g(vs['std'])} over {vs['count']:,}; V = std × (the value head's output) + mean")
+    if nz and (nz["observations"] or nz["rewards"] or nz.get("values")):
         out.append("")
     bins = s["learning_curve"]["bins"]
     has_episodes = any(b["episodes"] for b in bins)

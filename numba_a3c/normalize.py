@@ -42,6 +42,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from numba_a3c.algorithms.state import VS_COUNT, VS_MEAN, VS_SECOND, VS_SIZE
 from numba_a3c.jit import njit
 
 OBS_CLIP = 5.0          # c: a normalised observation component lies in [−c, c]
@@ -221,3 +222,36 @@ def read_group(group):
     for name, k in GROUP_STATS.items():
         stats[k] = float(group.attrs[name])
     return stats, config, np.asarray(group["thread_return"][()], np.float64).reshape(-1, 1)
+
+
+# ----------------------------------------------------------------------------- values (--normalize-value)
+VALUE_STD_MIN = 1e-2    # σ_min: returns that stopped varying must not scale the value head up without bound
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def value_moments(stats):
+    """(μ, σ) of the returns V has learned from (``value_stats``, VS_* layout): V = σ v̂ + μ, v̂ the
+    value head's output; σ = √max(ν − μ², σ_min²). (0, 1) before any return was seen."""
+    if stats[VS_COUNT] == 0.0:
+        return 0.0, 1.0
+    mean = stats[VS_MEAN]
+    return mean, np.sqrt(max(stats[VS_SECOND] - mean * mean, VALUE_STD_MIN * VALUE_STD_MIN))
+
+
+def write_value_group(group, stats, rate):
+    """The checkpoint's /value_scale group (docs/checkpoint-format.md): attrs mean and std (V = std ·
+    v + mean, v the value head's output), count, second_moment, rate and std_min."""
+    s = np.asarray(stats, np.float64).copy()
+    mean, std = value_moments(s)
+    for name, value in (("mean", mean), ("std", std), ("count", s[VS_COUNT]), ("second_moment", s[VS_SECOND]),
+                        ("rate", rate), ("std_min", VALUE_STD_MIN)):
+        group.attrs[name] = float(value)
+
+
+def read_value_group(group):
+    """The ``value_stats`` array (VS_* layout) of a group :func:`write_value_group` wrote."""
+    stats = np.zeros(VS_SIZE, np.float64)
+    stats[VS_COUNT] = float(group.attrs["count"])
+    stats[VS_MEAN] = float(group.attrs["mean"])
+    stats[VS_SECOND] = float(group.attrs["second_moment"])
+    return stats

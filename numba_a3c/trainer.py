@@ -55,6 +55,7 @@ from numba_a3c.algorithms.state import (
     C_TARGET_NEXT,
     C_TARGET_UPDATES,
     CI_BUDGET,
+    CI_NORMALIZE_VALUE,
     DIVERGED,
     TF_GRAD_NORM,
     TF_LOSS,
@@ -196,6 +197,8 @@ class Trainer:
                                  f"expected {sh.norm_stats.shape}; it is damaged")
             sh.norm_stats[:] = ckpt.norm_stats     # the running observation and return statistics
             sh.norm_ret[:] = ckpt.norm_ret
+        if ckpt.value_stats is not None:
+            sh.value_stats[:] = ckpt.value_stats       # --normalize-value: the scale the value head is in
         sh.config_i[CI_BUDGET] = self.config.steps
         self.episodes.restore(ckpt.episodes, int(ckpt.attrs.get("log_first_row", 0)), sh.thread_i[:, TI_EPISODES])
         self.evals.restore(ckpt.evaluations)
@@ -258,12 +261,14 @@ class Trainer:
 
     def normalization(self):
         """A snapshot of the run's normalisation for an evaluation: (FrozenObservations or None, the
-        reward scale 1/√(σ_R² + ε) or 1); numba_a3c.normalize."""
+        reward scale 1/√(σ_R² + ε) or 1, a copy of --normalize-value's statistics or None);
+        numba_a3c.normalize."""
         from numba_a3c.normalize import FrozenObservations, reward_scale
 
         sh = self.shared
-        return FrozenObservations.from_stats(sh.norm_stats, sh.norm_config), reward_scale(sh.norm_stats,
-                                                                                          sh.norm_config)
+        values = sh.value_stats.copy() if sh.config_i[CI_NORMALIZE_VALUE] != 0 else None
+        return (FrozenObservations.from_stats(sh.norm_stats, sh.norm_config),
+                reward_scale(sh.norm_stats, sh.norm_config), values)
 
     def request_stop(self):
         """Ask a running ``run()`` to stop: workers end at their next step, the run saves and

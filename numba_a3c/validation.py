@@ -89,8 +89,8 @@ def check_config(config):
     _int_range("eval_episodes", c.eval_episodes, 1, MAX_EVAL_EPISODES)
     _int_range("save_every", c.save_every, 0, MAX_STEPS, " (0 saves only at the end)")
     _int_range("seed", c.seed, 0, MAX_SEED)
-    for name in ("lr", "gamma", "beta", "value_weight", "rms_alpha", "rms_eps", "clip_norm", "reward_clip",
-                 "log_interval", "eval_epsilon"):
+    for name in ("lr", "gamma", "beta", "value_weight", "value_rate", "rms_alpha", "rms_eps", "clip_norm",
+                 "reward_clip", "log_interval", "eval_epsilon"):
         _finite(name, getattr(c, name))
     if not 0.0 <= c.eval_epsilon <= 1.0:
         raise ConfigError(f"--eval-epsilon {c.eval_epsilon:g}: must be in [0, 1] (0: greedy evaluation)")
@@ -103,6 +103,12 @@ def check_config(config):
     if c.value_weight <= 0.0:
         raise ConfigError(f"--value-weight {c.value_weight:g}: the value loss's weight must be > 0 (1 is the "
                           "paper's loss; a value that never learns leaves the advantage R − V meaningless)")
+    if not 0.0 < c.value_rate <= 1.0:
+        raise ConfigError(f"--value-rate {c.value_rate:g}: the step size of --normalize-value's moving averages must "
+                          "be in (0, 1], e.g. 1e-4")
+    if c.normalize_advantage and not c.normalize_value:
+        raise ConfigError("--normalize-advantage reads the advantage in --normalize-value's units: add "
+                          "--normalize-value")
     if not 0.0 <= c.rms_alpha < 1.0:
         raise ConfigError(f"--rms-alpha {c.rms_alpha:g}: the RMSProp decay must be in [0, 1), e.g. 0.99")
     if c.rms_eps <= 0.0:

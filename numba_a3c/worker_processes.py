@@ -10,7 +10,8 @@ map. The paper's threads become processes; nothing else changes.
 
 Shared by every worker process (and the parent), written WITHOUT locks
     θ ``theta``, the RMSProp statistics ``opt_shared``, θ⁻ ``theta_target``, the normalisation
-    statistics ``norm_stats``: exactly as between threads (workers.py), Hogwild across processes.
+    statistics ``norm_stats`` and ``value_stats``: exactly as between threads (workers.py), Hogwild across
+    processes.
 Shared and written atomically
     ``counters`` (the global step T, the θ⁻ refresh, the stop flag, the status): the atomic add and
     compare-and-swap of :mod:`numba_a3c.atomics` are the CPU's instructions on a shared cache line,

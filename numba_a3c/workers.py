@@ -10,6 +10,9 @@ Shared by all threads and written WITHOUT locks
     ``theta_target``  θ⁻ (Q methods): copied from θ by the one thread that claims each refresh
     ``norm_stats``    the running observation and return statistics of ``--normalize-obs`` /
                       ``--normalize-reward`` (:mod:`numba_a3c.normalize`; every step, by every thread)
+    ``value_stats``   ``--normalize-value``'s moving return statistics, and with them the value
+                      head's W and b in θ, rescaled at every A3C segment's end by every thread
+                      (:func:`numba_a3c.algorithms.a3c.normalize_targets`)
 Shared and written atomically
     ``counters``      the global step T (atomic add: exact, no lost increments), the next θ⁻
                       refresh step (compare-and-swap), the stop flag and the run status
@@ -63,6 +66,7 @@ from numba_a3c.algorithms.state import (
     CF_RMS_ALPHA,
     CF_RMS_EPS,
     CF_SIZE,
+    CF_VALUE_RATE,
     CF_VALUE_WEIGHT,
     CI_ACTIVATION_SIZE,
     CI_ALGO,
@@ -71,6 +75,7 @@ from numba_a3c.algorithms.state import (
     CI_EPS_ANNEAL,
     CI_GAUSSIAN,
     CI_N_ACTIONS,
+    CI_NORMALIZE_VALUE,
     CI_OPTIMIZER,
     CI_OUT_ACTION,
     CI_OUT_MU,
@@ -101,6 +106,7 @@ from numba_a3c.algorithms.state import (
     TI_SIZE,
     TI_STEPS,
     TI_THREAD,
+    VS_SIZE,
     Learner,
     epsilon_finals,
 )
@@ -267,6 +273,7 @@ class SharedState:
     norm_stats: np.ndarray = None   # shared running statistics of numba_a3c.normalize (S_* layout)
     norm_config: np.ndarray = None  # its read-only settings (NC_* layout)
     norm_ret: np.ndarray = None     # (N, 1) float64, each thread's discounted return R (reward scaling)
+    value_stats: np.ndarray = None  # (VS_SIZE,) float64, the returns' moving statistics (--normalize-value)
     memory: object = None           # the shared-memory block holding every array above, when the workers are
                                     # processes (numba_a3c.worker_processes.SharedBlock); None: this process's memory
 
@@ -291,12 +298,15 @@ def make_config_arrays(config, network):
     ci[CI_BUDGET] = config.steps
     ci[CI_EPS_ANNEAL] = config.eps_anneal_steps
     ci[CI_ANNEAL_LR] = 1 if config.anneal_lr else 0
+    if config.normalize_value and config.algo == "a3c":
+        ci[CI_NORMALIZE_VALUE] = 2 if config.normalize_advantage else 1
     cf[CF_GAMMA] = config.gamma
     cf[CF_LR] = config.lr
     cf[CF_RMS_ALPHA] = config.rms_alpha
     cf[CF_RMS_EPS] = config.rms_eps
     cf[CF_BETA] = config.beta
     cf[CF_VALUE_WEIGHT] = config.value_weight
+    cf[CF_VALUE_RATE] = config.value_rate
     cf[CF_CLIP_NORM] = config.clip_norm
     cf[CF_REWARD_CLIP] = config.reward_clip
     cf[CF_INPUT_SCALE] = network.spec.input_scale
@@ -398,6 +408,7 @@ def new_shared_state(config, network, theta=None):
         norm_stats=norm_stats,
         norm_config=norm_config,
         norm_ret=norm_ret,
+        value_stats=np.zeros(VS_SIZE, np.float64),
     )
 
 
@@ -436,6 +447,7 @@ def make_learner(shared, network, k):
         thread_i=shared.thread_i[k],
         thread_f=shared.thread_f[k],
         episode_log=shared.episode_log[k],
+        value_stats=shared.value_stats,
         theta_local=np.zeros(P, np.float32),
         grads=np.zeros(P, np.float32),
         opt_private=shared.opt_private[k],

@@ -60,6 +60,11 @@ def np_q_update(net, theta, x, dq, lr):
     return as_flat(net, ref.shared_rmsprop(params, zeros, grads, lr)[0])
 
 
+def softmax_of(logits):
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
 # ----------------------------------------------------------------------------- harness
 def make(algo, t_max=4, **kw):
     cfg = TrainConfig(algo=algo, threads=1, steps=10_000, t_max=t_max, lr=0.01, anneal_lr=False, clip_norm=0.0,
@@ -129,6 +134,56 @@ def test_value_weight_scales_the_value_term_and_nothing_else():
     value_loss = (losses[0] - losses[1]) / 0.5
     assert value_loss > 0
     np.testing.assert_allclose(losses[2], losses[0] - 0.75 * value_loss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("normalize_advantage", [False, True])
+def test_normalize_value_keeps_v_and_learns_normalised_returns(normalize_advantage):
+    """--normalize-value (PopArt): V = σ v̂ + μ. The segment's raw returns (bootstrapped from the raw
+    V) move the moving statistics (μ, σ) → (μ′, σ′), hand-computed here; the value head is rescaled
+    so that V is unchanged on any input; the value's gradient is that of ½(v̂ − R̂)² on the rescaled
+    network with the returns in the new units, R̂ = (R − μ′)/σ′; the policy's reads the raw
+    advantage A = R − V, or with --normalize-advantage A/σ′."""
+    cfg, net, shared, L = make("a3c", normalize_value=True, value_rate=0.25, normalize_advantage=normalize_advantage)
+    shared.value_stats[:3] = [10.0, 2.0, 13.0]                  # 10 returns seen: μ = 2, σ = √(13 − 2²) = 3
+    theta0 = shared.theta.copy()
+    states, actions = play_segment(L, 4, REWARDS)
+    L.grads[:] = 0.0
+    L.delta[:] = 0.0
+    a3c.segment_gradient(L, 4)
+
+    p0 = as_params(net, theta0)
+    V = 3.0 * ref.forward(p0, states)[1] + 2.0
+    R = ref.n_step_returns(REWARDS.astype(np.float64), cfg.gamma, V[4])    # bootstrapped from the raw V(s_4)
+    count, mean, second = 10.0, 2.0, 13.0
+    for r in R:                                                  # step max(1/count, rate): 0.25 here
+        count += 1.0
+        mean += 0.25 * (r - mean)
+        second += 0.25 * (r * r - second)
+    mu2, sigma2 = mean, np.sqrt(second - mean * mean)
+    np.testing.assert_allclose(shared.value_stats[:3], [14.0, mean, second], rtol=1e-6)
+
+    p1 = as_params(net, shared.theta)
+    x = np.vstack([states, np.random.default_rng(3).normal(size=(6, OBS))])
+    np.testing.assert_allclose(sigma2 * ref.forward(p1, x)[1] + mu2, 3.0 * ref.forward(p0, x)[1] + 2.0,
+                               rtol=1e-5, atol=1e-5)
+    for k in p0:
+        if not k.startswith("v/"):
+            np.testing.assert_array_equal(p1[k], p0[k])          # only the value head is rescaled
+    assert not np.allclose(p1["v/W"], p0["v/W"])
+
+    logits, v1, h, tape = ref.forward(p1, states)
+    _, d_logits, d_values = ref.head_gradients(logits[:4], v1[:4], actions, (R - mu2) / sigma2, cfg.beta)
+    if not normalize_advantage:      # the policy's term with A = σ′ Â, the entropy's unchanged
+        raw = (R - V[:4])[:, None]
+        np.testing.assert_allclose(sigma2 * ((R - mu2) / sigma2 - v1[:4])[:, None], raw, rtol=1e-4, atol=1e-4)
+        d_logits = d_logits + (raw - (raw / sigma2)) * (softmax_of(logits[:4]) - np.eye(A)[actions])
+    expected = {}
+    dh = ref.linear_backward(p1, "pi", h[:4], d_logits, expected)
+    dh = dh + ref.linear_backward(p1, "v", h[:4], d_values[:, None], expected)
+    ref.body_backward(p1, [(h_in[:4], z[:4]) for h_in, z in tape], dh, expected)
+    got = net.views(L.grads.astype(np.float64))
+    for k in expected:
+        np.testing.assert_allclose(got[k], expected[k], rtol=1e-4, atol=1e-5, err_msg=k)
 
 
 @pytest.mark.parametrize("terminal", [False, True])

@@ -125,7 +125,8 @@ def test_help_lists_the_options():
     result = CliRunner().invoke(cli, ["train", "--help"])
     assert result.exit_code == 0
     for option in ("--algo", "--env", "--threads", "--steps", "--lr", "--gamma", "--t-max", "--seed", "--out",
-                   "--beta", "--value-weight", "--optimizer", "--rms-alpha", "--rms-eps", "--clip-norm",
+                   "--beta", "--value-weight", "--normalize-value", "--normalize-advantage", "--value-rate",
+                   "--optimizer", "--rms-alpha", "--rms-eps", "--clip-norm",
                    "--target-interval", "--eps-anneal-steps", "--network", "--hidden", "--eval-every",
                    "--eval-episodes", "--gym", "--resume", "--quiet"):
         assert option in result.output, option

@@ -117,7 +117,8 @@ def test_which_presets_normalise():
     assert not resolve(dict(env="CartPoleNoVel-v1", algo="sarsa")).normalize_obs   # A3C's values only
     for env in ("CartPole-v1", "Acrobot-v1", "Catch-v0", "ALE/Pong-v5"):
         c = resolve(dict(env=env, algo="a3c"))
-        assert not c.normalize_obs and not c.normalize_reward, env
+        assert not c.normalize_obs and not c.normalize_reward and not c.normalize_value, env
+
 
 
 # ----------------------------------------------------------------------------- whole runs
@@ -274,3 +275,66 @@ def test_the_generic_presets_normalisation_yields_to_nodes():
     assert not resolve(dict(env="MountainCar-v0", nodes=2)).normalize_obs
     # while the user's own --normalize-obs stays, for validation to refuse in one line
     assert resolve(dict(env="MountainCar-v0", nodes=2, normalize_obs=True)).normalize_obs
+
+
+# ----------------------------------------------------------------------------- --normalize-value
+VALUE_NORMALIZED = {**NORMALIZED, "normalize_reward": False, "normalize_value": True}
+
+
+def test_value_normalisation_is_saved_resumed_exactly_and_documented(tmp_path):
+    """--normalize-value's statistics (V = σ v̂ + μ) travel in /value_scale: a paused run resumed from
+    its checkpoint ends exactly where an uninterrupted one does."""
+    from numba_a3c.normalize import value_moments
+
+    cfg = TrainConfig(**VALUE_NORMALIZED)
+    whole = Trainer(cfg, final_eval=False)
+    whole.run()
+    mean, std = value_moments(whole.shared.value_stats)
+    assert whole.shared.value_stats[0] > 0 and mean > 1.0 and std > 1.0    # CartPole's returns: tens, spread
+    first = Trainer(cfg, run_dir=tmp_path, final_eval=False)
+    assert first.run(stop_at=5_000).status == "paused"
+    saved = checkpoint.load(tmp_path / "latest.h5")
+    np.testing.assert_array_equal(saved.value_stats, first.shared.value_stats)
+    with h5py.File(tmp_path / "latest.h5", "r") as f:
+        g = f["value_scale"]
+        assert (g.attrs["mean"], g.attrs["std"]) == tuple(value_moments(first.shared.value_stats))
+        for name in ("mean", "std", "count", "second_moment", "rate", "std_min"):
+            assert name in g.attrs and f"`{name}`" in DOC.read_text(encoding="utf-8"), name
+    second = Trainer.from_checkpoint(tmp_path / "latest.h5", run_dir=tmp_path, final_eval=False)
+    np.testing.assert_array_equal(second.shared.value_stats, saved.value_stats)
+    second.run()
+    np.testing.assert_array_equal(second.shared.theta, whole.shared.theta)
+    np.testing.assert_array_equal(second.shared.value_stats, whole.shared.value_stats)
+
+
+def test_a_run_without_value_normalisation_keeps_no_statistics(tmp_path):
+    cfg = TrainConfig(**{**VALUE_NORMALIZED, "normalize_value": False, "steps": 2000})
+    trainer = Trainer(cfg, run_dir=tmp_path, final_eval=False)
+    trainer.run()
+    assert not trainer.shared.value_stats.any()
+    with h5py.File(tmp_path / "latest.h5", "r") as f:
+        assert "value_scale" not in f
+    assert checkpoint.load(tmp_path / "latest.h5").value_stats is None
+
+
+def test_health_reads_the_value_in_return_units(tmp_path):
+    """inspect's health report turns v̂ back into V = σ v̂ + μ, so its value and returns compare."""
+    from numba_a3c.diagnostics import checkpoint_health
+
+    Trainer(TrainConfig(**{**VALUE_NORMALIZED, "steps": 20_000}), run_dir=tmp_path, final_eval=False).run()
+    ckpt = checkpoint.load(tmp_path / "latest.h5")
+    heads = checkpoint_health(ckpt, steps=200)["heads"]
+    assert heads["value_mean"] > 5.0 and abs(heads["value_mean"] - heads["return_mean"]) < heads["return_mean"]
+    from numba_a3c.inspection import format_summary, summarize
+
+    text = format_summary(summarize(ckpt, tmp_path / "latest.h5"))
+    assert "value normalisation (--normalize-value): returns of mean " in text
+
+
+def test_nodes_refuse_value_normalisation_in_one_line():
+    from numba_a3c.distributed import check_nodes
+    from numba_a3c.validation import ConfigError
+
+    with pytest.raises(ConfigError, match="--no-normalize-value$"):
+        check_nodes(TrainConfig(nodes=2, normalize_value=True))
+    check_nodes(TrainConfig(nodes=2, normalize_value=True, algo="nstep-q"))    # A3C's value only

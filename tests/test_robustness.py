@@ -119,6 +119,10 @@ BAD_INPUTS = [
     (["--beta", "-0.1"], "--beta -0.1"),
     (["--value-weight", "0"], "--value-weight 0: the value loss's weight must be > 0"),
     (["--value-weight", "inf"], "--value-weight inf: must be a finite number"),
+    (["--value-rate", "0"], "--value-rate 0: the step size of --normalize-value's moving averages must be in (0, 1]"),
+    (["--value-rate", "2"], "--value-rate 2: the step size"),
+    (["--normalize-advantage"], "--normalize-advantage reads the advantage in --normalize-value's units: add "
+                                "--normalize-value"),
     (["--rms-alpha", "1"], "--rms-alpha 1"),
     (["--rms-eps", "0"], "--rms-eps 0"),
     (["--eval-episodes", "0"], "--eval-episodes 0"),

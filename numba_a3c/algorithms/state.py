@@ -16,6 +16,8 @@ Shared by every thread (the *same* array objects in each thread's :class:`Learne
                      report progress and to save checkpoints.
     ``episode_log``  this thread's (capacity, 3) ring buffer of finished episodes, written only
                      by this thread: (global step T, return, length).
+    ``value_stats``  the moving mean and second moment of the returns (``--normalize-value``,
+                     A3C), written lock-free by every thread at each segment's end.
 
 Private to the thread: ``theta_local`` θ′ (n-step Q and A3C), ``grads`` dθ, ``opt_private``
 (per-thread RMSProp g or momentum m), the segment buffers ``obs``/``ws``/``delta``/``tws``,
@@ -56,6 +58,7 @@ CI_BUDGET = 9             # T_max: the global step budget
 CI_EPS_ANNEAL = 10        # steps over which ε goes from 1 to its final value
 CI_ANNEAL_LR = 11         # 1: lr decays linearly to 0 over the budget
 CI_EVAL_LIMIT = 12        # (unused by learners) step limit of one evaluation episode
+CI_NORMALIZE_VALUE = 13   # 1: V's head learns normalised returns (A3C; see value_stats, algorithms/a3c.py)
 # A3C with a Gaussian policy (Box actions; CI_N_ACTIONS is then the action dimension D):
 CI_GAUSSIAN = 16          # 1: the policy is Gaussian (heads μ, s, V), 0: softmax
 CI_OUT_MU = 17            # workspace offsets of μ and of s (σ² = softplus(s) + VAR_MIN) (−1 where absent)
@@ -73,7 +76,8 @@ CF_CLIP_NORM = 5          # max global gradient norm (0: no clipping)
 CF_REWARD_CLIP = 6        # clip training rewards to [−c, c] (0: no clipping)
 CF_INPUT_SCALE = 7        # observation scale (1/255 for uint8 frames)
 CF_VALUE_WEIGHT = 8       # weight c_v of the value loss ½(R − V)² (A3C)
-CF_SIZE = 9
+CF_VALUE_RATE = 9         # step size of the return statistics' moving averages (--normalize-value)
+CF_SIZE = 10
 # A Gaussian policy's config_f has 2·D more entries after CF_SIZE: for each action dimension k,
 # config_f[CF_SIZE + 2k] is the centre c_k of its bounds and config_f[CF_SIZE + 2k + 1] the
 # half-width h_k (0: unbounded); the environment is sent c_k + h_k · clip(a_k, −1, 1).
@@ -134,6 +138,12 @@ EL_LENGTH = 2             # its length in steps
 EL_SIZE = 3
 EPISODE_LOG_CAPACITY = 4096
 
+# value_stats: shared float64, the statistics of the returns V learns (--normalize-value, A3C).
+VS_COUNT = 0              # returns seen
+VS_MEAN = 1               # μ, their moving mean
+VS_SECOND = 2             # ν, the moving mean of their squares: σ = √max(ν − μ², σ_min²)
+VS_SIZE = 4
+
 NEVER = 2**62             # C_PAUSE_AT when no pause is asked for
 
 Learner = namedtuple(
@@ -141,7 +151,7 @@ Learner = namedtuple(
     [
         # shared
         "table", "theta", "theta_target", "opt_shared", "counters", "config_i", "config_f",
-        "thread_i", "thread_f", "episode_log",
+        "thread_i", "thread_f", "episode_log", "value_stats",
         # private
         "theta_local", "grads", "opt_private", "obs", "ws", "delta", "tws",
         "actions", "rewards", "returns", "scratch", "backward_scratch", "rng", "env_rng", "env_state",
