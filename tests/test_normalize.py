@@ -120,6 +120,16 @@ def test_which_presets_normalise():
         assert not c.normalize_obs and not c.normalize_reward and not c.normalize_value, env
 
 
+def test_the_generic_preset_normalises_a3c_values_scale_free():
+    """The generic preset's A3C learns values and advantages in the returns' own units, with RMSProp
+    ε 1e-5 (README, "Value normalisation"); the Q methods keep the paper's loss and ε."""
+    a3c = resolve(dict(env="MountainCar-v0", algo="a3c"))
+    assert a3c.normalize_value and a3c.normalize_advantage and a3c.rms_eps == 1e-5 and a3c.value_weight == 1.0
+    q = resolve(dict(env="MountainCar-v0", algo="nstep-q"))
+    assert not q.normalize_value and q.rms_eps == 0.1
+    nodes = resolve(dict(env="MountainCar-v0", algo="a3c", nodes=2))      # yields to --nodes, as normalize_obs
+    assert not nodes.normalize_value and not nodes.normalize_advantage
+
 
 # ----------------------------------------------------------------------------- whole runs
 def test_one_thread_run_with_normalisation_is_deterministic():

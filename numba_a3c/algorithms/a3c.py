@@ -25,7 +25,8 @@ V = σ v̂ + μ, where μ and σ² are moving averages of the returns R_i (share
 that no V changes (:func:`normalize_targets`); the value term is then ½(R̂ − v̂)² with
 R̂ = (R − μ′)/σ′, whose gradient is (V − R)/σ′: of order one whatever the rewards' scale. The policy
 reads the raw advantage A = R − V, or with ``--normalize-advantage`` A/σ′ (which makes β's weight
-relative to the returns' spread). Off in every preset: README, "Value normalisation".
+relative to the returns' spread). The generic preset turns both on (with RMSProp ε 1e-5); every
+environment's own preset leaves them off: README, "Value normalisation".
 
 The policy and the value share the body; π is a softmax head (or, for Box actions, a Gaussian
 with a linear mean μ and a softplus variance per dimension: :func:`gaussian_segment_loss`), V a
