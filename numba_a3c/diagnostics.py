@@ -108,11 +108,12 @@ def discounted_returns(rewards, ends, gamma, tail):
 
 
 def health(network, params, observations, actions, rewards, ends, gamma=0.99, reward_clip=0.0, rms_g=None,
-           rms_eps=0.1, beta=0.01, value_weight=1.0, value_scale=(0.0, 1.0)):
+           rms_eps=0.1, beta=0.01, value_weight=1.0, value_scale=(0.0, 1.0), policy_weight=1.0):
     """The measurements listed in the module docstring, as a dict (the gradients are those of the
-    run's loss: ``beta`` and ``value_weight`` as it trained with them; ``value_scale`` (μ, σ) of a run
-    with ``--normalize-value``, whose value head outputs v̂ with V = σ v̂ + μ, and whose loss reads
-    returns in the same units, (G − μ)/σ)."""
+    run's loss: ``beta``, ``value_weight`` and ``policy_weight`` as it trained with them, see
+    :func:`numba_a3c.nn.losses.a3c_loss`; ``value_scale`` (μ, σ) of a run with ``--normalize-value``,
+    whose value head outputs v̂ with V = σ v̂ + μ, and whose loss reads returns in the same units,
+    (G − μ)/σ; :func:`policy_weight_of` gives the policy weight such a run trained with)."""
     from numba_a3c.nn.losses import VAR_MIN, a3c_loss, gaussian_a3c_loss, q_loss
 
     params = np.ascontiguousarray(params, np.float32)
@@ -175,16 +176,15 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
     acts = np.ascontiguousarray(actions, np.int64 if network.out_mu < 0 else np.float32)
     if network.out_mu >= 0:
         mu, sg, v = network.out_mu, network.out_sigma, network.out_v
-        gaussian_a3c_loss(ws[:, mu:mu + A], ws[:, sg:sg + A], ws[:, v:v + 1], acts, targets, np.float32(beta),
-                          delta[:, mu:mu + A], delta[:, sg:sg + A], delta[:, v:v + 1], N)
+        gaussian_a3c_loss(ws[:, mu:mu + A], ws[:, sg:sg + A], ws[:, v:v + 1], acts, targets, float(beta),
+                          float(policy_weight), float(value_weight), delta[:, mu:mu + A], delta[:, sg:sg + A],
+                          delta[:, v:v + 1], N)
     elif network.out_pi >= 0:
         a3c_loss(ws[:, network.out_pi:network.out_pi + A], ws[:, network.out_v:network.out_v + 1], acts, targets,
-                 np.float32(beta), delta[:, network.out_pi:network.out_pi + A],
+                 float(beta), float(policy_weight), float(value_weight), delta[:, network.out_pi:network.out_pi + A],
                  delta[:, network.out_v:network.out_v + 1], np.zeros(A, np.float32), N)
     else:
         q_loss(ws[:, network.out_q:network.out_q + A], acts, targets, delta[:, network.out_q:network.out_q + A], N)
-    if network.out_v >= 0:
-        delta[:N, network.out_v] *= np.float32(value_weight)
     backward_rows(network.table, params, grads, obs, ws, delta, N, network.backward_scratch(N))
     tensors = []
     for p in network.params:
@@ -206,6 +206,15 @@ def value_moments_of(value_stats):
     return (0.0, 1.0) if value_stats is None else tuple(float(x) for x in value_moments(value_stats))
 
 
+def policy_weight_of(config, value_stats):
+    """The policy term's weight k_π in a run's loss: σ for ``--normalize-value`` without
+    ``--normalize-advantage`` (its policy reads the raw advantage, :func:`numba_a3c.nn.losses.a3c_loss`),
+    else 1."""
+    if value_stats is None or not config.normalize_value or config.normalize_advantage:
+        return 1.0
+    return value_moments_of(value_stats)[1]
+
+
 def checkpoint_health(ckpt, steps=400, seed=0):
     """:func:`health` of a loaded checkpoint on ``steps`` steps of its own environment, played with
     its policy (sampled from π for A3C, ε-greedy with ε 0.05 for the Q methods)."""
@@ -224,7 +233,8 @@ def checkpoint_health(ckpt, steps=400, seed=0):
     report = health(network, ckpt.theta, obs, actions, rewards, ends, gamma=config.gamma,
                     reward_clip=config.reward_clip,
                     rms_g=g if config.optimizer == "shared-rmsprop" and g.size else None, rms_eps=config.rms_eps,
-                    beta=config.beta, value_weight=config.value_weight, value_scale=value_moments_of(ckpt.value_stats))
+                    beta=config.beta, value_weight=config.value_weight, value_scale=value_moments_of(ckpt.value_stats),
+                    policy_weight=policy_weight_of(config, ckpt.value_stats))
     report.update(global_step=ckpt.global_step, env=config.env, algo=config.algo, seed=seed)
     return report
 
@@ -321,7 +331,7 @@ def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0, o
     obs, actions, rewards, ends = collect(network, params, env_info, steps=steps, seed=seed, observations=observations)
     report = health(network, params, obs, actions, rewards * reward_scale, ends, gamma=config.gamma,
                     reward_clip=config.reward_clip, beta=config.beta, value_weight=config.value_weight,
-                    value_scale=value_moments_of(value_stats))
+                    value_scale=value_moments_of(value_stats), policy_weight=policy_weight_of(config, value_stats))
     h = report["heads"]
     entropy = h.get("entropy", h.get("gaussian_entropy", float("nan")))   # a Gaussian policy's is differential
     row = dict(entropy=entropy, value_mean=h["value_mean"], value_rmse=h["value_rmse"],

@@ -90,7 +90,7 @@ def test_whole_network_and_gaussian_loss_gradients(separate_value):
     returns = rng.standard_normal(n + 1).astype(np.float32).astype(np.float64)
     grads = np.zeros_like(theta)
     gaussian_a3c_loss(ws[:, mu_o:mu_o + D], ws[:, sg_o:sg_o + D], ws[:, v_o:v_o + 1], ws[:, a_o:a_o + D], returns,
-                      beta, delta[:, mu_o:mu_o + D], delta[:, sg_o:sg_o + D], delta[:, v_o:v_o + 1], n)
+                      beta, 1.0, 1.0, delta[:, mu_o:mu_o + D], delta[:, sg_o:sg_o + D], delta[:, v_o:v_o + 1], n)
     backward_rows(net.table, theta, grads, obs, ws, delta, n, np.full(backward_scratch_size(net.table, n), np.nan))
     advantage = returns[:n] - ws[:n, v_o]
 

@@ -296,7 +296,10 @@ def a3c_reference(logits, values, actions, returns, beta, n):
 
 @pytest.mark.parametrize("beta", [0.0, 0.01, 0.5])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_a3c_loss_gradients(seed, beta):
+@pytest.mark.parametrize("k_pi, c_v", [(1.0, 1.0), (3.7, 0.25)])
+def test_a3c_loss_gradients(seed, beta, k_pi, c_v):
+    """L = k_π·policy − β·entropy + c_v·value: its terms against the NumPy reference, its gradients
+    against central differences, with the paper's weights (1, 1) and with others."""
     rng = np.random.default_rng(seed)
     n, A = int(rng.integers(1, 6)), int(rng.integers(2, 6))
     logits = rng.standard_normal((n, A))
@@ -306,12 +309,12 @@ def test_a3c_loss_gradients(seed, beta):
     logp = np.zeros(A)
 
     def terms():
-        return a3c_loss(logits, values, actions, returns, beta, np.zeros((n, A)), np.zeros((n, 1)), logp, n)
+        return a3c_loss(logits, values, actions, returns, beta, k_pi, c_v, np.zeros((n, A)), np.zeros((n, 1)), logp, n)
 
     np.testing.assert_allclose(terms(), a3c_reference(logits, values, actions, returns, beta, n), rtol=1e-11)
 
     dlogits, dvalues = np.zeros((n, A)), np.zeros((n, 1))
-    a3c_loss(logits, values, actions, returns, beta, dlogits, dvalues, logp, n)
+    a3c_loss(logits, values, actions, returns, beta, k_pi, c_v, dlogits, dvalues, logp, n)
     # Policy and entropy terms: the advantage R − V is a constant there (no gradient flows
     # from the policy term into V), so differentiate them with the values held fixed.
     adv = returns - values[:, 0]
@@ -320,14 +323,14 @@ def test_a3c_loss_gradients(seed, beta):
         lp = logits - logits.max(1, keepdims=True)
         lp = lp - np.log(np.exp(lp).sum(1, keepdims=True))
         H = -(np.exp(lp) * lp).sum(1)
-        return float(-np.sum(adv * lp[np.arange(n), actions]) - beta * np.sum(H))
+        return float(-k_pi * np.sum(adv * lp[np.arange(n), actions]) - beta * np.sum(H))
 
     assert_grad("a3c_loss logits (policy + entropy)", dlogits, numeric_grad(policy_objective, logits))
-    # The kernel's own terms give the same: policy_loss − β·entropy, differenced through the kernel.
+    # The kernel's own terms give the same: k_π·policy_loss − β·entropy, differenced through the kernel.
     assert_grad("a3c_loss logits (through the kernel)", dlogits,
-                numeric_grad(lambda: float(terms()[0] - beta * terms()[2]), logits))
-    # Value term: ½ (R − V)², differentiated in V.
-    assert_grad("a3c_loss values", dvalues, numeric_grad(lambda: float(terms()[1]), values))
+                numeric_grad(lambda: float(k_pi * terms()[0] - beta * terms()[2]), logits))
+    # Value term: c_v·½ (R − V)², differentiated in V.
+    assert_grad("a3c_loss values", dvalues, numeric_grad(lambda: float(c_v * terms()[1]), values))
 
 
 def test_a3c_entropy_term_alone():
@@ -338,19 +341,20 @@ def test_a3c_entropy_term_alone():
     values = rng.standard_normal((n, 1)).astype(np.float32).astype(np.float64)  # the kernel reads R as float32
     returns = values[:, 0].copy()
     dlogits, dvalues = np.zeros((n, A)), np.zeros((n, 1))
-    pl, vl, _ = a3c_loss(logits, values, np.zeros(n, np.int64), returns, beta, dlogits, dvalues,
+    pl, vl, _ = a3c_loss(logits, values, np.zeros(n, np.int64), returns, beta, 1.0, 1.0, dlogits, dvalues,
                            np.zeros(A), n)
     assert pl == 0.0 and vl == 0.0 and not dvalues.any()
 
     def minus_beta_entropy():
-        return float(-beta * a3c_loss(logits, values, np.zeros(n, np.int64), returns, beta,
+        return float(-beta * a3c_loss(logits, values, np.zeros(n, np.int64), returns, beta, 1.0, 1.0,
                                       np.zeros((n, A)), np.zeros((n, 1)), np.zeros(A), n)[2])
 
     assert_grad("a3c_loss logits (entropy)", dlogits, numeric_grad(minus_beta_entropy, logits))
 
 
-@pytest.mark.parametrize("seed, beta", [(0, 0.0), (1, 1e-4), (2, 0.5)])
-def test_gaussian_a3c_loss_gradients(seed, beta):
+@pytest.mark.parametrize("seed, beta, k_pi, c_v", [(0, 0.0, 1.0, 1.0), (1, 1e-4, 1.0, 1.0), (2, 0.5, 1.0, 1.0),
+                                                   (3, 0.01, 2.5, 0.3)])
+def test_gaussian_a3c_loss_gradients(seed, beta, k_pi, c_v):
     """The continuous-action A3C loss: values against the written formula (Gaussian log-density
     and entropy per dimension, σ² = softplus(s) + VAR_MIN), gradients against finite differences."""
     rng = np.random.default_rng(seed)
@@ -364,7 +368,7 @@ def test_gaussian_a3c_loss_gradients(seed, beta):
     adv = returns - values[:, 0]
 
     def terms():
-        return gaussian_a3c_loss(mu, s, values, actions, returns, beta, np.zeros((n, D)), np.zeros((n, D)),
+        return gaussian_a3c_loss(mu, s, values, actions, returns, beta, k_pi, c_v, np.zeros((n, D)), np.zeros((n, D)),
                                  np.zeros((n, 1)), n)
 
     var = np.log1p(np.exp(s)) + float(VAR_MIN)
@@ -380,9 +384,9 @@ def test_gaussian_a3c_loss_gradients(seed, beta):
     assert sample_h == pytest.approx(H[0, 0], abs=5e-3)
 
     dmu, ds, dvalues = np.zeros((n, D)), np.zeros((n, D)), np.zeros((n, 1))
-    gaussian_a3c_loss(mu, s, values, actions, returns, beta, dmu, ds, dvalues, n)
+    gaussian_a3c_loss(mu, s, values, actions, returns, beta, k_pi, c_v, dmu, ds, dvalues, n)
     # The advantage is a constant in the policy and entropy terms (values held fixed there).
-    policy = lambda: float(terms()[0] - beta * terms()[2])  # noqa: E731
+    policy = lambda: float(k_pi * terms()[0] - beta * terms()[2])  # noqa: E731
     assert_grad("gaussian_a3c_loss mu", dmu, numeric_grad(policy, mu))
     assert_grad("gaussian_a3c_loss s (variance)", ds, numeric_grad(policy, s))
-    assert_grad("gaussian_a3c_loss values", dvalues, numeric_grad(lambda: float(terms()[1]), values))
+    assert_grad("gaussian_a3c_loss values", dvalues, numeric_grad(lambda: float(c_v * terms()[1]), values))

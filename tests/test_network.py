@@ -234,7 +234,7 @@ def analytic_gradient(net, theta, obs, n, data):
                delta[:, net.out_q:net.out_q + A], n)
     else:
         a3c_loss(ws[:, net.out_pi:net.out_pi + A], ws[:, net.out_v:net.out_v + 1], data["actions"],
-                 data["targets"], data["beta"], delta[:, net.out_pi:net.out_pi + A],
+                 data["targets"], data["beta"], 1.0, 1.0, delta[:, net.out_pi:net.out_pi + A],
                  delta[:, net.out_v:net.out_v + 1], np.zeros(A), n)
     # NaN scratch: backward_rows must not read what it did not write (a kernel doing 0·x would turn it into NaN).
     backward_rows(net.table, theta, grads, obs, ws, delta, n, np.full(backward_scratch_size(net.table, n), np.nan))

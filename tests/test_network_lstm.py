@@ -192,7 +192,7 @@ def test_recurrent_segment_gradient_matches_finite_differences(name):
     ws = run_segment(net, theta, obs, state, n)
     delta = np.zeros_like(ws)
     grads = np.zeros_like(theta)
-    a3c_loss(ws[:, net.out_pi:net.out_pi + A], ws[:, net.out_v:net.out_v + 1], actions, targets, beta,
+    a3c_loss(ws[:, net.out_pi:net.out_pi + A], ws[:, net.out_v:net.out_v + 1], actions, targets, beta, 1.0, 1.0,
              delta[:, net.out_pi:net.out_pi + A], delta[:, net.out_v:net.out_v + 1], np.zeros(A), n)
     backward_rows(net.table, theta, grads, obs, ws, delta, n, np.full(backward_scratch_size(net.table, n), np.nan))
     advantage = targets[:n] - ws[:n, net.out_v]     # a constant in the policy term, as in A3C

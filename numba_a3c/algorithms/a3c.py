@@ -86,38 +86,23 @@ def segment_gradient(L, n):
     for i in range(n):
         value += sigma * L.ws[i, v_off] + mu
     # With --normalize-value the loss kernel reads V and R in the new units, so its advantage is
-    # Â = A/σ′; unless --normalize-advantage, the policy's term is scaled back to the raw A by
-    # running the kernel with β/σ′ and multiplying the policy's gradient by σ′.
+    # Â = A/σ′; unless --normalize-advantage, the policy's term is weighted by σ′, which gives it
+    # back the raw advantage A (the entropy term keeps its β).
     policy_scale = 1.0
     if normalized:
         sigma2 = normalize_targets(L, n, mu, sigma)
         if L.config_i[CI_NORMALIZE_VALUE] == 1:
             policy_scale = sigma2
-    gaussian = L.config_i[CI_GAUSSIAN] != 0
-    if gaussian:
-        policy_loss, value_loss, entropy = gaussian_segment_loss(L, n, beta / policy_scale)
+    c_v = L.config_f[CF_VALUE_WEIGHT]
+    if L.config_i[CI_GAUSSIAN] != 0:
+        policy_loss, value_loss, entropy = gaussian_segment_loss(L, n, beta, policy_scale, c_v)
     else:
         policy_loss, value_loss, entropy = a3c_loss(
-            L.ws[:, pi_off:pi_off + A], L.ws[:, v_off:v_off + 1], L.actions, L.returns, beta / policy_scale,
+            L.ws[:, pi_off:pi_off + A], L.ws[:, v_off:v_off + 1], L.actions, L.returns, beta, policy_scale, c_v,
             L.delta[:, pi_off:pi_off + A], L.delta[:, v_off:v_off + 1], L.scratch[A:2 * A], n,
         )
-    if policy_scale != 1.0:
-        k = np.float32(policy_scale)
-        policy_loss *= k
-        if gaussian:
-            for i in range(n):
-                for j in range(A):
-                    L.delta[i, L.config_i[CI_OUT_MU] + j] *= k
-                    L.delta[i, L.config_i[CI_OUT_SIGMA] + j] *= k
-        else:
-            for i in range(n):
-                for j in range(A):
-                    L.delta[i, pi_off + j] *= k
-    c_v = np.float32(L.config_f[CF_VALUE_WEIGHT])
-    for i in range(n):
-        L.delta[i, v_off] *= c_v                               # ∂(c_v·½A²)/∂V = c_v (V − R)
     backward_rows(L.table, L.theta_local, L.grads, L.obs, L.ws, L.delta, n, L.backward_scratch)
-    loss = policy_loss - beta * entropy + c_v * value_loss
+    loss = policy_scale * policy_loss - beta * entropy + c_v * value_loss
     L.thread_f[TF_LOSS] = loss
     L.thread_f[TF_ENTROPY] = entropy / n
     L.thread_f[TF_VALUE] = value / n
@@ -125,7 +110,7 @@ def segment_gradient(L, n):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def gaussian_segment_loss(L, n, beta):
+def gaussian_segment_loss(L, n, beta, policy_weight, value_weight):
     """The Gaussian policy's A3C loss of the segment (returns already in ``L.returns``): ∂L/∂μ,
     ∂L/∂s and ∂L/∂V written into ``L.delta``'s head columns; the actions are the unclipped samples
     left in each row's action slot by :func:`~numba_a3c.algorithms.policies.choose_action`."""
@@ -136,7 +121,7 @@ def gaussian_segment_loss(L, n, beta):
     v = L.config_i[CI_OUT_V]
     return gaussian_a3c_loss(
         L.ws[:, mu:mu + D], L.ws[:, sg:sg + D], L.ws[:, v:v + 1], L.ws[:, a:a + D], L.returns,
-        beta, L.delta[:, mu:mu + D], L.delta[:, sg:sg + D], L.delta[:, v:v + 1], n,
+        beta, policy_weight, value_weight, L.delta[:, mu:mu + D], L.delta[:, sg:sg + D], L.delta[:, v:v + 1], n,
     )
 
 

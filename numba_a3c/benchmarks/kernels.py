@@ -276,7 +276,7 @@ def warm_up():
         if net.out_q >= 0:
             q_loss(ws[:, net.out_q:net.out_q + A], actions, targets, delta[:, net.out_q:net.out_q + A], 1)
         else:
-            a3c_loss(ws[:, net.out_pi:net.out_pi + A], ws[:, net.out_v:net.out_v + 1], actions, targets, 0.01,
+            a3c_loss(ws[:, net.out_pi:net.out_pi + A], ws[:, net.out_v:net.out_v + 1], actions, targets, 0.01, 1.0, 1.0,
                      delta[:, net.out_pi:net.out_pi + A], delta[:, net.out_v:net.out_v + 1],
                      np.zeros(A, np.float32), 1)
         backward_rows(net.table, params, grads, obs, ws, delta, 1, net.backward_scratch(1))
