@@ -210,7 +210,7 @@ def policy_weight_of(config, value_stats):
     """The policy term's weight k_π in a run's loss: σ for ``--normalize-value`` without
     ``--normalize-advantage`` (its policy reads the raw advantage, :func:`numba_a3c.nn.losses.a3c_loss`),
     else 1."""
-    if value_stats is None or not config.normalize_value or config.normalize_advantage:
+    if not config.normalize_value or config.normalize_advantage:
         return 1.0
     return value_moments_of(value_stats)[1]
 
