@@ -11,7 +11,7 @@ def check_presets():
 
 def test_generic_mode_prints_one_row_per_environment_and_method(check_presets, capsys):
     code = check_presets.main(["--generic", "--env", "CartPole-v1,Acrobot-v1", "--gym", "--algos", "a3c,sarsa",
-                               "--seeds", "0,1", "--set", "steps=300", "--set", "eval_episodes=1"])
+                               "--seeds", "0,1", "--threads", "1", "--set", "steps=300", "--set", "eval_episodes=1"])
     out = capsys.readouterr().out
     assert code == 1                                   # 300 steps solve nothing: the check says so
     assert "generic defaults (preset default.json" in out and "steps=300" in out
