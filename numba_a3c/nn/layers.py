@@ -30,6 +30,7 @@ import os
 import numpy as np
 
 from numba_a3c.jit import njit
+from numba_a3c.nn.activations import tanh
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -247,9 +248,10 @@ def relu_backward(Y, dY):
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def tanh_forward(Z):
-    """Y = tanh(Z), in place."""
+    """Y = tanh(Z), in place (:func:`numba_a3c.nn.activations.tanh`: exact in float64, a rational
+    function within 5 ulp in float32, which vectorises)."""
     for i in range(Z.shape[0]):
-        Z[i] = np.tanh(Z[i])
+        Z[i] = tanh(Z[i])
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

@@ -4,7 +4,8 @@ A3C-LSTM (the paper's strongest Atari agent) puts an LSTM between the body and t
 computes one step at a time (:func:`lstm_forward`, like every forward kernel here); an update
 backpropagates through the whole segment of t_max steps at once (:func:`lstm_backward`).
 
-The step, with ⊙ the elementwise product and σ the logistic function::
+The step, with ⊙ the elementwise product and σ the logistic function (σ and tanh from
+:mod:`numba_a3c.nn.activations`: exact in float64, a vectorisable rational function in float32)::
 
     z_t = x_t W + h_{t−1} U + b                       (4H pre-activations, gate order i, f, g, o)
     i_t = σ(z_t[i])   f_t = σ(z_t[f])   g_t = tanh(z_t[g])   o_t = σ(z_t[o])
@@ -51,6 +52,7 @@ use); backward kernels accumulate parameter and input gradients like the other l
 import numpy as np
 
 from numba_a3c.jit import njit
+from numba_a3c.nn.activations import sigmoid, tanh
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -67,11 +69,6 @@ def lstm_init(rng, n_in, H, dtype=np.float32):
     b = np.zeros(4 * H)
     b[H:2 * H] = FORGET_BIAS
     return W.astype(dtype), U.astype(dtype), b.astype(dtype)
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _sigmoid(z):
-    return _ONE / (_ONE + np.exp(-z))
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -97,13 +94,13 @@ def lstm_forward(x, W, U, b, h_prev, c_prev, gates, c, tc, h):
             for j in range(4 * H):
                 gates[j] += hk * U[k, j]
     for j in range(H):
-        i = _sigmoid(gates[j])
-        f = _sigmoid(gates[H + j])
-        g = np.tanh(gates[2 * H + j])
-        o = _sigmoid(gates[3 * H + j])
+        i = sigmoid(gates[j])
+        f = sigmoid(gates[H + j])
+        g = tanh(gates[2 * H + j])
+        o = sigmoid(gates[3 * H + j])
         gates[j], gates[H + j], gates[2 * H + j], gates[3 * H + j] = i, f, g, o
         c[j] = f * c_prev[j] + i * g
-        tc[j] = np.tanh(c[j])
+        tc[j] = tanh(c[j])
         h[j] = o * tc[j]
 
 
