@@ -18,7 +18,10 @@ environment, a fixed seed), keeps the observations, rewards and actions, and mea
   the method's own loss (A3C's policy + entropy + value loss with the observed returns as R,
   or the squared error of Q(s, a) against G for the Q methods), and — for shared RMSProp — the
   mean statistic g and the step scale 1/√(g + ε) that multiplies the learning rate (close to
-  1/√ε means ε dominates: the update is plain SGD for that tensor).
+  1/√ε means ε dominates: the update is plain SGD for that tensor);
+* for Sarsa, with the checkpoint's target network θ⁻: the **bootstrap's bias**
+  (:func:`bootstrap_bias`), how much lower θ⁻ reads the action θ prefers than θ does, and the
+  downward shift of the values it implies.
 
 Everything is plain data (dicts of floats), printed by :func:`format_health` or as JSON.
 """
@@ -107,8 +110,46 @@ def discounted_returns(rewards, ends, gamma, tail):
     return G
 
 
+def _q_values(network, params, observations):
+    """Q(s, ·; params) of every row of ``observations`` (a feed-forward Q network), float64."""
+    params = np.ascontiguousarray(params, np.float32)
+    obs, ws, _ = network.buffers(len(observations))
+    obs[:] = observations
+    for i in range(len(observations)):
+        forward_row(network.table, params, obs, ws, i)
+    return ws[:, network.out_q:network.out_q + network.spec.n_actions].astype(np.float64)
+
+
+def bootstrap_bias(q, q_target, gamma):
+    """How far Sarsa's bootstrap moves the values it is regressed on, measured on these frames.
+
+    Write Q(s, a) = Q̄(s) + A(s, a), with Q̄(s) the mean over the actions. The thread mostly takes
+    a* = argmax_a Q(s, a; θ), so the values being fitted carry the advantage θ itself gives its
+    favourite, g_θ = mean_s A(s, a*; θ) ≥ 0. Sarsa's target reads the next state's value through
+    θ⁻ at the action θ chose there, so it sees g⁻ = mean_s A(s, a*; θ⁻). Where θ⁻ does not share θ's
+    preference among nearly equal actions (θ has moved since the last copy), g⁻ is smaller than
+    g_θ. With b = g_θ − g⁻ the fitted values satisfy, in the mean, Q_sel = r̄ + γ (Q_sel − b), so
+
+        Q_sel = r̄ / (1 − γ) − γ b / (1 − γ):
+
+    the bias b of each bootstrap is carried over the whole horizon, multiplied by γ/(1 − γ) (99 at
+    γ = 0.99), and pulls the values down. (Q-learning's target takes θ⁻'s own maximum, whose
+    advantage is g_θ's in distribution, so it has no such term.) Returns ``bootstrap_bias`` = b and
+    ``bootstrap_shift`` = −γ b / (1 − γ) (None when γ = 1).
+
+    One checkpoint gives one θ⁻ at one distance from θ, so b read from it fluctuates from one
+    checkpoint to the next (it can even come out negative); its average over a run is what sets the
+    values' level. On Pong, Sarsa with the Atari preset's I_target (README, "One-step Sarsa on Pong").
+    """
+    best = q.argmax(axis=1)
+    rows = np.arange(len(best))
+    b = float(np.mean(q[rows, best] - q.mean(axis=1)) - np.mean(q_target[rows, best] - q_target.mean(axis=1)))
+    return dict(bootstrap_bias=b, bootstrap_shift=-gamma * b / (1.0 - gamma) if gamma < 1 else None)
+
+
 def health(network, params, observations, actions, rewards, ends, gamma=0.99, reward_clip=0.0, rms_g=None,
-           rms_eps=0.1, beta=0.01, value_weight=1.0, value_scale=(0.0, 1.0), policy_weight=1.0):
+           rms_eps=0.1, beta=0.01, value_weight=1.0, value_scale=(0.0, 1.0), policy_weight=1.0,
+           target_params=None):
     """The measurements listed in the module docstring, as a dict (the gradients are those of the
     run's loss: ``beta``, ``value_weight`` and ``policy_weight`` as it trained with them, see
     :func:`numba_a3c.nn.losses.a3c_loss`; ``value_scale`` (μ, σ) of a run with ``--normalize-value``,
@@ -163,6 +204,8 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
         q = ws[:, network.out_q:network.out_q + A].astype(np.float64)
         estimate = q.max(axis=1)
         heads.update(greedy_action_share=float(np.bincount(q.argmax(axis=1), minlength=A).max() / N))
+        if target_params is not None:
+            heads.update(bootstrap_bias(q, _q_values(network, target_params, observations), gamma))
     G = discounted_returns(r, ends, gamma, estimate[-1])
     err = G - estimate
     var_g = float(np.var(G))
@@ -234,7 +277,8 @@ def checkpoint_health(ckpt, steps=400, seed=0):
                     reward_clip=config.reward_clip,
                     rms_g=g if config.optimizer == "shared-rmsprop" and g.size else None, rms_eps=config.rms_eps,
                     beta=config.beta, value_weight=config.value_weight, value_scale=value_moments_of(ckpt.value_stats),
-                    policy_weight=policy_weight_of(config, ckpt.value_stats))
+                    policy_weight=policy_weight_of(config, ckpt.value_stats),
+                    target_params=ckpt.theta_target if config.algo == "sarsa" else None)
     report.update(global_step=ckpt.global_step, env=config.env, algo=config.algo, seed=seed)
     return report
 
@@ -243,6 +287,8 @@ def checkpoint_health(ckpt, steps=400, seed=0):
 SILENT_LAYER = 0.01
 #: A value estimate whose spread over the frames is below this share of the returns' "hardly depends on the state".
 CONSTANT_ESTIMATE = 0.02
+#: A bootstrap shift (:func:`bootstrap_bias`) larger than this share of the returns' scale is reported.
+BOOTSTRAP_SHIFT = 0.5
 
 
 def verdicts(report, alarms_only=False):
@@ -274,6 +320,11 @@ def verdicts(report, alarms_only=False):
     if ev is not None and ev <= 0 and heads["return_std"] > 0.05 * abs(heads["return_mean"]):
         out.append((False, f"the value estimate explains none of the observed returns (explained variance "
                            f"{ev:.2f})"))
+    shift = heads.get("bootstrap_shift")
+    if shift is not None and -shift > BOOTSTRAP_SHIFT * max(heads["return_std"], abs(heads["return_mean"])):
+        out.append((False, f"Sarsa's bootstrap pulls the values down by about {-shift:.3g}: the target network does "
+                           f"not share the online network's preference among nearly equal actions (a shorter "
+                           f"--target-interval keeps the two closer)"))
     if alarms_only:
         return [text for alarm, text in out if alarm]
     return [text for _, text in out] or ["no sign of a dead or untrained network on these frames"]
@@ -302,6 +353,11 @@ def format_health(report):
     lines.append(f"  value {h['value_mean']:.4g} ± {h['value_std']:.3g} against discounted return "
                  f"{h['return_mean']:.4g}: "
                  f"RMS error {h['value_rmse']:.4g}, explained variance {'n/a' if ev is None else f'{ev:.3f}'}")
+    if h.get("bootstrap_bias") is not None:
+        shift = h["bootstrap_shift"]
+        lines.append(f"  Sarsa's bootstrap bias {h['bootstrap_bias']:.4g} per step (θ's greedy action's advantage "
+                     f"as θ reads it, less as θ⁻ does)" + ("" if shift is None else
+                                                         f": moves the values by about {shift:.3g}"))
     lines.append("")
     has_rms = any("rms_g_mean" in t for t in report["tensors"])
     lines.append(f"  {'tensor':<10}{'‖w‖':>11}{'‖∂L/∂w‖':>12}" + (f"{'mean g':>11}{'1/√(g+ε)':>10}" if has_rms else ""))

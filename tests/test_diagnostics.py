@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from numba_a3c.cli.main import cli
-from numba_a3c.diagnostics import discounted_returns, health, verdicts
+from numba_a3c.diagnostics import bootstrap_bias, discounted_returns, health, verdicts
 from numba_a3c.nn.network import Network, mlp_spec
 
 
@@ -91,6 +91,37 @@ def test_value_error_against_the_observed_returns():
     assert "entropy" not in report["heads"]
 
 
+def test_sarsa_bootstrap_bias_by_hand():
+    q = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])          # θ prefers action 0, then action 1
+    # θ's advantage of its choice: 1 − 1/3 and 2 − 2/3, mean 1. θ⁻ at the same actions: 0 − 1/3 and 2 − 2/3, mean 1/2
+    q_target = np.array([[0.0, 1.0, 0.0], [0.0, 2.0, 0.0]])
+    out = bootstrap_bias(q, q_target, gamma=0.99)
+    assert out["bootstrap_bias"] == pytest.approx(0.5)
+    assert out["bootstrap_shift"] == pytest.approx(-0.99 * 0.5 / 0.01)
+    assert bootstrap_bias(q, q + 3.0, gamma=0.9)["bootstrap_bias"] == pytest.approx(0.0)   # a level is no bias
+    assert bootstrap_bias(q, q, gamma=1.0)["bootstrap_shift"] is None
+
+
+def test_a_sarsa_health_report_carries_the_bootstrap_bias():
+    qnet = Network(mlp_spec(4, 3, hidden=(8,), heads="q"))
+    theta = qnet.init_params(1)
+    obs, actions, rewards, ends = frames()
+    rewards = np.where(np.arange(len(rewards)) % 7 == 0, -1.0, 0.0)
+    assert "bootstrap_bias" not in health(qnet, theta, obs, actions, rewards, ends)["heads"]
+    report = health(qnet, theta, obs, actions, rewards, ends, target_params=theta)
+    assert report["heads"]["bootstrap_bias"] == pytest.approx(0.0, abs=1e-7)
+    assert "bootstrap" not in " ".join(verdicts(report))
+    # a target network that disagrees with θ about its favourite action: it reads θ's choice lower
+    target = theta.copy()
+    q = qnet.forward(theta, obs)
+    favourite = np.bincount(q.argmax(axis=1), minlength=3).argmax()
+    qnet.views(target)["q/b"][favourite] -= 5.0
+    h = health(qnet, theta, obs, actions, rewards, ends, gamma=0.99, target_params=target)["heads"]
+    assert h["bootstrap_bias"] > 0 and h["bootstrap_shift"] < -10
+    said = " ".join(verdicts(health(qnet, theta, obs, actions, rewards, ends, gamma=0.99, target_params=target)))
+    assert "Sarsa's bootstrap pulls the values down by about" in said
+
+
 @pytest.mark.parametrize("name", ["CartPole-v1-a3c", "Catch-v0-a3c", "CartPole-v1-nstep-q", "Pong-v5-a3c"])
 def test_inspect_health_of_the_shipped_checkpoints(name):
     result = CliRunner().invoke(cli, ["inspect", name, "--health", "--health-steps", "60", "--json"])
@@ -107,6 +138,21 @@ def test_inspect_health_of_the_shipped_checkpoints(name):
         assert all(0 < s <= 1 / np.sqrt(report_eps(name)) + 1e-6 for s in scales)
     text = CliRunner().invoke(cli, ["inspect", name, "--health", "--health-steps", "60"])
     assert text.exit_code == 0 and "explained variance" in text.output and "‖∂L/∂w‖" in text.output
+
+
+@pytest.mark.parametrize("algo", ["sarsa", "onestep-q"])
+def test_inspect_health_reads_sarsas_target_network(tmp_path, algo):
+    from numba_a3c.config import resolve
+    from numba_a3c.trainer import Trainer
+
+    config = resolve({"env": "CartPole-v1", "algo": algo, "steps": 3000, "threads": 1, "target_interval": 1000})
+    assert Trainer(config, run_dir=tmp_path / "run").run().status == "finished"
+    result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "run"), "--health", "--health-steps", "60", "--json"])
+    assert result.exit_code == 0, result.output
+    heads = json.loads(result.output)["heads"]
+    assert ("bootstrap_bias" in heads) == (algo == "sarsa")
+    text = CliRunner().invoke(cli, ["inspect", str(tmp_path / "run"), "--health", "--health-steps", "60"]).output
+    assert ("Sarsa's bootstrap bias" in text) == (algo == "sarsa")
 
 
 def report_eps(name):
