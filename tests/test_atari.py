@@ -50,6 +50,9 @@ def test_atari_ids_use_the_atari_preset():
     assert resolve({"env": "ALE/Breakout-v5", "algo": "nstep-q", "lr": 7e-4}).lr == 7e-4     # --lr wins
     assert c.target_interval * 4 == 40_000           # I_target: 40,000 frames
     assert c.eps_anneal_steps * 4 == 4_000_000       # ε annealed over 4M frames
+    # Sarsa's bootstrap needs θ⁻ close to θ (docs/algorithms/sarsa.md); the paper's preset keeps 40,000 frames
+    assert resolve({"env": "ALE/Pong-v5", "algo": "sarsa"}).target_interval == 100
+    assert resolve({"env": "ALE/Pong-v5", "algo": "sarsa", "preset": "atari-paper"}).target_interval == 10_000
 
 
 # ----------------------------------------------------------------------------- preprocessing
