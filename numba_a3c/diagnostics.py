@@ -375,19 +375,21 @@ HEALTH_FRAMES = 256   # frames played for each row of a run's health.csv
 
 
 def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0, observations=None,
-               reward_scale=1.0, value_stats=None):
+               reward_scale=1.0, value_stats=None, target_params=None):
     """One row of a run's ``health.csv``: ({column: value}) from :func:`health` on ``steps`` frames
     played by the policy ``params``: the policy's entropy (A3C; for a Gaussian policy the
     differential entropy Σ_k ½ log 2πeσ²_k, which can be negative), the value estimate's RMS error
     and explained variance, and per hidden layer the share of dead units, of active outputs and
     the RMS of its outputs (``conv1_dead``, ``conv1_active``, ``conv1_rms`` …). A run that
     normalises passes its frozen ``observations``, the ``reward_scale`` its value head learned with and
-    its ``value_stats`` (``--normalize-value``).
+    its ``value_stats`` (``--normalize-value``). A Sarsa run's ``target_params`` (θ⁻, copied with
+    ``params``) add the columns ``bootstrap_bias`` and ``bootstrap_shift`` (:func:`bootstrap_bias`).
     Returns ``(row, alarms)``: the alarms are :func:`verdicts` ``(alarms_only=True)`` of the same report."""
     obs, actions, rewards, ends = collect(network, params, env_info, steps=steps, seed=seed, observations=observations)
     report = health(network, params, obs, actions, rewards * reward_scale, ends, gamma=config.gamma,
                     reward_clip=config.reward_clip, beta=config.beta, value_weight=config.value_weight,
-                    value_scale=value_moments_of(value_stats), policy_weight=policy_weight_of(config, value_stats))
+                    value_scale=value_moments_of(value_stats), policy_weight=policy_weight_of(config, value_stats),
+                    target_params=target_params)
     h = report["heads"]
     entropy = h.get("entropy", h.get("gaussian_entropy", float("nan")))   # a Gaussian policy's is differential
     row = dict(entropy=entropy, value_mean=h["value_mean"], value_rmse=h["value_rmse"],
@@ -397,16 +399,27 @@ def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0, o
         row[f"{name}_dead"] = layer.get("dead_fraction", float("nan"))
         row[f"{name}_active"] = layer.get("active_fraction", float("nan"))
         row[f"{name}_rms"] = layer["rms"]
+    if "bootstrap_bias" in h:
+        row["bootstrap_bias"] = h["bootstrap_bias"]
+        row["bootstrap_shift"] = h["bootstrap_shift"] if h["bootstrap_shift"] is not None else float("nan")
     return row, verdicts(report, alarms_only=True)
 
 
 def append_health(path, global_step, wall_time, row):
-    """Append ``row`` to the CSV file ``path`` (with its header first if the file is new)."""
+    """Append ``row`` to the CSV file ``path`` (with its header first if the file is new). A file
+    that already has a header keeps its columns: a value it has no column for is left out, a column
+    the row lacks is left empty (a run resumed by a version that logs other columns)."""
     import os
 
-    columns = ["global_step", "wall_time", *row]
+    values = {"global_step": str(int(global_step)), "wall_time": f"{wall_time:.3f}",
+              **{k: f"{v:.6g}" for k, v in row.items()}}
     new = not os.path.exists(path) or os.path.getsize(path) == 0
+    if new:
+        columns = list(values)
+    else:
+        with open(path) as fh:
+            columns = fh.readline().strip().split(",")
     with open(path, "a") as fh:
         if new:
             fh.write(",".join(columns) + "\n")
-        fh.write(",".join([str(int(global_step)), f"{wall_time:.3f}", *(f"{v:.6g}" for v in row.values())]) + "\n")
+        fh.write(",".join(values.get(c, "") for c in columns) + "\n")

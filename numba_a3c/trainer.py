@@ -248,7 +248,8 @@ class Trainer:
                                  waited=STOP_TIMEOUT if asked else self.end_timeout, stop_requested=asked)
         final = None
         if self.final_eval and outcome.runs_final_eval:
-            final, problem = self.evals.final(self.shared.theta.copy(), T, wall, self.stops)
+            final, problem = self.evals.final(self.shared.theta.copy(), T, wall, self.stops,
+                                              theta_target=self.sarsa_target_copy())
             outcome = outcome.with_problem(problem)
         self.evals.close()
         outcome = self._save_at_end(outcome, at_rest=not left_behind)
@@ -304,6 +305,12 @@ class Trainer:
     def evaluate_now(self, params, steps, wall, report=True):
         """Evaluate ``params`` now, in this thread, and record it as one of the run's evaluations."""
         return self.evals.evaluate_now(params, steps, wall, report)
+
+    def sarsa_target_copy(self):
+        """A copy of θ⁻ for a Sarsa run (taken beside the copy of θ an evaluation gets, so that its
+        health row can measure Sarsa's bootstrap bias: numba_a3c.diagnostics.bootstrap_bias); None
+        for the other methods."""
+        return self.shared.theta_target.copy() if self.config.algo == "sarsa" else None
 
     def _divergence_message(self, T):
         tf = self.shared.thread_f

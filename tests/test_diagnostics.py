@@ -1,5 +1,6 @@
 """Network health (`asyncrl inspect --health`): dead units, entropy, value error, gradient scales."""
 
+import csv
 import json
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from numba_a3c.cli.main import cli
-from numba_a3c.diagnostics import bootstrap_bias, discounted_returns, health, verdicts
+from numba_a3c.diagnostics import append_health, bootstrap_bias, discounted_returns, health, verdicts
 from numba_a3c.nn.network import Network, mlp_spec
 
 
@@ -145,14 +146,29 @@ def test_inspect_health_reads_sarsas_target_network(tmp_path, algo):
     from numba_a3c.config import resolve
     from numba_a3c.trainer import Trainer
 
-    config = resolve({"env": "CartPole-v1", "algo": algo, "steps": 3000, "threads": 1, "target_interval": 1000})
+    config = resolve({"env": "CartPole-v1", "algo": algo, "steps": 3000, "threads": 1, "target_interval": 1000,
+                      "eval_every": 1500, "eval_episodes": 1})
     assert Trainer(config, run_dir=tmp_path / "run").run().status == "finished"
+    with open(tmp_path / "run" / "health.csv") as fh:     # the run's log has it too, at each evaluation
+        rows = list(csv.DictReader(fh))
+    assert rows and all(("bootstrap_bias" in r) == (algo == "sarsa") for r in rows)
+    if algo == "sarsa":
+        assert all(np.isfinite(float(r["bootstrap_bias"])) for r in rows)
     result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "run"), "--health", "--health-steps", "60", "--json"])
     assert result.exit_code == 0, result.output
     heads = json.loads(result.output)["heads"]
     assert ("bootstrap_bias" in heads) == (algo == "sarsa")
     text = CliRunner().invoke(cli, ["inspect", str(tmp_path / "run"), "--health", "--health-steps", "60"]).output
     assert ("Sarsa's bootstrap bias" in text) == (algo == "sarsa")
+
+
+def test_health_csv_keeps_the_columns_of_its_header(tmp_path):
+    path = tmp_path / "health.csv"
+    append_health(path, 100, 1.5, {"entropy": 0.5, "value_mean": -1.0})
+    append_health(path, 200, 3.0, {"entropy": 0.25, "bootstrap_bias": 0.01})    # one column more, one less
+    with open(path) as fh:
+        assert fh.read().splitlines() == ["global_step,wall_time,entropy,value_mean", "100,1.500,0.5,-1",
+                                          "200,3.000,0.25,"]
 
 
 def report_eps(name):
@@ -165,7 +181,6 @@ def report_eps(name):
 def test_each_evaluation_logs_the_network_health(tmp_path):
     """A run directory's health.csv gets one row per evaluation: dead units, activation scale,
     entropy and value error, so a run's logs show whether its network is alive."""
-    import csv
 
     from numba_a3c.config import resolve
     from numba_a3c.trainer import Trainer
@@ -176,7 +191,9 @@ def test_each_evaluation_logs_the_network_health(tmp_path):
         rows = list(csv.DictReader(fh))
     with open(tmp_path / "run" / "evaluations.csv") as fh:
         evaluations = list(csv.DictReader(fh))
-    assert len(rows) == len(evaluations) >= 2
+    # ≥ 1: a periodic evaluation that is still running (compiling, with a cold kernel cache) when the
+    # next one is due makes the monitor skip that one, so only the final one is certain
+    assert len(rows) == len(evaluations) >= 1
     assert [int(r["global_step"]) for r in rows] == [int(r["global_step"]) for r in evaluations]
     for r in rows:
         assert 0 <= float(r["conv1_dead"]) <= 1 and 0 <= float(r["fc1_active"]) <= 1
