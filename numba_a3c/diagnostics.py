@@ -138,8 +138,9 @@ def bootstrap_bias(q, q_target, gamma):
     ``bootstrap_shift`` = −γ b / (1 − γ) (None when γ = 1).
 
     One checkpoint gives one θ⁻ at one distance from θ, so b read from it fluctuates from one
-    checkpoint to the next (it can even come out negative); its average over a run is what sets the
-    values' level. On Pong, Sarsa with the Atari preset's I_target (README, "One-step Sarsa on Pong").
+    checkpoint to the next (it can even come out negative), and one saved while the threads run
+    holds θ and θ⁻ copied moments apart; its average over a run is what sets the values' level.
+    README, "One-step Sarsa on Pong": b and the values on Pong with I_target 1,000 and 100.
     """
     best = q.argmax(axis=1)
     rows = np.arange(len(best))
