@@ -15,9 +15,9 @@ tests/test_activations.py checks both on a grid.
 
 float64 arguments get ``np.tanh`` and 1 / (1 + e⁻ˣ) exactly as before: the finite-difference
 tests, which run the kernels in float64, check the derivatives of the exact functions, and the
-backward kernels' tanh′ = 1 − y², σ′ = σ(1 − σ) are those functions' own. On an LSTM step of 64
-cells the float32 forward pass took about half the time of the one calling ``tanhf`` (README,
-"A3C-LSTM on CartPoleNoVel-v1").
+backward kernels' tanh′ = 1 − y², σ′ = σ(1 − σ) are those functions' own. The LSTM network's
+float32 forward pass (64 cells) took 2.4 µs instead of 4.5 µs with ``tanhf``, and CartPoleNoVel-v1
+trained at 1.24× the steps/s (README, "A3C-LSTM on CartPoleNoVel-v1").
 
 A NaN stays NaN (the clamp compares, and a NaN fails both comparisons), so a diverging run is
 still caught by the finiteness checks of the loss and the gradient norm.
