@@ -32,8 +32,9 @@ def test_the_python_api_page_runs_as_written(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "sign" / "latest.h5").exists() and (tmp_path / "sign.h5").exists()
     assert "--lr 5: the learning rate must be in (0, 1]" in out
     early = scope["run"]
-    # the early-stopping example (relu, 2 threads) stopped within 6.7k-15.6k steps over seeds 0-7
-    assert early.status == "stopped" and early.stopped_by == "on_eval" and early.steps < 200_000, out
+    # the early-stopping example (relu, 2 threads) stopped within 6.7k-15.6k steps over seeds 0-7 on a slower
+    # machine; the evaluation runs beside the workers, so a fast one trains on while it runs (200k more seen)
+    assert early.status == "stopped" and early.stopped_by == "on_eval" and early.steps < 2_000_000, out
 
 
 @pytest.mark.parametrize("options, cli_args", [

@@ -117,7 +117,9 @@ def test_two_nodes_in_one_process_count_every_step_exactly():
     assert [r.status for r in results] == ["finished", "finished"]
     own = sum(int(t.shared.thread_i[:, TI_STEPS].sum()) for t in trainers)
     assert ps.T == own >= config.steps                 # exact: every step reported once
-    assert ps.T <= config.steps + 2 * 5_000            # overshoot: the others' last interval and a tick
+    # overshoot: the others' last interval and the steps run before the monitor's next tick (on an idle fast
+    # machine a node runs over 10k steps per tick: 40,247 and 40,498 were seen)
+    assert ps.T <= config.steps + 4 * 5_000
     assert all(t.exchanges >= 2 for t in trainers) and np.isfinite(ps.theta).all()
     assert not np.array_equal(ps.theta, theta0)
     for t in trainers:                                 # each node ended seeing the global T, or past it
