@@ -81,9 +81,9 @@ class Evaluations:
         with self._lock:
             self._closed = True
 
-    def evaluate_now(self, params, steps, wall, report=True, target=None):
+    def evaluate_now(self, params, steps, wall, report=True, theta_target=None):
         """Evaluate ``params`` (``eval_episodes`` episodes, greedy or ε-greedy) and record the result;
-        ``target``: θ⁻ copied with ``params`` (Sarsa), whose bootstrap bias the health row adds."""
+        ``theta_target``: θ⁻ copied with ``params`` (Sarsa), whose bootstrap bias the health row adds."""
         eps = self.config.eval_epsilon
         observations, scale, value_stats = self.normalization()
         returns, _ = evaluate(self.network, params, self.env_info, episodes=self.config.eval_episodes,
@@ -97,12 +97,13 @@ class Evaluations:
             self.rows.append(ev.row())
             if ev.mean > self.best_mean and self.save_best is not None and self.save_best(params):
                 self.best_mean = ev.mean
-        ev.health_alarms = self._log_health(params, steps, wall, observations, scale, value_stats, target)
+        ev.health_alarms = self._log_health(params, steps, wall, observations, scale, value_stats, theta_target)
         if report and self.on_eval is not None:
             self.on_eval(ev)
         return ev
 
-    def _log_health(self, params, steps, wall, observations=None, reward_scale=1.0, value_stats=None, target=None):
+    def _log_health(self, params, steps, wall, observations=None, reward_scale=1.0, value_stats=None,
+                    theta_target=None):
         """Append the network's health on frames its policy plays (numba_a3c.diagnostics) to health.csv;
         returns its alarms (a tuple of readings of a dying or dead network, usually empty)."""
         path = None if self.health_file is None else self.health_file()
@@ -112,7 +113,7 @@ class Evaluations:
 
         row, alarms = health_row(self.network, params, self.env_info, self.config,
                                  seed=self.config.seed + len(self.rows), observations=observations,
-                                 reward_scale=reward_scale, value_stats=value_stats, target_params=target)
+                                 reward_scale=reward_scale, value_stats=value_stats, target_params=theta_target)
         with self._lock:
             if not self._closed:
                 append_health(path, steps, wall, row)
@@ -121,13 +122,13 @@ class Evaluations:
     def running(self):
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, theta, steps, wall, on_failure, target=None):
-        """A periodic evaluation of ``theta`` (a copy; ``target``: θ⁻ copied with it, for Sarsa) in its
+    def start(self, theta, steps, wall, on_failure, theta_target=None):
+        """A periodic evaluation of ``theta`` (a copy; ``theta_target``: θ⁻ copied with it, for Sarsa) in its
         own thread; ``on_failure()`` is called there if it raises, so that the run stops instead of
         losing the failure."""
         def guarded():
             try:
-                self.evaluate_now(theta, steps, wall, target=target)
+                self.evaluate_now(theta, steps, wall, theta_target=theta_target)
             except BaseException as exc:  # noqa: BLE001 - reported by the monitor, which stops the run
                 self.error = exc
                 on_failure()
@@ -160,7 +161,7 @@ class Evaluations:
 
         def target():
             try:
-                box["ev"] = self.evaluate_now(theta, steps, wall, report=False, target=theta_target)
+                box["ev"] = self.evaluate_now(theta, steps, wall, report=False, theta_target=theta_target)
             except BaseException as exc:  # noqa: BLE001 - reported as the run's error
                 box["error"] = exc
 

@@ -207,7 +207,7 @@ class Monitor:
         if self.next_eval and T >= self.next_eval and T < tr.config.steps:
             if not tr.evals.running():
                 tr.evals.start(tr.shared.theta.copy(), T, wall, on_failure=tr.stops.stop_workers,
-                               target=tr.sarsa_target_copy())
+                               theta_target=tr.sarsa_target_copy())
             self.next_eval = next_multiple(T, tr.config.eval_every)
         if now >= self.next_log and tr.on_progress is not None:
             tr.on_progress(progress_report(tr.shared, tr.config, tr.episodes.recent, now - tr.clock.t0,

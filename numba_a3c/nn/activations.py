@@ -36,7 +36,6 @@ _A13 = _F(-2.76076847742355e-16)
 _B0, _B2 = _F(4.89352518554385e-03), _F(2.26843463243900e-03)
 _B4, _B6 = _F(1.18534705686654e-04), _F(1.19825839466702e-06)
 _HALF = _F(0.5)
-_ONE64 = 1.0
 
 
 def tanh(x):
@@ -87,5 +86,5 @@ def _sigmoid_overload(x):
     if _is_float32(x):
         return lambda x: _HALF + _HALF * tanh(_HALF * x)
     if isinstance(x, types.Float):
-        return lambda x: _ONE64 / (_ONE64 + np.exp(-x))
+        return lambda x: 1.0 / (1.0 + np.exp(-x))
     return None
