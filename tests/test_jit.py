@@ -2,6 +2,7 @@
 kernel, where numba alone would keep a caller's cached copy of an edited callee."""
 
 import ast
+import os
 import subprocess
 import sys
 import textwrap
@@ -42,10 +43,11 @@ def test_editing_a_callee_recompiles_its_callers(tmp_path):
     (tmp_path / "caller.py").write_text(textwrap.dedent(CALLER))
     (tmp_path / "run.py").write_text(RUN)
     outputs = []
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}   # the cache in tmp_path/__pycache__
     for add in (1, 2):       # compile and cache with g = x + 1, then edit only callee.py
         (tmp_path / "callee.py").write_text(textwrap.dedent(CALLEE.format(add=add)))
         done = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path)], capture_output=True,
-                              text=True, cwd=tmp_path, timeout=300)
+                              text=True, cwd=tmp_path, timeout=300, env=env)
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout.split())
     assert list((tmp_path / "__pycache__").glob("caller.f-*.nbi")), "the caller was cached"
