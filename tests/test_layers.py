@@ -20,6 +20,9 @@ import numpy as np
 import pytest
 
 from numba_a3c.nn.layers import (
+    add_dZWt,
+    add_XtdZ,
+    add_xW,
     col2im_add,
     conv2d_backward,
     conv2d_forward,
@@ -72,6 +75,34 @@ def assert_float64(name, got, reference):
     """The kernel computed in float64: it matches a float64 NumPy reference to ~1e-12."""
     assert np.asarray(got).dtype == np.float64, f"{name}: dtype {np.asarray(got).dtype}, expected float64"
     np.testing.assert_allclose(got, reference, rtol=1e-11, atol=1e-12, err_msg=f"{name} is not float64-exact")
+
+
+# ----------------------------------------------------------------------------- matrix products
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("zeros", [0.0, 0.5, 1.0])
+def test_the_blocked_products_match_numpy(dtype, zeros):
+    """add_xW, add_XtdZ and add_dZWt take rows four at a time and skip zero weights: every count
+    of rows left over (n, B from 0 to 9), any pattern of zeros, widths that are not a multiple of
+    the vector length; they accumulate into what their output held."""
+    rng = np.random.default_rng(int(zeros * 10) + (dtype == np.float32))
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    for n in range(10):
+        for B in range(1, 10, 2):
+            m = int(rng.integers(1, 40))
+            X = rng.standard_normal((B, n))
+            X[rng.random(X.shape) < zeros] = 0.0
+            W = rng.standard_normal((n, m))
+            dZ = rng.standard_normal((B, m))
+            z0, dW0, dX0 = rng.standard_normal(m), rng.standard_normal((n, m)), rng.standard_normal((B, n))
+            z, dW, dX = (a.astype(dtype) for a in (z0, dW0, dX0))
+            Xd, Wd, dZd = (a.astype(dtype) for a in (X, W, dZ))
+            add_xW(Xd[0], Wd, z)
+            add_XtdZ(Xd, dZd, dW)
+            add_dZWt(dZd, Wd, dX)
+            case = f"n={n} B={B} m={m}"
+            np.testing.assert_allclose(z, z0 + X[0] @ W, rtol=rtol, atol=rtol * 10, err_msg=f"add_xW {case}")
+            np.testing.assert_allclose(dW, dW0 + X.T @ dZ, rtol=rtol, atol=rtol * 10, err_msg=f"add_XtdZ {case}")
+            np.testing.assert_allclose(dX, dX0 + dZ @ W.T, rtol=rtol, atol=rtol * 10, err_msg=f"add_dZWt {case}")
 
 
 # ----------------------------------------------------------------------------- dense

@@ -83,30 +83,126 @@ if not os.environ.get("OPENBLAS_NUM_THREADS"):
     limit_blas_threads(1)
 
 
+# --------------------------------------------------------------------------- matrix products
+# The three products of the dense and LSTM layers, written as loops that read each row of the big
+# operand once and keep four rows in flight: a plain loop (``z[j] += x_k W[k, j]`` row after row)
+# loads and stores z for every row of W, two loads and a store per multiply-add, which is what
+# bounded it; four rows at a time load and store z once per four rows (the benchmark's 5-step
+# segments took 0.62× (MLP) to 0.87× (Atari) the time; docs/kernels.md). The 2-D arrays are
+# indexed directly (W[k, j]) rather than through row views (W[k]) inside the loops: every view
+# costs numba a reference-count update, which for the MLP's 64-wide layers took more time than the
+# arithmetic. Rows whose weight is 0 (a ReLU that is off) are skipped: the four rows taken together
+# are four rows with nonzero weights.
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def add_xW(x, W, z):
+    """z += x W, i.e. z[j] += Σ_k x_k W[k, j]: x (n,), W (n, m), z (m,)."""
+    n = x.shape[0]
+    m = z.shape[0]
+    k0 = k1 = k2 = 0
+    found = 0
+    for k in range(n):
+        if x[k] != _ZERO:
+            if found == 0:
+                k0 = k
+            elif found == 1:
+                k1 = k
+            elif found == 2:
+                k2 = k
+            else:
+                x0, x1, x2, x3 = x[k0], x[k1], x[k2], x[k]
+                for j in range(m):
+                    z[j] += x0 * W[k0, j] + x1 * W[k1, j] + x2 * W[k2, j] + x3 * W[k, j]
+                found = -1
+            found += 1
+    for r in range(found):          # the 0–3 rows left over
+        k = k0 if r == 0 else (k1 if r == 1 else k2)
+        xk = x[k]
+        for j in range(m):
+            z[j] += xk * W[k, j]
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def add_XtdZ(X, dZ, dW):
+    """dW += Xᵀ dZ = Σ_i x_iᵀ dz_i: X (B, n), dZ (B, m), dW (n, m); each row of dW is read and
+    written once per four rows i with X[i, k] ≠ 0."""
+    B, n = X.shape
+    m = dZ.shape[1]
+    for k in range(n):
+        i0 = i1 = i2 = 0
+        found = 0
+        for i in range(B):
+            if X[i, k] != _ZERO:
+                if found == 0:
+                    i0 = i
+                elif found == 1:
+                    i1 = i
+                elif found == 2:
+                    i2 = i
+                else:
+                    x0, x1, x2, x3 = X[i0, k], X[i1, k], X[i2, k], X[i, k]
+                    for j in range(m):
+                        dW[k, j] += x0 * dZ[i0, j] + x1 * dZ[i1, j] + x2 * dZ[i2, j] + x3 * dZ[i, j]
+                    found = -1
+                found += 1
+        for r in range(found):
+            i = i0 if r == 0 else (i1 if r == 1 else i2)
+            xk = X[i, k]
+            for j in range(m):
+                dW[k, j] += xk * dZ[i, j]
+
+
+# reassoc lets the dot products vectorise (a float sum is otherwise kept in order); inlined, it
+# compiles with its caller's flags, so its callers carry the same fastmath flags.
+@njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"}, inline="always")
+def add_dZWt(dZ, W, dX):
+    """dX += dZ Wᵀ, i.e. dX[i, k] += Σ_j dZ[i, j] W[k, j]: dZ (B, m), W (n, m), dX (B, n). Four
+    rows of W at a time, each read once for all B rows of dZ (the Atari network's 2.65 MB fc
+    weights are read once per segment)."""
+    B, m = dZ.shape
+    n = W.shape[0]
+    k = 0
+    while k + 4 <= n:
+        for i in range(B):
+            s0 = _ZERO * dX[i, k]       # 0·dX: a float32 zero of dX's type
+            s1 = s0
+            s2 = s0
+            s3 = s0
+            for j in range(m):
+                d = dZ[i, j]
+                s0 += d * W[k, j]
+                s1 += d * W[k + 1, j]
+                s2 += d * W[k + 2, j]
+                s3 += d * W[k + 3, j]
+            dX[i, k] += s0
+            dX[i, k + 1] += s1
+            dX[i, k + 2] += s2
+            dX[i, k + 3] += s3
+        k += 4
+    while k < n:
+        for i in range(B):
+            s = _ZERO * dX[i, k]
+            for j in range(m):
+                s += dZ[i, j] * W[k, j]
+            dX[i, k] += s
+        k += 1
+
+
 # --------------------------------------------------------------------------- dense
-# The loops index 2-D arrays directly (W[k, j]) rather than taking row views (W[k]) inside them:
-# every view costs numba a reference-count update, which for the MLP's 64-wide layers took more
-# time than the arithmetic.
 @njit(nogil=True, cache=True, error_model="numpy")
 def dense_forward(x, W, b, z):
     """z = x @ W + b for ONE sample (acting computes one observation at a time).
 
     Shapes: x (n_in,), W (n_in, n_out), b (n_out,), z (n_out,) written in place; all contiguous.
-    Rows of W are added with weight x_k, so the inner loop runs along a row of W and z (it
-    vectorises), and a zero input (a ReLU that is off) skips its row of W entirely.
+    Rows of W are added with weight x_k (:func:`add_xW`), so the inner loop runs along a row of W
+    and z (it vectorises), and a zero input (a ReLU that is off) skips its row of W entirely.
     """
-    n_in = x.shape[0]
-    n_out = z.shape[0]
-    for j in range(n_out):
+    for j in range(z.shape[0]):
         z[j] = b[j]
-    for k in range(n_in):
-        xk = x[k]
-        if xk != _ZERO:
-            for j in range(n_out):
-                z[j] += xk * W[k, j]
+    add_xW(x, W, z)
 
 
-# reassoc lets the dot products of dX = dZ Wᵀ vectorise (a float sum is otherwise kept in order).
+# reassoc lets the dot products of dX = dZ Wᵀ vectorise (add_dZWt is inlined: the flags that count
+# are the caller's).
 @njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
 def dense_backward(X, W, dZ, dW, db, dX, need_dX):
     """Gradients of Z = X @ W + b over a batch, given dZ = ∂L/∂Z:
@@ -114,25 +210,18 @@ def dense_backward(X, W, dZ, dW, db, dX, need_dX):
         dW += Xᵀ dZ          db += Σ_rows dZ          dX += dZ Wᵀ   (only if need_dX)
 
     Shapes: X (B, n_in), W (n_in, n_out), dZ (B, n_out), dW (n_in, n_out), db (n_out,),
-    dX (B, n_in); all C-contiguous. Each row of W and dW is visited once for the whole batch
-    (for the Atari network's 2592→256 layer that is 2.65 MB of weights, the cost that matters).
+    dX (B, n_in); all C-contiguous. Each row of W is read once for the whole batch, each row of
+    dW once per four rows of the batch (for the Atari network's 2592→256 layer that is 2.65 MB of
+    weights, the cost that matters).
     """
-    B, n_in = X.shape
+    B = X.shape[0]
     n_out = W.shape[1]
     for i in range(B):
         for j in range(n_out):
             db[j] += dZ[i, j]
-    for k in range(n_in):
-        for i in range(B):
-            x = X[i, k]
-            if x != _ZERO:
-                for j in range(n_out):
-                    dW[k, j] += x * dZ[i, j]
-            if need_dX:
-                s = dX[i, k] * _ZERO
-                for j in range(n_out):
-                    s += dZ[i, j] * W[k, j]
-                dX[i, k] += s
+    add_XtdZ(X, dZ, dW)
+    if need_dX:
+        add_dZWt(dZ, W, dX)
 
 
 # --------------------------------------------------------------------------- conv2d

@@ -53,6 +53,7 @@ import numpy as np
 
 from numba_a3c.jit import njit
 from numba_a3c.nn.activations import sigmoid, tanh
+from numba_a3c.nn.layers import add_dZWt, add_XtdZ, add_xW
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -79,20 +80,11 @@ def lstm_forward(x, W, U, b, h_prev, c_prev, gates, c, tc, h):
     ``h`` may not alias ``h_prev`` (nor ``c`` ``c_prev``): keep the states of a segment in rows
     of (T+1, H) arrays, as the backward pass needs them all.
     """
-    n_in = x.shape[0]
     H = h.shape[0]
     for j in range(4 * H):
         gates[j] = b[j]
-    for k in range(n_in):                  # z += x W, row by row of W (skips zero inputs)
-        xk = x[k]
-        if xk != _ZERO:
-            for j in range(4 * H):
-                gates[j] += xk * W[k, j]
-    for k in range(H):                     # z += h_prev U
-        hk = h_prev[k]
-        if hk != _ZERO:
-            for j in range(4 * H):
-                gates[j] += hk * U[k, j]
+    add_xW(x, W, gates)                    # z += x W (skips zero inputs)
+    add_xW(h_prev, U, gates)               # z += h_prev U
     for j in range(H):
         i = sigmoid(gates[j])
         f = sigmoid(gates[H + j])
@@ -112,51 +104,35 @@ def lstm_backward(X, W, U, Hs, Cs, G, TC, dH, dW, dU, db, dX, dh0, dc0, dZ, need
     G (T, 4H) and TC (T, H) as written by :func:`lstm_forward`; dH (T, H) = ∂L/∂h_t from the
     heads. Accumulates dW (n_in, 4H), dU (H, 4H), db (4H,) and, if ``need_dX``, dX (T, n_in);
     writes dh0, dc0 (H,): ∂L/∂h and ∂L/∂c of the initial state, and dZ (T, 4H): ∂L/∂z_t, the
-    gates' pre-activation gradients. ``dZ`` may be ``G`` itself (each row of G is read before
-    its dz_t is written over it), which saves a caller with G in scratch the memory.
-    The gradient arriving from beyond the segment is 0 (truncated BPTT).
+    gates' pre-activation gradients (an array of its own: writing it over ``G`` would be correct
+    but would keep the gate loop from vectorising). The gradient arriving from beyond the segment
+    is 0 (truncated BPTT). The products are :mod:`numba_a3c.nn.layers`' ``add_*`` loops.
     """
-    T, n_in = X.shape
+    T = X.shape[0]
     H = dh0.shape[0]
     dh_next = dh0     # dh0 and dc0 carry dh_next and dc_next through the loop
     dc_next = dc0
     for j in range(H):
         dh_next[j] = 0.0    # assigned, not multiplied by 0: the caller's arrays may hold NaN (np.empty)
         dc_next[j] = 0.0
+    dh_row = dh_next.reshape((1, H))
     for t in range(T - 1, -1, -1):     # through time: only dh and dc flow back
-        dz = dZ[t]
         for j in range(H):
             i, f, g, o = G[t, j], G[t, H + j], G[t, 2 * H + j], G[t, 3 * H + j]
             tc = TC[t, j]
             dh = dH[t, j] + dh_next[j]
             dc = dc_next[j] + dh * o * (_ONE - tc * tc)
-            dz[j] = dc * g * i * (_ONE - i)                     # input gate
-            dz[H + j] = dc * Cs[t, j] * f * (_ONE - f)          # forget gate
-            dz[2 * H + j] = dc * i * (_ONE - g * g)             # cell candidate
-            dz[3 * H + j] = dh * tc * o * (_ONE - o)            # output gate
+            dZ[t, j] = dc * g * i * (_ONE - i)                     # input gate
+            dZ[t, H + j] = dc * Cs[t, j] * f * (_ONE - f)          # forget gate
+            dZ[t, 2 * H + j] = dc * i * (_ONE - g * g)             # cell candidate
+            dZ[t, 3 * H + j] = dh * tc * o * (_ONE - o)            # output gate
             dc_next[j] = dc * f
-        for k in range(H):                                       # dh_next = dz_t Uᵀ
-            s = _ZERO * dh_next[k]
-            for j in range(4 * H):
-                s += dz[j] * U[k, j]
-            dh_next[k] = s
-    for t in range(T):                                           # the sums over the segment
+            dh_next[j] = _ZERO
+        add_dZWt(dZ[t:t + 1], U, dh_row)                           # dh_next = dz_t Uᵀ
+    for t in range(T):                                             # the sums over the segment
         for j in range(4 * H):
             db[j] += dZ[t, j]
-    for k in range(n_in):                                        # dW += Σ x_tᵀ dz_t, dX[t] += dz_t Wᵀ
-        for t in range(T):
-            xk = X[t, k]
-            if xk != _ZERO:
-                for j in range(4 * H):
-                    dW[k, j] += xk * dZ[t, j]
-            if need_dX:
-                s = _ZERO * dX[t, k]
-                for j in range(4 * H):
-                    s += dZ[t, j] * W[k, j]
-                dX[t, k] += s
-    for k in range(H):                                           # dU += Σ h_{t−1}ᵀ dz_t
-        for t in range(T):
-            hk = Hs[t, k]
-            if hk != _ZERO:
-                for j in range(4 * H):
-                    dU[k, j] += hk * dZ[t, j]
+    add_XtdZ(X, dZ, dW)                                            # dW += Σ x_tᵀ dz_t
+    add_XtdZ(Hs[0:T], dZ, dU)                                      # dU += Σ h_{t−1}ᵀ dz_t
+    if need_dX:
+        add_dZWt(dZ, W, dX)                                        # dX[t] += dz_t Wᵀ

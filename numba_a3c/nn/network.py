@@ -618,7 +618,7 @@ def backward_scratch_size(table, n_rows):
 
     * dense: the rows' inputs X, output gradients dZ and input gradients dX, n·(2·n_in + n_out);
     * conv (K = C·kh·kw): one row's weight gradient, K·O (its dcols lives in ``delta``'s patch area);
-    * LSTM (H cells): what :func:`_lstm_rows_backward` gathers, n·(2·n_in + 6H) + 2(n+1)H + 2H.
+    * LSTM (H cells): what :func:`_lstm_rows_backward` gathers, n·(2·n_in + 10H) + 2(n+1)H + 2H.
     """
     n = n_rows
     size = 1
@@ -628,7 +628,7 @@ def backward_scratch_size(table, n_rows):
         if table[l, T_KIND] == DENSE:
             need = n * (2 * n_in + n_out)
         elif table[l, T_KIND] == LSTM:
-            need = n * (2 * n_in + 6 * n_out) + 2 * (n + 1) * n_out + 2 * n_out
+            need = n * (2 * n_in + 10 * n_out) + 2 * (n + 1) * n_out + 2 * n_out
         else:
             need = table[l, T_C] * table[l, T_KH] * table[l, T_KW] * table[l, T_O]
         size = max(size, need)
@@ -727,8 +727,8 @@ def _lstm_rows_backward(row, params, grads, obs, ws, delta, n, scratch):
     ``delta`` (what the heads sent back); adds ∂L/∂x_t to the input layer's ``delta``. The
     gradient reaching the segment's initial state is dropped: truncated BPTT. Every array lives
     in ``scratch`` (see :func:`backward_scratch_size`); dX, which the kernel accumulates into,
-    is zeroed here, and dh0, dc0 too although the kernel assigns them. The kernel writes the
-    gates' gradients over the gathered gates G (``dZ = G``), which nothing reads afterwards.
+    is zeroed here, and dh0, dc0 too although the kernel assigns them; the gates' gradients dZ
+    get their own rows.
     """
     Hc = row[T_OUT_SIZE]
     G4 = 4 * Hc
@@ -757,6 +757,8 @@ def _lstm_rows_backward(row, params, grads, obs, ws, delta, n, scratch):
     k += n * Hc
     dH = scratch[k:k + n * Hc].reshape((n, Hc))
     k += n * Hc
+    dZ = scratch[k:k + n * G4].reshape((n, G4))
+    k += n * G4
     dh0 = scratch[k:k + Hc]
     dc0 = scratch[k + Hc:k + 2 * Hc]
     dX[:] = 0.0       # lstm_backward accumulates into dX (as 0·dX + …: it must not start from NaN)
@@ -777,7 +779,7 @@ def _lstm_rows_backward(row, params, grads, obs, ws, delta, n, scratch):
     for j in range(Hc):                                    # the state after the last step
         Hs[n, j] = ws[n - 1, a + LSTM_H * Hc + j]
         Cs[n, j] = ws[n - 1, a + LSTM_C * Hc + j]
-    lstm_backward(X, W, U, Hs, Cs, G, TC, dH, dW, dU, db, dX, dh0, dc0, G, need_dx)
+    lstm_backward(X, W, U, Hs, Cs, G, TC, dH, dW, dU, db, dX, dh0, dc0, dZ, need_dx)
     if need_dx:
         for t in range(n):
             for j in range(n_in):
