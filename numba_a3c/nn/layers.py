@@ -123,32 +123,11 @@ def add_xW(x, W, z):
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def add_XtdZ(X, dZ, dW):
-    """dW += Xᵀ dZ = Σ_i x_iᵀ dz_i: X (B, n), dZ (B, m), dW (n, m); each row of dW is read and
-    written once per four rows i with X[i, k] ≠ 0."""
-    B, n = X.shape
-    m = dZ.shape[1]
-    for k in range(n):
-        i0 = i1 = i2 = 0
-        found = 0
-        for i in range(B):
-            if X[i, k] != _ZERO:
-                if found == 0:
-                    i0 = i
-                elif found == 1:
-                    i1 = i
-                elif found == 2:
-                    i2 = i
-                else:
-                    x0, x1, x2, x3 = X[i0, k], X[i1, k], X[i2, k], X[i, k]
-                    for j in range(m):
-                        dW[k, j] += x0 * dZ[i0, j] + x1 * dZ[i1, j] + x2 * dZ[i2, j] + x3 * dZ[i, j]
-                    found = -1
-                found += 1
-        for r in range(found):
-            i = i0 if r == 0 else (i1 if r == 1 else i2)
-            xk = X[i, k]
-            for j in range(m):
-                dW[k, j] += xk * dZ[i, j]
+    """dW += Xᵀ dZ = Σ_i x_iᵀ dz_i: X (B, n), dZ (B, m), dW (n, m). Row k of dW gains
+    Σ_i X[i, k] dZ[i], which is :func:`add_xW` with column k of X as the weights (two views per
+    row of dW, none inside the loops)."""
+    for k in range(X.shape[1]):
+        add_xW(X[:, k], dZ, dW[k])
 
 
 # reassoc lets the dot products vectorise (a float sum is otherwise kept in order); inlined, it
