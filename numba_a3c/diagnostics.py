@@ -7,6 +7,11 @@ environment, a fixed seed), keeps the observations, rewards and actions, and mea
   that are **never active** on any of the frames (dead units: their gradient is 0 on every state
   the policy visits, so they do not come back), the fraction of active outputs over all frames
   and positions, and the root-mean-square of the outputs (the activation scale);
+* per LSTM layer: the share of its **saturated** gate values (σ(1 − σ) of the i, f and o gates,
+  1 − g² of the cell candidate, below 8 % of their maximum: the gradient through such a gate is
+  all but cut) and of saturated cells (1 − tanh²(c) below 8 %), and the largest |c|. A saturated
+  LSTM passes almost no gradient to the layers before it, so the body stops learning although
+  nothing is dead;
 * the heads: the policy's mean entropy H(π) against its maximum log A (a policy whose entropy
   stays at log A has not learned anything yet) — for a Gaussian policy its differential entropy
   Σ_k ½ log(2πe σ²_k) and mean σ instead (no maximum), the value estimate V(s) (or max_a Q(s, a)) and
@@ -28,7 +33,7 @@ Everything is plain data (dicts of floats), printed by :func:`format_health` or 
 
 import numpy as np
 
-from numba_a3c.nn.network import backward_rows, forward_row, reset_state
+from numba_a3c.nn.network import LSTM_C, LSTM_GATES, LSTM_TC, backward_rows, forward_row, reset_state
 
 
 def _rows_of(network, name):
@@ -148,6 +153,29 @@ def bootstrap_bias(q, q_target, gamma):
     return dict(bootstrap_bias=b, bootstrap_shift=-gamma * b / (1.0 - gamma) if gamma < 1 else None)
 
 
+#: A gate's (or the cell's) derivative below this share of its maximum counts as saturated.
+SATURATED_SLOPE = 0.08
+#: An LSTM layer with at least this share of saturated gate values is reported.
+SATURATED_LAYER = 0.5
+
+
+def lstm_saturation(ws, off, H):
+    """Saturation of the LSTM layer whose area starts at column ``off`` of the workspace rows
+    ``ws`` (H cells; the post-activation gates i, f, g, o and tanh(c) as the forward pass kept
+    them): the share of gate values whose derivative is below :data:`SATURATED_SLOPE` of its
+    maximum (σ(1 − σ) < 0.08 · ¼ for i, f and o, 1 − g² < 0.08 for g), the same share of the cells'
+    tanh(c), and the largest |c|."""
+    gates = ws[:, off + LSTM_GATES * H:off + (LSTM_GATES + 4) * H].astype(np.float64)
+    sig = np.concatenate([gates[:, 0:H], gates[:, H:2 * H], gates[:, 3 * H:4 * H]], axis=1)
+    g = gates[:, 2 * H:3 * H]
+    tc = ws[:, off + LSTM_TC * H:off + (LSTM_TC + 1) * H].astype(np.float64)
+    flat = np.concatenate([(sig * (1.0 - sig) < SATURATED_SLOPE * 0.25).ravel(),
+                           (1.0 - g * g < SATURATED_SLOPE).ravel()])
+    return dict(saturated_fraction=float(flat.mean()),
+                cell_saturated_fraction=float(np.mean(1.0 - tc * tc < SATURATED_SLOPE)),
+                cell_abs_max=float(np.abs(ws[:, off + LSTM_C * H:off + (LSTM_C + 1) * H]).max()))
+
+
 def health(network, params, observations, actions, rewards, ends, gamma=0.99, reward_clip=0.0, rms_g=None,
            rms_eps=0.1, beta=0.01, value_weight=1.0, value_scale=(0.0, 1.0), policy_weight=1.0,
            target_params=None):
@@ -175,6 +203,8 @@ def health(network, params, observations, actions, rewards, ends, gamma=0.99, re
         out = ws[:, off:off + size].astype(np.float64)
         entry = dict(name=layer["name"], activation=layer["activation"], units=size,
                      rms=float(np.sqrt(np.mean(out * out))))
+        if layer["type"] == "lstm":
+            entry.update(lstm_saturation(ws, off, size))
         if layer["activation"] == "relu":
             active = out > 0
             # A unit is a dense layer's output or a conv layer's filter (all its positions together):
@@ -307,6 +337,12 @@ def verdicts(report, alarms_only=False):
         if active is not None and active < SILENT_LAYER and (dead is None or dead < 1.0):
             out.append((True, f"{layer['name']}: only {active:.1%} of its outputs are ever positive: the layer "
                               f"barely passes its input on (nearly dead; what follows it sees almost only biases)"))
+        sat = layer.get("saturated_fraction")
+        if sat is not None and sat >= SATURATED_LAYER:
+            out.append((True, f"{layer['name']}: {sat:.0%} of its gate values are saturated (and "
+                              f"{layer['cell_saturated_fraction']:.0%} of its cells, |c| up to "
+                              f"{layer['cell_abs_max']:.3g}): almost no gradient passes through it to the "
+                              f"layers before (its inputs grew too large for its weights)"))
     heads = report["heads"]
     if heads["return_std"] > 0 and heads["value_std"] < CONSTANT_ESTIMATE * heads["return_std"]:
         # not an alarm: a network that has not learned yet reads the same (CartPole's at initialisation)
@@ -342,6 +378,11 @@ def format_health(report):
         act = layer.get("active_fraction")
         lines.append(f"  {layer['name']:<8}{layer['units']:>7}{'' if dead is None else f'{dead:.1%}':>8}"
                      f"{'' if act is None else f'{act:.1%}':>8}{layer['rms']:>11.4g}")
+    for layer in report["layers"]:
+        if "saturated_fraction" in layer:
+            lines.append(f"  {layer['name']}: {layer['saturated_fraction']:.1%} of gate values saturated, "
+                         f"{layer['cell_saturated_fraction']:.1%} of cells (tanh(c)); |c| up to "
+                         f"{layer['cell_abs_max']:.4g}")
     h = report["heads"]
     lines.append("")
     if "gaussian_entropy" in h:
@@ -381,7 +422,8 @@ def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0, o
     played by the policy ``params``: the policy's entropy (A3C; for a Gaussian policy the
     differential entropy Σ_k ½ log 2πeσ²_k, which can be negative), the value estimate's RMS error
     and explained variance, and per hidden layer the share of dead units, of active outputs and
-    the RMS of its outputs (``conv1_dead``, ``conv1_active``, ``conv1_rms`` …). A run that
+    the RMS of its outputs (``conv1_dead``, ``conv1_active``, ``conv1_rms`` …), per LSTM layer its
+    saturated shares (``lstm1_saturated``, ``lstm1_cell_saturated``; :func:`lstm_saturation`). A run that
     normalises passes its frozen ``observations``, the ``reward_scale`` its value head learned with and
     its ``value_stats`` (``--normalize-value``). A Sarsa run's ``target_params`` (θ⁻, copied with
     ``params``) add the columns ``bootstrap_bias`` and ``bootstrap_shift`` (:func:`bootstrap_bias`).
@@ -400,6 +442,9 @@ def health_row(network, params, env_info, config, steps=HEALTH_FRAMES, seed=0, o
         row[f"{name}_dead"] = layer.get("dead_fraction", float("nan"))
         row[f"{name}_active"] = layer.get("active_fraction", float("nan"))
         row[f"{name}_rms"] = layer["rms"]
+        if "saturated_fraction" in layer:
+            row[f"{name}_saturated"] = layer["saturated_fraction"]
+            row[f"{name}_cell_saturated"] = layer["cell_saturated_fraction"]
     if "bootstrap_bias" in h:
         row["bootstrap_bias"] = h["bootstrap_bias"]
         row["bootstrap_shift"] = h["bootstrap_shift"] if h["bootstrap_shift"] is not None else float("nan")

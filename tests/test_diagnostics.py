@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from numba_a3c.cli.main import cli
 from numba_a3c.diagnostics import append_health, bootstrap_bias, discounted_returns, health, verdicts
-from numba_a3c.nn.network import Network, mlp_spec
+from numba_a3c.nn.network import Network, lstm_spec, mlp_spec
 
 
 def test_discounted_returns_by_hand():
@@ -229,3 +229,22 @@ def test_train_prints_the_health_alarms_after_the_evaluation_line():
         "evaluation at step 2,000,000: mean return -20.50 over 2 episodes (min -21.0, max -20.0)",
         "  health: conv2: only 0.1% … (asyncrl inspect runs/pong --health)"]
     assert len(list(evaluation_lines(Evaluation(1, 1.0, np.array([1.0])), "r"))) == 1
+
+
+def test_a_saturated_lstm_is_reported():
+    """What A3C-LSTM on Pong looked like at 1M agent steps: fc1's outputs grown to an RMS of 8,
+    84 % of the cell candidates at |g| > 0.96 and |c| up to 372, so that almost no gradient
+    reached the body. At initialisation nothing is saturated; with the LSTM's input weights
+    scaled up, nearly everything is, and the alarm says so."""
+    net = Network(lstm_spec(4, 2, hidden=(16, 8), activation="tanh"))
+    theta = net.init_params(0)
+    obs, actions, rewards, ends = frames()
+    (lstm,) = [layer for layer in health(net, theta, obs, actions, rewards, ends)["layers"] if layer["name"] == "lstm1"]
+    assert lstm["saturated_fraction"] < 0.1 and lstm["cell_saturated_fraction"] < 0.1
+    assert "saturated" not in " ".join(verdicts(health(net, theta, obs, actions, rewards, ends), alarms_only=True))
+    net.views(theta)["lstm1/W"][:] *= 1000.0
+    report = health(net, theta, obs, actions, rewards, ends)
+    (lstm,) = [layer for layer in report["layers"] if layer["name"] == "lstm1"]
+    assert lstm["saturated_fraction"] > 0.9 and lstm["cell_saturated_fraction"] > 0.05 and lstm["cell_abs_max"] > 1.0
+    (alarm,) = [v for v in verdicts(report, alarms_only=True) if v.startswith("lstm1")]
+    assert "gate values are saturated" in alarm
