@@ -205,11 +205,12 @@ def test_eval_and_inspect_read_a_recurrent_checkpoint(lstm_run):
     assert len(json.loads(result.stdout)["returns"]) == 3
 
 
-def test_atari_lstm_preset_is_the_atari_preset_with_the_lstm_network():
+def test_atari_lstm_preset_is_the_atari_preset_with_the_lstm_network_and_half_the_rate():
     lstm = resolve({"env": "ALE/Pong-v5", "preset": "atari-lstm"})
     ff = resolve({"env": "ALE/Pong-v5"})
     assert lstm.network == "atari-lstm" and ff.network == "atari"
-    assert lstm.replace(network="atari", preset="atari") == ff
+    assert lstm.lr == ff.lr / 2          # the one measured difference (the preset's "about")
+    assert lstm.replace(network="atari", preset="atari", lr=ff.lr) == ff
 
 
 def test_cartpole_novel_preset_gives_a3c_the_lstm_and_the_q_methods_the_mlp():
