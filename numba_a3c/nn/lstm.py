@@ -38,7 +38,7 @@ parameter and input gradients are sums over the segment, taken after the loop::
 
     dW += Σ_t x_tᵀ dz_t     dU += Σ_t h_{t−1}ᵀ dz_t     db += Σ_t dz_t     dX[t] += dz_t Wᵀ
 
-(row k of dW is then read and written once per segment, not once per step: with Atari's 256
+(row k of dW is then read and written once per four steps, not at every step: with Atari's 256
 cells dW and dU are 1 MiB each, and this order made the atari-lstm segment about 10 % faster).
 docs/backprop.md derives each line and gives the measurement.
 
