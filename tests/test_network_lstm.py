@@ -35,6 +35,10 @@ SPECS = {
     # obs → relu 4 → LSTM 3 → relu 4 → heads: a layer after the LSTM
     "lstm-in-the-middle": lambda: NetworkSpec((3,), 2, (LayerSpec("dense", 4, "relu"), LayerSpec("lstm", 3, "linear"),
                                                         LayerSpec("dense", 4, "relu"))),
+    # frames → conv 3 4×4/2 → relu 4 → LSTM 3 → heads: the atari-lstm chain in miniature, the LSTM's
+    # input gradient reaching the convolution through the dense layer
+    "conv-dense-lstm": lambda: NetworkSpec((2, 8, 8), 3, (LayerSpec("conv", 3, "relu", 4, 2), LayerSpec("dense", 4),
+                                                          LayerSpec("lstm", 3, "linear"))),
 }
 
 
@@ -45,7 +49,8 @@ def sigmoid(z):
 
 def numpy_segment(net, theta, x, state):
     """The heads' outputs for consecutive steps x (T, n_in) from ``state`` (every LSTM's (h, c)),
-    computed with NumPy from the documented conventions (dense x @ W + b; LSTM gate order i, f, g, o)."""
+    computed with NumPy from the documented conventions (dense x @ W + b; conv W (O, C, kh, kw), valid
+    padding, flattened row-major; LSTM gate order i, f, g, o)."""
     v = net.views(theta)
     carried = {}
     k = 0
@@ -68,6 +73,14 @@ def numpy_segment(net, theta, x, state):
                 c = f * cp + i * g
                 y = o * np.tanh(c)
                 carried[name] = (y, c)
+            elif layer["type"] == "conv":      # W (O, C, kh, kw) over (C, H, W), valid padding
+                s, k = layer["stride"], layer["kernel"]
+                O, Ho, Wo = layer["output_shape"]
+                frame = inp.reshape(net.spec.input_shape)
+                W = v[name + "/W"]
+                y = np.array([[[np.sum(frame[:, p * s:p * s + k, q * s:q * s + k] * W[o]) for q in range(Wo)]
+                               for p in range(Ho)] for o in range(O)]) + v[name + "/b"][:, None, None]
+                y = np.maximum(y, 0).ravel() if layer["activation"] == "relu" else y.ravel()
             else:
                 y = inp @ v[name + "/W"] + v[name + "/b"]
                 act = layer["activation"]
