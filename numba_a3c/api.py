@@ -391,7 +391,11 @@ def load(path, env=None):
 
 def _raw_observation(obs, spec):
     """Whether ``obs`` is an environment's raw observation that the network reads encoded: a state
-    index (one-hot), or an (H, W, C) image (read as (C, H, W))."""
+    index (one-hot), an (H, W, C) image (read as (C, H, W)), or a composite one (a tuple, a dict, a
+    MultiDiscrete's integers) where the network reads it flattened."""
+    if spec.input_encoding.startswith("flatten:"):
+        encoded = isinstance(obs, np.ndarray) and obs.dtype.kind == "f" and obs.shape == tuple(spec.input_shape)
+        return not encoded
     if spec.input_encoding == "one-hot":
         return np.size(obs) == 1
     if spec.input_encoding == "hwc":

@@ -71,7 +71,7 @@ Normalizer = namedtuple("Normalizer", ["stats", "config", "ret"])
 
 def applies_to(spec):
     """True when observations of this network can be normalised: vectors given as they are
-    (input_encoding "", input_scale 1), not images nor one-hot states."""
+    (input_encoding "", input_scale 1), not images, one-hot states nor flattened composite observations."""
     return len(spec.input_shape) == 1 and spec.input_encoding == "" and float(spec.input_scale) == 1.0
 
 

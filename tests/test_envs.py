@@ -210,8 +210,86 @@ def test_discrete_observations_are_one_hot_encoded(tmp_path):
     assert ck.spec.input_encoding == "one-hot" and ck.spec.input_shape == (16,)
     returns, lengths, _ = evaluate_checkpoint(ck, episodes=2)
     assert lengths.min() >= 1
-    with pytest.raises(EnvError, match="Discrete one"):
-        describe_env("Blackjack-v1")     # a Tuple observation space is refused in one line
+
+
+class Composite(gymnasium.Env):
+    """Observations of every composite kind: a Dict of a Box, a MultiDiscrete and a Tuple of a
+    Discrete starting at 1 and a MultiBinary. Reward 1 when the action equals the Discrete's value − 1."""
+
+    observation_space = gymnasium.spaces.Dict({
+        "pos": gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32),
+        "grid": gymnasium.spaces.MultiDiscrete([3, 2]),
+        "flags": gymnasium.spaces.Tuple((gymnasium.spaces.Discrete(2, start=1), gymnasium.spaces.MultiBinary(2))),
+    })
+    action_space = gymnasium.spaces.Discrete(2)
+
+    def _obs(self):
+        k = int(self.np_random.integers(1, 3))
+        self.answer = k - 1
+        return {"pos": np.array([0.5, -0.25], np.float32), "grid": np.array([2, 1]),
+                "flags": (k, np.array([1, 0], np.int8))}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        reward = float(action == self.answer)
+        self.t += 1
+        return self._obs(), reward, False, self.t >= 10, {}
+
+
+def test_composite_observations_are_flattened(tmp_path):
+    """Tuple, Dict, MultiDiscrete and MultiBinary observations reach the network as one vector:
+    discrete parts one-hot, numeric parts as they are; training, checkpoints, eval and Agent.act
+    (which takes the environment's own tuple or dict) all read them the same way."""
+    import numba_a3c
+    from numba_a3c import checkpoint
+    from numba_a3c.config import resolve
+    from numba_a3c.envs.base import flatten_encoding, flatten_observation
+    from numba_a3c.envs.registry import describe_callable, make_python_env
+    from numba_a3c.inspection import evaluate_checkpoint
+    from numba_a3c.trainer import Trainer
+
+    info = describe_env("Blackjack-v1")   # Tuple(Discrete(32), Discrete(11), Discrete(2))
+    assert info.obs_shape == (45,) and info.obs_encoding == (
+        'flatten:[[[0],"discrete",32,0],[[1],"discrete",11,0],[[2],"discrete",2,0]]')
+    x = flatten_observation((14, 10, 1), info.obs_encoding)
+    assert x.dtype == np.float32 and x.shape == (45,) and np.flatnonzero(x).tolist() == [14, 32 + 10, 32 + 11 + 1]
+    env = make_python_env(info, seed=0)
+    obs, _ = env.reset(seed=3)
+    raw, _ = gymnasium.make("Blackjack-v1").reset(seed=3)
+    np.testing.assert_array_equal(obs, flatten_observation(raw, info.obs_encoding))
+
+    encoding, size = flatten_encoding(Composite.observation_space)
+    assert size == 2 + 3 + 2 + 2 + 2
+    # gymnasium's Dict orders its keys: flags (k = 2 of {1, 2}; bits 1, 0), grid (2 of 3, 1 of 2), pos
+    by_hand = [0, 1, 1, 0, 0, 0, 1, 0, 1, 0.5, -0.25]
+    np.testing.assert_array_equal(flatten_observation({"pos": np.array([0.5, -0.25]), "grid": np.array([2, 1]),
+                                                       "flags": (2, np.array([1, 0]))}, encoding), by_hand)
+    with pytest.raises(ValueError, match=r"outside \[1, 3\)"):
+        flatten_observation({"pos": np.zeros(2), "grid": np.array([0, 0]), "flags": (0, np.zeros(2))}, encoding)
+
+    run = numba_a3c.train(Composite, steps=3000, threads=1, eval_episodes=2, out=tmp_path / "run")
+    assert run.status == "finished" and len(run.final_eval.returns) == 2
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert ck.spec.input_encoding == describe_callable(Composite).obs_encoding == encoding
+    assert run.agent.evaluate(episodes=2)["lengths"] == [10, 10]
+    raw, _ = Composite().reset(seed=1)
+    assert run.agent.act(raw) == run.agent.act(flatten_observation(raw, encoding))
+
+    # Blackjack from the command line's path: trained, saved, evaluated from the checkpoint
+    config = resolve({"env": "Blackjack-v1", "steps": 2000, "threads": 1, "eval_episodes": 2})
+    assert Trainer(config, run_dir=tmp_path / "bj").run().status == "finished"
+    returns, lengths, _ = evaluate_checkpoint(checkpoint.load(tmp_path / "bj" / "latest.h5"), episodes=3)
+    assert lengths.min() >= 1
+
+    class Texty(Composite):
+        observation_space = gymnasium.spaces.Tuple((gymnasium.spaces.Discrete(2), gymnasium.spaces.Text(5)))
+
+    with pytest.raises(EnvError, match=r"a Text part\[1\]: these methods read Box, Discrete"):
+        describe_callable(Texty)
 
 
 CORRIDOR = '''

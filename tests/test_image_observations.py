@@ -87,11 +87,17 @@ def test_every_layout_reaches_the_network_as_chw(light, layout, dtype):
     assert env.observation_space.shape == (3, 6, 8)
 
 
-def test_other_spaces_are_refused_in_one_line():
-    for env_id in ("Blackjack-v1",):               # a Tuple observation space
-        with pytest.raises(EnvError, match=r"Tuple observation space; these methods take a Box") as err:
-            describe_env(env_id)
-        assert "\n" not in str(err.value)
+def test_spaces_without_a_fixed_size_are_refused_in_one_line():
+    from numba_a3c.envs.registry import describe_callable
+
+    class Sequences(gymnasium.Env):
+        observation_space = gymnasium.spaces.Sequence(gymnasium.spaces.Discrete(3))
+        action_space = gymnasium.spaces.Discrete(2)
+
+    with pytest.raises(EnvError, match=r"Sequence observation space with a Sequence part \(the whole observation\): "
+                                       r"these methods read Box, Discrete, MultiDiscrete and MultiBinary parts") as err:
+        describe_callable(Sequences)
+    assert "\n" not in str(err.value)
 
 
 def _doc_reader():
@@ -156,6 +162,19 @@ def test_documented_reader_one_hot_input():
     x = np.arange(24).reshape(2, 3, 4)
     np.testing.assert_array_equal(reader["network_input"](x, (4, 2, 3), "hwc"), np.transpose(x, (2, 0, 1)))
     np.testing.assert_array_equal(reader["network_input"](x, (2, 3, 4), ""), x)
+    # a composite observation, part by part, as the package flattens it
+    from numba_a3c.envs.base import flatten_encoding, flatten_observation
+
+    space = gymnasium.spaces.Tuple((gymnasium.spaces.Discrete(3, start=-1), gymnasium.spaces.Dict(
+        {"a": gymnasium.spaces.MultiDiscrete([2, 4]), "b": gymnasium.spaces.Box(0.0, 1.0, (2, 2))})))
+    encoding, size = flatten_encoding(space)
+    for seed in range(5):
+        space.seed(seed)
+        obs = space.sample()
+        flat = reader["network_input"](obs, (size,), encoding)
+        assert flat.shape == (size,) == (3 + 2 + 4 + 4,)
+        np.testing.assert_array_equal(flat, flatten_observation(obs, encoding))
+        np.testing.assert_array_equal(flat, gymnasium.spaces.flatten(space, obs))   # gymnasium's own order agrees
 
 
 def test_generic_preset_gives_images_the_conv_net(light):

@@ -6,6 +6,8 @@ becomes a network input.
 types, so the environment package imports one way: ``base`` ← ``native``/``atari`` ← ``registry``.
 """
 
+import functools
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +30,9 @@ class EnvInfo:
     input_scale: float = 1.0
     max_episode_steps: int = 0
     obs_encoding: str = ""  # "one-hot": a Discrete(n) observation k is given to the network as e_k ∈ {0,1}ⁿ;
-    #                         "hwc": an image (H, W, C) is given to it transposed, (C, H, W) (encode_observation)
+    #                         "hwc": an image (H, W, C) is given to it transposed, (C, H, W);
+    #                         "flatten:[…]": a Tuple, Dict, MultiDiscrete or MultiBinary observation is given
+    #                         as one vector, its parts in order (flatten_encoding; encode_observation)
     make_kwargs: tuple = ()  # ((key, value), …) passed to gymnasium.make (--env-kwargs)
     maker: object = None    # a zero-argument callable that returns the gymnasium.Env (Python API), else None
     action_low: tuple = ()  # a Box action space's bounds per dimension (n_actions is then its dimension D);
@@ -73,10 +77,82 @@ def box_input(shape, dtype, high):
     return shape, "", scale
 
 
+FLATTEN = "flatten:"
+
+
+def flatten_encoding(space):
+    """The encoding that gives a composite observation space's observations to the network as one
+    float32 vector: ``"flatten:"`` followed by the JSON list of its parts, in order, each
+    ``[path, kind, size, start]``. ``path`` leads from the observation to the part (an int indexes
+    a tuple, or the flattened array of a MultiDiscrete; a string is a Dict key); a ``"discrete"``
+    part (Discrete, or one entry of a MultiDiscrete) is one-hot encoded, value k as e_(k − start) of
+    length ``size``; a ``"box"`` part (Box, MultiBinary) gives its ``size`` numbers as they are,
+    flattened row-major. Tuple and Dict spaces nest (Dict keys in the space's own order), so
+    Blackjack's Tuple(Discrete(32), Discrete(11), Discrete(2)) is a vector of 32 + 11 + 2 = 45.
+    Returns ``(encoding, size)``; raises :class:`ValueError` for a part it cannot encode (Text,
+    Graph, Sequence …), naming it."""
+    parts = []
+    _flatten_parts(space, [], parts)
+    return FLATTEN + json.dumps(parts, separators=(",", ":")), sum(part[2] for part in parts)
+
+
+def _flatten_parts(space, path, parts):
+    import gymnasium.spaces as spaces
+
+    if isinstance(space, spaces.Discrete):
+        parts.append([path, "discrete", int(space.n), int(space.start)])
+    elif isinstance(space, spaces.MultiDiscrete):
+        starts = np.broadcast_to(getattr(space, "start", 0), space.nvec.shape).ravel()
+        for j, (n, start) in enumerate(zip(space.nvec.ravel(), starts)):
+            parts.append([path + [j], "discrete", int(n), int(start)])
+    elif isinstance(space, (spaces.Box, spaces.MultiBinary)):
+        parts.append([path, "box", int(np.prod(space.shape)), 0])
+    elif isinstance(space, spaces.Tuple):
+        for j, sub in enumerate(space.spaces):
+            _flatten_parts(sub, path + [j], parts)
+    elif isinstance(space, spaces.Dict):
+        for key, sub in space.spaces.items():
+            _flatten_parts(sub, path + [str(key)], parts)
+    else:
+        where = "".join(f"[{k!r}]" for k in path) or " (the whole observation)"
+        raise ValueError(f"a {type(space).__name__} part{where}: these methods read Box, Discrete, "
+                         f"MultiDiscrete and MultiBinary parts, in Tuple or Dict spaces")
+
+
+@functools.lru_cache(maxsize=64)
+def _flatten_plan(encoding):
+    parts = json.loads(encoding[len(FLATTEN):])
+    return tuple((tuple(path), kind, size, start) for path, kind, size, start in parts), sum(p[2] for p in parts)
+
+
+def flatten_observation(obs, encoding):
+    """A composite observation as the float32 vector ``encoding`` (:func:`flatten_encoding`) describes."""
+    plan, size = _flatten_plan(encoding)
+    out = np.zeros(size, np.float32)
+    k = 0
+    for path, kind, n, start in plan:
+        value = obs
+        for key in path:
+            value = value[key] if isinstance(value, (tuple, list, dict)) else np.asarray(value).reshape(-1)[key]
+        if kind == "discrete":
+            index = int(np.asarray(value).reshape(-1)[0]) - start
+            if not 0 <= index < n:
+                raise ValueError(f"observation part {list(path)}: value {index + start} is outside "
+                                 f"[{start}, {start + n})")
+            out[k + index] = 1.0
+        else:
+            out[k:k + n] = np.asarray(value, np.float32).reshape(-1)
+        k += n
+    return out
+
+
 def encode_observation(obs, encoding, input_shape):
     """An environment's raw observation as the network reads it (before ``input_scale``): the state
     index k of a Discrete(n) space as e_k (encoding "one-hot"), an (H, W, C) image as (C, H, W)
-    ("hwc"), anything else as it is."""
+    ("hwc"), a Tuple, Dict, MultiDiscrete or MultiBinary one as one vector ("flatten:…",
+    :func:`flatten_observation`), anything else as it is."""
+    if encoding.startswith(FLATTEN):
+        return flatten_observation(obs, encoding)
     if encoding == "one-hot":
         out = np.zeros(input_shape, np.float32)
         out[int(np.asarray(obs).reshape(-1)[0])] = 1.0

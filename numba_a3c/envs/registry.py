@@ -20,7 +20,16 @@ import difflib
 
 import numpy as np
 
-from numba_a3c.envs.base import EnvError, EnvInfo, box_input, encode_observation, parse_env_kwargs
+from numba_a3c.envs.base import (
+    FLATTEN,
+    EnvError,
+    EnvInfo,
+    box_input,
+    encode_observation,
+    flatten_encoding,
+    flatten_observation,
+    parse_env_kwargs,
+)
 
 
 def _native_specs():
@@ -47,7 +56,8 @@ def callable_env_id(make_env):
 def _describe_spaces(env, env_id):
     """(observation shape, number of actions, observation encoding, input scale) of a gymnasium
     environment, or :class:`EnvError`. A Discrete(n) observation space is one-hot encoded: shape
-    (n,), "one-hot"; a Box is read by :func:`numba_a3c.envs.base.box_input` (images to (C, H, W))."""
+    (n,), "one-hot"; a Box is read by :func:`numba_a3c.envs.base.box_input` (images to (C, H, W));
+    a Tuple, Dict, MultiDiscrete or MultiBinary one becomes one vector (``flatten_encoding``)."""
     import gymnasium
 
     obs_space, act_space = env.observation_space, env.action_space
@@ -61,8 +71,11 @@ def _describe_spaces(env, env_id):
     if isinstance(obs_space, gymnasium.spaces.Discrete):
         return (int(obs_space.n),), n_actions, "one-hot", 1.0
     if not isinstance(obs_space, gymnasium.spaces.Box):
-        raise EnvError(f"{env_id} has a {type(obs_space).__name__} observation space; these methods take a Box "
-                       f"(vectors or images) or a Discrete one (one-hot encoded)")
+        try:
+            encoding, size = flatten_encoding(obs_space)
+        except ValueError as exc:
+            raise EnvError(f"{env_id} has a {type(obs_space).__name__} observation space with {exc}") from None
+        return (size,), n_actions, encoding, 1.0
     shape, encoding, scale = box_input(obs_space.shape, obs_space.dtype, obs_space.high)
     return shape, n_actions, encoding, scale
 
@@ -223,7 +236,10 @@ def make_python_env(info, seed=None, render=False):
 def encoded_observations(env, info):
     """``env`` giving its observations as the network reads them (``info.obs_encoding``): one-hot
     vectors for a Discrete space (:func:`one_hot_observations`), (C, H, W) images for (H, W, C) ones
-    (:func:`channels_first_observations`), else ``env`` itself."""
+    (:func:`channels_first_observations`), one vector for a composite space
+    (:func:`flat_observations`), else ``env`` itself."""
+    if info.obs_encoding.startswith(FLATTEN):
+        return flat_observations(env, info.obs_encoding)
     if info.obs_encoding == "one-hot":
         return one_hot_observations(env)
     if info.obs_encoding == "hwc":
@@ -240,6 +256,17 @@ def channels_first_observations(env):
     space = gymnasium.spaces.Box(np.transpose(box.low, (2, 0, 1)), np.transpose(box.high, (2, 0, 1)),
                                  dtype=box.dtype)
     return gymnasium.wrappers.TransformObservation(env, lambda obs: encode_observation(obs, "hwc", None), space)
+
+
+def flat_observations(env, encoding):
+    """``env`` with its Tuple, Dict, MultiDiscrete or MultiBinary observations given as one float32
+    vector (:func:`numba_a3c.envs.base.flatten_observation`): discrete parts one-hot, numeric parts
+    as they are."""
+    import gymnasium
+
+    _, size = flatten_encoding(env.observation_space)
+    space = gymnasium.spaces.Box(-np.inf, np.inf, (size,), np.float32)
+    return gymnasium.wrappers.TransformObservation(env, lambda obs: flatten_observation(obs, encoding), space)
 
 
 def one_hot_observations(env):
