@@ -108,8 +108,9 @@ def train(env="CartPole-v1", algo="a3c", *, out=None, force=False, resume=None, 
     """Train ``algo`` on ``env`` and return a :class:`Run`.
 
     ``env``: an id (as ``asyncrl train --env``) or a zero-argument callable that returns a
-    ``gymnasium.Env`` with a Discrete action space (or a Box one, for A3C) and a Box observation space (a class, a
-    function, ``lambda: MyWrapper(MyEnv())``); it is called once per thread and once per
+    ``gymnasium.Env`` with a Discrete action space (or a Box one, for A3C) and a Box, Discrete (one-hot
+    encoded) or composite (Tuple, Dict…, flattened) observation space (a class, a function,
+    ``lambda: MyWrapper(MyEnv())``); it is called once per thread and once per
     evaluation. Such a run is saved under the id ``python:<name>``, which ``asyncrl eval`` and
     ``--resume`` cannot rebuild; evaluate it from Python with ``agent.evaluate(env=...)``.
 
