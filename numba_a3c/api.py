@@ -301,7 +301,8 @@ class Agent:
         """The action for one observation: greedy (argmax), ε-greedy with ``epsilon``, or sampled
         from π with ``stochastic=True`` (A3C agents). A recurrent agent remembers the observations
         since its last :meth:`reset`. The observation is the environment's own: a state index where
-        the network reads it one-hot, an (H, W, C) image where it reads (C, H, W)."""
+        the network reads it one-hot, an (H, W, C) image where it reads (C, H, W); the action is the
+        environment's too (k + start for a Discrete(n, start) action space)."""
         spec = self.checkpoint.spec
         if _raw_observation(obs, spec):
             from numba_a3c.envs.base import encode_observation
@@ -311,7 +312,8 @@ class Agent:
         if obs.size != self._size:
             raise ValueError(f"an observation of shape {obs.shape}; this agent reads {self._size} numbers "
                              f"({self.checkpoint.spec.input_shape})")
-        return self._policy(epsilon, stochastic)(obs)
+        action = self._policy(epsilon, stochastic)(obs)
+        return action + spec.action_start if spec.action_start else action
 
     def predict(self, observation, state=None, episode_start=None, deterministic=True):
         """``(action, None)`` as in Stable-Baselines3: greedy when ``deterministic``, else sampled

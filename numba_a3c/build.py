@@ -74,6 +74,8 @@ def network_spec(config, env_info):
     if env_info.continuous:
         spec = replace(spec, heads="gaussian", action_low=tuple(env_info.action_low),
                        action_high=tuple(env_info.action_high))
+    if env_info.action_start:
+        spec = replace(spec, action_start=int(env_info.action_start))
     if config.separate_value:
         if config.algo != "a3c" or config.network != "mlp":
             raise NetworkChoiceError("--separate-value is for --algo a3c with --network mlp "

@@ -303,6 +303,8 @@ def save(path, *, config, network, shared, episodes, evaluations, wall_time, at_
             if spec.heads == "gaussian":
                 net.attrs["action_low"] = np.asarray(spec.action_low, np.float64)
                 net.attrs["action_high"] = np.asarray(spec.action_high, np.float64)
+            if spec.action_start:
+                net.attrs["action_start"] = int(spec.action_start)
             net.attrs["n_params"] = int(network.n_params)
             order = _write_params(f.create_group("params"), network, shared.theta.copy())
             net.attrs["layer_order"] = np.asarray(order, dtype=h5py.string_dtype())

@@ -292,6 +292,42 @@ def test_composite_observations_are_flattened(tmp_path):
         describe_callable(Texty)
 
 
+class Thermostat(gymnasium.Env):
+    """Actions Discrete(3, start=-1): −1 cools, 0 holds, +1 heats; reward 1 for holding at 0, and
+    an assertion that every action the environment receives is one of its own."""
+
+    observation_space = gymnasium.spaces.Box(-5.0, 5.0, (1,), np.float32)
+    action_space = gymnasium.spaces.Discrete(3, start=-1)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.temp, self.t = int(self.np_random.integers(-2, 3)), 0
+        return np.array([self.temp], np.float32), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), f"action {action!r} is not in {self.action_space}"
+        self.temp = int(np.clip(self.temp + int(action), -5, 5))
+        self.t += 1
+        return np.array([self.temp], np.float32), float(self.temp == 0), False, self.t >= 20, {}
+
+
+def test_discrete_actions_that_do_not_start_at_zero(tmp_path):
+    """A Discrete(n, start) action space: the network's action k reaches the environment as k + start
+    in training and evaluation, the checkpoint records start, and Agent.act returns the environment's action."""
+    import numba_a3c
+    from numba_a3c import checkpoint
+    from numba_a3c.envs.registry import describe_callable
+
+    assert describe_callable(Thermostat).action_start == -1 and describe_env("CartPole-v1").action_start == 0
+    run = numba_a3c.train(Thermostat, algo="nstep-q", steps=3000, threads=2, eval_episodes=2, out=tmp_path / "run")
+    assert run.status == "finished" and len(run.final_eval.returns) == 2
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert ck.spec.action_start == -1 and ck.spec.n_actions == 3
+    assert run.agent.evaluate(episodes=2)["lengths"] == [20, 20]
+    actions = {run.agent.act(np.array([t], np.float32), epsilon=1.0) for t in range(-3, 4) for _ in range(10)}
+    assert actions == {-1, 0, 1}
+
+
 CORRIDOR = '''
 import gymnasium
 import numpy as np

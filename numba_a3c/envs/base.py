@@ -37,6 +37,7 @@ class EnvInfo:
     maker: object = None    # a zero-argument callable that returns the gymnasium.Env (Python API), else None
     action_low: tuple = ()  # a Box action space's bounds per dimension (n_actions is then its dimension D);
     action_high: tuple = ()  # () for discrete actions
+    action_start: int = 0   # a Discrete(n, start) action space's start: the network's action k is sent as k + start
 
     @property
     def continuous(self):

@@ -80,6 +80,15 @@ def _describe_spaces(env, env_id):
     return shape, n_actions, encoding, scale
 
 
+def _action_start(env):
+    """``dict(action_start=s)`` for a Discrete action space whose actions are s … s + n − 1 (s ≠ 0), else ``{}``."""
+    import gymnasium
+
+    space = env.action_space
+    start = int(space.start) if isinstance(space, gymnasium.spaces.Discrete) else 0
+    return {"action_start": start} if start else {}
+
+
 def _action_bounds(env):
     """``dict(action_low=…, action_high=…)`` of a Box action space (flattened, floats), else ``{}``."""
     import gymnasium
@@ -122,7 +131,8 @@ def describe_callable(make_env):
         spec = getattr(env, "spec", None)
         steps = spec.max_episode_steps if spec is not None and spec.max_episode_steps else 0
         return EnvInfo(env_id, "gym", obs_shape, n_actions, max_episode_steps=int(steps), maker=make_env,
-                       obs_encoding=encoding, input_scale=scale, **_action_bounds(env))
+                       obs_encoding=encoding, input_scale=scale, **_action_bounds(env),
+                       **_action_start(env))
     finally:
         env.close()
 
@@ -188,7 +198,8 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
         obs_shape, n_actions, encoding, scale = _describe_spaces(env, env_id)
         steps = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 0
         return EnvInfo(env_id, "gym", obs_shape, n_actions, max_episode_steps=int(steps), obs_encoding=encoding,
-                       make_kwargs=make_kwargs, input_scale=scale, **_action_bounds(env))
+                       make_kwargs=make_kwargs, input_scale=scale, **_action_bounds(env),
+                       **_action_start(env))
     finally:
         env.close()
 
@@ -237,7 +248,10 @@ def encoded_observations(env, info):
     """``env`` giving its observations as the network reads them (``info.obs_encoding``): one-hot
     vectors for a Discrete space (:func:`one_hot_observations`), (C, H, W) images for (H, W, C) ones
     (:func:`channels_first_observations`), one vector for a composite space
-    (:func:`flat_observations`), else ``env`` itself."""
+    (:func:`flat_observations`), else ``env`` itself; and a Discrete action space that starts at
+    s ≠ 0 taking the network's action k as k + s (:func:`zero_based_actions`)."""
+    if info.action_start:
+        env = zero_based_actions(env, info.action_start)
     if info.obs_encoding.startswith(FLATTEN):
         return flat_observations(env, info.obs_encoding)
     if info.obs_encoding == "one-hot":
@@ -245,6 +259,15 @@ def encoded_observations(env, info):
     if info.obs_encoding == "hwc":
         return channels_first_observations(env)
     return env
+
+
+def zero_based_actions(env, start):
+    """``env`` taking actions 0 … n − 1, which it receives as start … start + n − 1 (the network's
+    outputs are indexed from 0; gymnasium's Discrete(n, start) is not)."""
+    import gymnasium
+
+    space = gymnasium.spaces.Discrete(int(env.action_space.n))
+    return gymnasium.wrappers.TransformAction(env, lambda k: int(k) + int(start), space)
 
 
 def channels_first_observations(env):

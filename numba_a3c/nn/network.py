@@ -150,6 +150,7 @@ class NetworkSpec:
     action_low: tuple = ()     # "gaussian" heads: the Box action bounds, one per dimension (±inf: unbounded)
     action_high: tuple = ()
     separate_value: bool = False   # actor-critic heads: V has its own dense tower instead of sharing the body
+    action_start: int = 0          # discrete actions: the environment's action for output k is k + action_start
 
     def to_dict(self):
         d = asdict(self)
@@ -162,6 +163,8 @@ class NetworkSpec:
             del d["action_low"], d["action_high"]
         if not self.separate_value:
             del d["separate_value"]
+        if not self.action_start:
+            del d["action_start"]
         return d
 
     @staticmethod
@@ -176,6 +179,7 @@ class NetworkSpec:
             action_low=tuple(float(x) for x in d.get("action_low", ())),
             action_high=tuple(float(x) for x in d.get("action_high", ())),
             separate_value=bool(d.get("separate_value", False)),
+            action_start=int(d.get("action_start", 0)),
         )
 
 
