@@ -323,6 +323,8 @@ class Agent:
         kw = self._mode(deterministic)
         if episode_start is not None and np.any(episode_start):
             self.reset()
+        if isinstance(observation, (tuple, dict)):   # one composite observation (Tuple or Dict space)
+            return self.act(observation, **kw), None
         obs = np.asarray(observation, np.float32)
         if obs.size != self._size and obs.ndim >= 2 and obs[0].size == self._size:
             dtype = np.float32 if self.checkpoint.spec.heads == "gaussian" else np.int64

@@ -277,7 +277,7 @@ def test_composite_observations_are_flattened(tmp_path):
     assert ck.spec.input_encoding == describe_callable(Composite).obs_encoding == encoding
     assert run.agent.evaluate(episodes=2)["lengths"] == [10, 10]
     raw, _ = Composite().reset(seed=1)
-    assert run.agent.act(raw) == run.agent.act(flatten_observation(raw, encoding))
+    assert run.agent.act(raw) == run.agent.act(flatten_observation(raw, encoding)) == run.agent.predict(raw)[0]
 
     # Blackjack from the command line's path: trained, saved, evaluated from the checkpoint
     config = resolve({"env": "Blackjack-v1", "steps": 2000, "threads": 1, "eval_episodes": 2})
