@@ -80,20 +80,15 @@ def _describe_spaces(env, env_id):
     return shape, n_actions, encoding, scale
 
 
-def _action_start(env):
-    """``dict(action_start=s)`` for a Discrete action space whose actions are s … s + n − 1 (s ≠ 0), else ``{}``."""
+def _action_fields(env):
+    """The :class:`EnvInfo` fields of ``env``'s action space: ``dict(action_low=…, action_high=…)``
+    of a Box (flattened, floats); ``dict(action_start=s)`` of a Discrete one whose actions are
+    s … s + n − 1 (s ≠ 0); else ``{}``."""
     import gymnasium
 
     space = env.action_space
-    start = int(space.start) if isinstance(space, gymnasium.spaces.Discrete) else 0
-    return {"action_start": start} if start else {}
-
-
-def _action_bounds(env):
-    """``dict(action_low=…, action_high=…)`` of a Box action space (flattened, floats), else ``{}``."""
-    import gymnasium
-
-    space = env.action_space
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return {"action_start": int(space.start)} if int(space.start) else {}
     if not isinstance(space, gymnasium.spaces.Box):
         return {}
     return dict(action_low=tuple(float(x) for x in np.asarray(space.low, np.float64).ravel()),
@@ -131,8 +126,7 @@ def describe_callable(make_env):
         spec = getattr(env, "spec", None)
         steps = spec.max_episode_steps if spec is not None and spec.max_episode_steps else 0
         return EnvInfo(env_id, "gym", obs_shape, n_actions, max_episode_steps=int(steps), maker=make_env,
-                       obs_encoding=encoding, input_scale=scale, **_action_bounds(env),
-                       **_action_start(env))
+                       obs_encoding=encoding, input_scale=scale, **_action_fields(env))
     finally:
         env.close()
 
@@ -198,8 +192,7 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
         obs_shape, n_actions, encoding, scale = _describe_spaces(env, env_id)
         steps = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 0
         return EnvInfo(env_id, "gym", obs_shape, n_actions, max_episode_steps=int(steps), obs_encoding=encoding,
-                       make_kwargs=make_kwargs, input_scale=scale, **_action_bounds(env),
-                       **_action_start(env))
+                       make_kwargs=make_kwargs, input_scale=scale, **_action_fields(env))
     finally:
         env.close()
 
@@ -253,7 +246,7 @@ def encoded_observations(env, info):
     if info.action_start:
         env = zero_based_actions(env, info.action_start)
     if info.obs_encoding.startswith(FLATTEN):
-        return flat_observations(env, info.obs_encoding)
+        return flat_observations(env, info.obs_encoding, int(np.prod(info.obs_shape)))
     if info.obs_encoding == "one-hot":
         return one_hot_observations(env)
     if info.obs_encoding == "hwc":
@@ -281,13 +274,12 @@ def channels_first_observations(env):
     return gymnasium.wrappers.TransformObservation(env, lambda obs: encode_observation(obs, "hwc", None), space)
 
 
-def flat_observations(env, encoding):
+def flat_observations(env, encoding, size):
     """``env`` with its Tuple, Dict, MultiDiscrete or MultiBinary observations given as one float32
-    vector (:func:`numba_a3c.envs.base.flatten_observation`): discrete parts one-hot, numeric parts
-    as they are."""
+    vector of ``size`` numbers (:func:`numba_a3c.envs.base.flatten_observation` with ``encoding``):
+    discrete parts one-hot, numeric parts as they are."""
     import gymnasium
 
-    _, size = flatten_encoding(env.observation_space)
     space = gymnasium.spaces.Box(-np.inf, np.inf, (size,), np.float32)
     return gymnasium.wrappers.TransformObservation(env, lambda obs: flatten_observation(obs, encoding), space)
 
