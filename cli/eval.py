@@ -19,6 +19,10 @@ from numba_a3c.cli.errors import BadInput
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the environments and of exploration")
 @click.option("--max-steps", type=click.IntRange(min=0), default=0,
               help="cap each episode at this many steps [default: the environment's own limit]")
+@click.option("--env-kwargs", "env_kwargs", multiple=True, metavar="KEY=VALUE",
+              help="change a setting of the environment the agent trained on, or add one (repeat it or separate "
+                   "items with commas), e.g. repeat_action_probability=0.25 to play an Atari agent with sticky "
+                   "actions [default: the run's own --env-kwargs]")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
 @click.option("--record", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE.gif",
               help="write the first episode as an animated GIF, in colour for Atari (needs the 'record' extra: "
@@ -26,7 +30,7 @@ from numba_a3c.cli.errors import BadInput
 @click.option("--fps", type=click.IntRange(1, 100), default=None,
               help="frames per second of --record [default: the game's pace for Atari, 15 (60 Hz, 4 frames a "
                    "step); else 30]")
-def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record, fps):
+def eval_(path, episodes, epsilon, stochastic, seed, max_steps, env_kwargs, as_json, record, fps):
     """Evaluate the policy saved in PATH: greedy by default, ε-greedy or stochastic.
 
     PATH is a checkpoint (.h5), a run directory (its latest.h5) or the name of a shipped
@@ -43,6 +47,7 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
         find_checkpoint,
         recording_fps,
         require,
+        with_env_kwargs,
         write_gif,
     )
     from numba_a3c.validation import ConfigError, check_output_file
@@ -59,6 +64,8 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
         if stochastic and ckpt.spec.heads == "q":
             raise BadInput(f"--stochastic samples the policy π, but this {ckpt.config.algo} checkpoint has "
                            f"Q values only; use --epsilon E")
+        if env_kwargs:
+            ckpt.config = with_env_kwargs(ckpt.config, [i for v in env_kwargs for i in v.split(",") if i])
         cfg = ckpt.config
         policy = {"greedy": "greedy", "stochastic": "stochastic (a ~ π)"}.get(mode) or f"ε-greedy (ε={epsilon:g})"
         if ckpt.spec.heads == "gaussian" and mode != "epsilon":
@@ -68,8 +75,9 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, as_json, record,
             if as_json:
                 return
             if e == 0:   # printed once the first episode is over, so an early error stays one line
-                click.echo(f"{file}: {cfg.algo} on {cfg.env} after {ckpt.global_step:,} steps; {policy} policy, "
-                           f"seed {seed}")
+                settings = f" ({', '.join(cfg.env_kwargs)})" if cfg.env_kwargs else ""
+                click.echo(f"{file}: {cfg.algo} on {cfg.env}{settings} after {ckpt.global_step:,} steps; {policy} "
+                           f"policy, seed {seed}")
             click.echo(f"  episode {e + 1:>4}: return {r:10.2f}  length {n:>6,}")
 
         t0 = time.monotonic()

@@ -338,35 +338,50 @@ class Agent:
             return {"stochastic": True}
         return {"epsilon": self.config.eval_epsilon or 0.05}
 
-    def evaluate(self, episodes=10, env=None, epsilon=None, stochastic=False, seed=0, max_steps=0):
+    def evaluate(self, episodes=10, env=None, epsilon=None, stochastic=False, seed=0, max_steps=0, env_kwargs=None):
         """Play ``episodes`` episodes and return the dict ``asyncrl eval --json`` prints (``mean``,
         ``std``, ``returns``, ``lengths``…). ``env``: the training environment when None, else an
-        id, a zero-argument callable or a ``gymnasium.Env`` instance (not closed here)."""
-        from numba_a3c.inspection import evaluate_checkpoint, evaluation_result
+        id, a zero-argument callable or a ``gymnasium.Env`` instance (not closed here).
+        ``env_kwargs``: a dict of settings changed or added over the run's own (``asyncrl eval
+        --env-kwargs``), e.g. ``{"repeat_action_probability": 0.25}`` for sticky Atari actions; with
+        an ``env`` id, its settings instead."""
+        import dataclasses
+        import json
+
+        from numba_a3c.inspection import evaluate_checkpoint, evaluation_result, with_env_kwargs
 
         if episodes < 1:
             raise ValueError(f"episodes {episodes}: must be at least 1")
         mode = "stochastic" if stochastic else "epsilon" if epsilon is not None else "greedy"
         if mode != "greedy":
             self._policy(epsilon or 0.0, stochastic)    # the same checks as act()
+        ckpt = self.checkpoint
+        if env_kwargs and env is None and self._env is None:     # the training environment, set otherwise
+            items = [f"{k}={json.dumps(v)}" for k, v in env_kwargs.items()]
+            ckpt = dataclasses.replace(ckpt, config=with_env_kwargs(ckpt.config, items))
         t0 = time.monotonic()
-        returns, lengths, _ = evaluate_checkpoint(self.checkpoint, episodes=episodes, mode=mode,
+        returns, lengths, _ = evaluate_checkpoint(ckpt, episodes=episodes, mode=mode,
                                                   epsilon=epsilon or 0.0, seed=seed, max_steps=max_steps,
-                                                  env_info=self._env_info(env))
-        return evaluation_result(self.path, self.checkpoint, mode, epsilon, seed, returns, lengths,
-                                 time.monotonic() - t0)
+                                                  env_info=self._env_info(env, env_kwargs))
+        return evaluation_result(self.path, ckpt, mode, epsilon, seed, returns, lengths, time.monotonic() - t0)
 
-    def _env_info(self, env):
+    def _env_info(self, env, env_kwargs=None):
+        import json
+
         import gymnasium
 
         from numba_a3c.build import environment
         from numba_a3c.envs.registry import describe_callable, describe_env
+        from numba_a3c.inspection import with_env_kwargs
 
+        items = [f"{k}={json.dumps(v)}" for k, v in (env_kwargs or {}).items()]
         env = self._env if env is None else env
+        if items and env is not None and not isinstance(env, str):
+            raise ValueError("env_kwargs set an environment made from an id: give env as an id or leave it out")
         if env is None:
-            return environment(self.config)
+            return environment(with_env_kwargs(self.config, items))
         if isinstance(env, str):
-            return describe_env(env)
+            return describe_env(env, env_kwargs=items)
         if isinstance(env, gymnasium.Env):
             class Borrowed(gymnasium.Wrapper):
                 def close(self):       # the caller's instance: evaluated, not closed

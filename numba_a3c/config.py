@@ -34,7 +34,9 @@ class TrainConfig:
                   "Pendulum-v1), any registered gymnasium id with discrete actions (or Box actions, A3C only), or "
                   "ALE/<Game>-v5")
     env_kwargs: tuple = _f((), "KEY=VALUE items passed to gymnasium.make (e.g. map_name=8x8 is_slippery=false; "
-                           "values are read as JSON where they can be)", metavar="KEY=VALUE")
+                           "values are read as JSON where they can be); for ALE/ ids the emulator's settings "
+                           "repeat_action_probability, full_action_space, noop_max, max_num_frames_per_episode",
+                           metavar="KEY=VALUE")
     preset: str = _f("", "the preset the other defaults come from: data/presets/NAME.json (e.g. atari, atari-paper, "
                      "default, CartPole-v1); if not given, the environment's own preset, else atari for ALE/ "
                      "ids, else default")

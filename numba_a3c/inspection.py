@@ -545,9 +545,11 @@ def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, m
     env_info = env_info or environment(config)
     expected = network_spec(config, env_info)
     if expected.input_shape != ckpt.spec.input_shape or expected.n_actions != ckpt.spec.n_actions:
+        settings = f" with {', '.join(config.env_kwargs)}" if config.env_kwargs else ""
         raise InspectError(f"the checkpoint's network takes {ckpt.spec.input_shape} observations and "
-                           f"{ckpt.spec.n_actions} actions, but {config.env} gives {env_info.obs_shape} and "
-                           f"{env_info.n_actions}; it was saved for a different version of that environment")
+                           f"{ckpt.spec.n_actions} actions, but {config.env}{settings} gives {env_info.obs_shape} "
+                           f"and {env_info.n_actions}; it was saved for a different version or different settings "
+                           f"of that environment")
     if expected.input_encoding != ckpt.spec.input_encoding or expected.input_scale != ckpt.spec.input_scale:
         raise InspectError(f"the checkpoint's network reads observations encoded {ckpt.spec.input_encoding!r} "
                            f"scaled by {ckpt.spec.input_scale:.4g}, but {config.env} gives them to be encoded "
@@ -592,11 +594,25 @@ def evaluate_checkpoint(ckpt, episodes=10, mode="greedy", epsilon=0.0, seed=0, m
     return returns, lengths, frames
 
 
+def with_env_kwargs(config, items):
+    """``config`` with the "KEY=VALUE" ``items`` set over its own ``env_kwargs``: an item whose key
+    the run already had replaces it, a new key is added (the run's order kept, new keys after)."""
+    import dataclasses
+
+    from numba_a3c.envs.base import parse_env_kwargs
+
+    parse_env_kwargs(items)      # a malformed item is refused here, in one line
+    merged = {item.partition("=")[0].strip(): item for item in config.env_kwargs}
+    merged.update({item.partition("=")[0].strip(): item.strip() for item in items})
+    return dataclasses.replace(config, env_kwargs=tuple(merged.values()))
+
+
 def evaluation_result(file, ckpt, mode, epsilon, seed, returns, lengths, wall_time, recording=None):
     """The numbers of one evaluation, as ``asyncrl eval --json`` prints them and
     :meth:`numba_a3c.Agent.evaluate` returns them."""
     cfg = ckpt.config
-    return dict(checkpoint=str(file), env=cfg.env, algo=cfg.algo, global_step=ckpt.global_step, mode=mode,
+    return dict(checkpoint=str(file), env=cfg.env, env_kwargs=list(cfg.env_kwargs), algo=cfg.algo,
+                global_step=ckpt.global_step, mode=mode,
                 epsilon=epsilon if mode == "epsilon" else None, seed=seed, episodes=len(returns),
                 returns=[float(r) for r in returns], lengths=[int(n) for n in lengths],
                 mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),

@@ -1,6 +1,9 @@
 """Atari through ale-py: the DeepMind preprocessing, lives and raw scores, the worker loop, and a
 short training run of every method on a real ROM (Pong)."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -9,7 +12,7 @@ from numba_a3c.build import network_spec
 from numba_a3c.config import TrainConfig, resolve
 from numba_a3c.envs.atari import AtariEnv, describe_atari, make_atari_env
 from numba_a3c.envs.base import EnvError
-from numba_a3c.envs.registry import describe_env
+from numba_a3c.envs.registry import describe_env, make_python_env
 from numba_a3c.nn.network import Network
 from numba_a3c.trainer import Trainer
 from numba_a3c.workers import Workers, compile_kernels, new_shared_state
@@ -53,6 +56,72 @@ def test_atari_ids_use_the_atari_preset():
     # Sarsa's bootstrap needs θ⁻ close to θ (docs/algorithms/sarsa.md); the paper's preset keeps 40,000 frames
     assert resolve({"env": "ALE/Pong-v5", "algo": "sarsa"}).target_interval == 100
     assert resolve({"env": "ALE/Pong-v5", "algo": "sarsa", "preset": "atari-paper"}).target_interval == 10_000
+
+
+def test_env_kwargs_set_the_emulator():
+    """--env-kwargs of an ALE/ id: all 18 actions, a shorter truncation, and sticky actions that really
+    replace the agent's (with probability 1 the first action, NOOP, repeats for ever)."""
+    info = describe_env("ALE/Pong-v5", env_kwargs=("full_action_space=true", "max_num_frames_per_episode=4000"))
+    assert (info.n_actions, info.max_episode_steps) == (18, 1000)
+    assert info.make_kwargs == (("full_action_space", True), ("max_num_frames_per_episode", 4000))
+    env = make_python_env(info, seed=0)
+    try:
+        assert env.action_space.n == 18
+    finally:
+        env.close()
+
+    def frames(actions, **settings):
+        env = make_atari_env("ALE/Pong-v5", seed=7, make_kwargs=tuple(settings.items()))
+        try:
+            out = [env.reset()[0].copy()]
+            out += [env.step(int(a))[0].copy() for a in actions]
+            return np.array(out)
+        finally:
+            env.close()
+
+    moves = np.random.default_rng(0).choice([2, 3], size=120)       # RIGHT, LEFT: the paddle moves
+    noops = np.zeros_like(moves)
+    assert not np.array_equal(frames(moves), frames(noops))
+    assert np.array_equal(frames(moves, repeat_action_probability=1.0), frames(noops))
+    sticky = frames(moves, repeat_action_probability=0.25)
+    assert np.array_equal(sticky, frames(moves, repeat_action_probability=0.25))   # seeded: reproducible
+    assert not np.array_equal(sticky, frames(moves))
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("mode=2", "ALE/Pong-v5 takes repeat_action_probability, full_action_space, noop_max"),
+    ("repeat_action_probability=1.5", "repeat_action_probability must be a probability in"),
+    ("noop_max=2.5", "noop_max must be a whole number of frames"),
+    ("full_action_space=1", "full_action_space must be true or false"),
+    ("max_num_frames_per_episode=0", "must be a whole number of frames >= 4"),
+])
+def test_bad_env_kwargs_of_an_atari_id_are_refused_in_one_line(item, expected):
+    with pytest.raises(EnvError, match=re.escape(expected)):
+        describe_env("ALE/Pong-v5", env_kwargs=(item,))
+
+
+def test_eval_changes_a_setting_of_the_trained_game():
+    """``asyncrl eval --env-kwargs`` plays the shipped Pong agent with sticky actions; a setting that
+    changes the action count is refused in one line (exit 2)."""
+    from click.testing import CliRunner
+
+    from numba_a3c.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["eval", "Pong-v5-a3c", "-n", "1", "--max-steps", "50", "--json",
+                                      "--env-kwargs", "repeat_action_probability=0.25"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["env_kwargs"] == ["repeat_action_probability=0.25"]
+    result = CliRunner().invoke(cli, ["eval", "Pong-v5-a3c", "--env-kwargs", "full_action_space=true"])
+    assert result.exit_code == 2
+    assert "6 actions, but ALE/Pong-v5 with full_action_space=true gives (4, 84, 84) and 18" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    import numba_a3c
+
+    # the Python API does the same
+    agent = numba_a3c.load("Pong-v5-a3c")
+    played = agent.evaluate(episodes=1, max_steps=50, env_kwargs={"repeat_action_probability": 0.25})
+    assert played["env_kwargs"] == ["repeat_action_probability=0.25"]
+    assert agent.evaluate(episodes=1, max_steps=50)["env_kwargs"] == []
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -325,11 +394,14 @@ def test_bench_atari_rejects_bad_input():
         assert result.exit_code == 2 and message in result.output
 
 
-def test_the_colour_twin_plays_the_same_game_and_renders_the_screen():
+@pytest.mark.parametrize("sticky", [0.0, 0.25])
+def test_the_colour_twin_plays_the_same_game_and_renders_the_screen(sticky):
     """``colour=True`` (recordings) runs a twin emulator for the colour screen: same seed, same actions, so
-    the same rewards, episode ends and picture as the preprocessed game, across an auto-reset."""
-    plain = AtariEnv("ALE/Pong-v5", seed=3, max_frames_per_episode=400)
-    colour = AtariEnv("ALE/Pong-v5", seed=3, max_frames_per_episode=400, colour=True)
+    the same rewards, episode ends and picture as the preprocessed game, across an auto-reset; with sticky
+    actions too (the twin's emulator draws the same repeats from the same seed)."""
+    plain = AtariEnv("ALE/Pong-v5", seed=3, max_frames_per_episode=400, repeat_action_probability=sticky)
+    colour = AtariEnv("ALE/Pong-v5", seed=3, max_frames_per_episode=400, colour=True,
+                      repeat_action_probability=sticky)
     rng = np.random.default_rng(0)
     rows, cols = (np.arange(84) * 210 / 84 + 1.25).astype(int), (np.arange(84) * 160 / 84 + 0.95).astype(int)
     try:

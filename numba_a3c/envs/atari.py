@@ -22,6 +22,13 @@ The preprocessing (Mnih et al. 2015, used unchanged by Mnih et al. 2016):
 * no sticky actions (``repeat_action_probability`` 0, the papers' setting; gymnasium's own
   ``ALE/*-v5`` uses 0.25); an episode is truncated after 108,000 frames (27,000 agent steps).
 
+Settings (``--env-kwargs``, :data:`SETTINGS`): ``repeat_action_probability`` (sticky actions: each
+frame, the emulator repeats the previous action with this probability instead of the agent's, the
+protocol of Machado et al. 2018 with 0.25), ``full_action_space`` (all 18 joystick actions instead
+of the game's minimal set), ``noop_max`` (the no-op start's bound, in frames) and
+``max_num_frames_per_episode`` (the truncation, in frames). They have gymnasium's names and are
+saved with the run, so evaluation and ``--resume`` play the same game.
+
 Rewards and lives:
 
 * :meth:`AtariEnv.step` returns the RAW game reward (the score change), and also puts it in
@@ -61,6 +68,34 @@ def _roms():
     from ale_py import roms
 
     return roms.get_all_rom_ids()
+
+
+#: The --env-kwargs an Atari id takes: name → (type, default, what a valid value is, its check).
+SETTINGS = {
+    "repeat_action_probability": (float, 0.0, "a probability in [0, 1]", lambda v: 0.0 <= v <= 1.0),
+    "full_action_space": (bool, False, "true or false", lambda v: True),
+    "noop_max": (int, NOOP_MAX, "a whole number of frames >= 0", lambda v: v >= 0),
+    "max_num_frames_per_episode": (int, MAX_FRAMES_PER_EPISODE, "a whole number of frames >= 4",
+                                   lambda v: v >= FRAME_SKIP),
+}
+
+
+def atari_settings(env_id, make_kwargs=()):
+    """The emulator settings of ``env_id`` with ``make_kwargs`` (``((key, value), …)``, from
+    --env-kwargs) applied over :data:`SETTINGS`' defaults: a dict of all four. Raises
+    :class:`EnvError` in one line for an unknown key or a value of the wrong kind."""
+    settings = {key: default for key, (_, default, _, _) in SETTINGS.items()}
+    for key, value in make_kwargs:
+        if key not in SETTINGS:
+            raise EnvError(f"--env-kwargs {key}={value!r}: {env_id} takes {', '.join(SETTINGS)} (the frames, "
+                           f"frame skip and observation are fixed: the DeepMind preprocessing)")
+        kind, _, valid, check = SETTINGS[key]
+        ok = isinstance(value, bool) if kind is bool else (
+            not isinstance(value, bool) and isinstance(value, (int, float)) and (kind is float or value == int(value)))
+        if not ok or not check(kind(value)):
+            raise EnvError(f"--env-kwargs {key}={value!r}: {key} must be {valid}")
+        settings[key] = kind(value)
+    return settings
 
 
 def _rom_to_name(rom):
@@ -110,29 +145,36 @@ def legacy_atari_hint(env_id):
 
 
 @functools.cache
-def _minimal_actions(rom):
+def _actions(rom, full=False):
+    """The game's action set, as ALE action numbers: its minimal set, or all 18 (``full``)."""
     import ale_py
 
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     ale = ale_py.ALEInterface()
     ale.loadROM(ale_py.roms.get_rom_path(rom))
-    return tuple(int(a.value) for a in ale.getMinimalActionSet())
+    actions = ale.getLegalActionSet() if full else ale.getMinimalActionSet()
+    return tuple(int(a.value) for a in actions)
 
 
-def describe_atari(env_id):
+def describe_atari(env_id, make_kwargs=()):
     """The :class:`EnvInfo` of ``ALE/<Game>-v5``: kind "atari", (4, 84, 84) uint8 frames scaled by
-    1/255, the minimal action set, 27,000 agent steps per episode at most."""
+    1/255, the minimal action set (all 18 with ``full_action_space``), 27,000 agent steps per
+    episode at most (``max_num_frames_per_episode`` / 4); ``make_kwargs`` checked by
+    :func:`atari_settings` and kept in the EnvInfo."""
     rom = rom_for(env_id)
-    return EnvInfo(env_id, "atari", OBS_SHAPE, len(_minimal_actions(rom)), input_scale=1.0 / 255.0,
-                   max_episode_steps=MAX_FRAMES_PER_EPISODE // FRAME_SKIP)
+    settings = atari_settings(env_id, make_kwargs)
+    return EnvInfo(env_id, "atari", OBS_SHAPE, len(_actions(rom, settings["full_action_space"])),
+                   input_scale=1.0 / 255.0, make_kwargs=tuple(make_kwargs),
+                   max_episode_steps=settings["max_num_frames_per_episode"] // FRAME_SKIP)
 
 
-def action_meanings(env_id):
-    """The names of the minimal action set, in action-index order (``NOOP``, ``FIRE`` …)."""
+def action_meanings(env_id, full_action_space=False):
+    """The names of the action set, in action-index order (``NOOP``, ``FIRE`` …): the minimal one,
+    or all 18 with ``full_action_space``."""
     import ale_py
 
     rom = rom_for(env_id)
-    return [ale_py.Action(a).name for a in _minimal_actions(rom)]
+    return [ale_py.Action(a).name for a in _actions(rom, bool(full_action_space))]
 
 
 class AtariEnv:
@@ -145,9 +187,9 @@ class AtariEnv:
     greyscale frame enlarged ``render_scale`` times.
 
     The C++ preprocessing keeps no colour screen, so ``colour=True`` runs a twin emulator with the
-    same seed and settings that returns the raw screen, and sends it every action: both games are
-    deterministic (no sticky actions; the no-op start comes from the seed), so the twin plays the
-    very same game (same rewards and episode ends, checked in tests/test_atari.py). It doubles the
+    same seed and settings that returns the raw screen, and sends it every action: given the seed both
+    games are deterministic (the no-op start and any sticky-action repeats are drawn from it), so the
+    twin plays the very same game (same rewards and episode ends, checked in tests/test_atari.py). It doubles the
     emulation: for recordings only. ``metadata["render_fps"]`` is the game's pace, 15 agent steps a
     second (60 Hz, 4 frames a step).
     """
@@ -155,7 +197,7 @@ class AtariEnv:
     metadata = {"render_modes": ["rgb_array"], "render_fps": FRAME_RATE // FRAME_SKIP}
 
     def __init__(self, env_id, seed=None, noop_max=NOOP_MAX, repeat_action_probability=0.0, render_scale=4,
-                 max_frames_per_episode=MAX_FRAMES_PER_EPISODE, colour=False):
+                 max_frames_per_episode=MAX_FRAMES_PER_EPISODE, colour=False, full_action_space=False):
         import ale_py
         from ale_py.vector_env import AtariVectorEnv
 
@@ -165,7 +207,8 @@ class AtariEnv:
         settings = dict(num_threads=1, autoreset_mode="SameStep", frameskip=FRAME_SKIP, noop_max=noop_max,
                         episodic_life=False, life_loss_info=False, reward_clipping=False, use_fire_reset=True,
                         max_num_frames_per_episode=int(max_frames_per_episode),
-                        repeat_action_probability=repeat_action_probability, full_action_space=False)
+                        repeat_action_probability=repeat_action_probability,
+                        full_action_space=bool(full_action_space))
         self._vec = AtariVectorEnv(self.rom, 1, img_height=OBS_SHAPE[1], img_width=OBS_SHAPE[2], grayscale=True,
                                    stack_num=OBS_SHAPE[0], maxpool=True, **settings)
         self._screen = None      # the colour twin (colour=True) and its last screen
@@ -263,7 +306,12 @@ class AtariEnv:
             self._screen = None
 
 
-def make_atari_env(env_id, seed=None, colour=False):
+def make_atari_env(env_id, seed=None, colour=False, make_kwargs=()):
     """A preprocessed :class:`AtariEnv` for ``ALE/<Game>-v5`` (first ``reset()`` uses ``seed``;
-    ``colour``: ``render()`` gives the colour screen, for recordings)."""
-    return AtariEnv(env_id, seed=seed, colour=colour)
+    ``colour``: ``render()`` gives the colour screen, for recordings; ``make_kwargs``: the
+    --env-kwargs settings, :func:`atari_settings`)."""
+    s = atari_settings(env_id, make_kwargs)
+    return AtariEnv(env_id, seed=seed, colour=colour, noop_max=s["noop_max"],
+                    repeat_action_probability=s["repeat_action_probability"],
+                    max_frames_per_episode=s["max_num_frames_per_episode"],
+                    full_action_space=s["full_action_space"])

@@ -136,7 +136,8 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
 
     ``env_id`` may be gymnasium's ``module:Env-id`` (the module is imported first, which registers
     its ids, as ``gymnasium.make`` does); ``env_kwargs`` ("KEY=VALUE" strings) go to
-    ``gymnasium.make`` (gymnasium environments only).
+    ``gymnasium.make`` for gymnasium environments, and set the emulator of an ``ALE/`` id
+    (:func:`numba_a3c.envs.atari.atari_settings`); native environments take none.
     """
     if env_id.startswith(CALLABLE_PREFIX):
         raise EnvError(f"{env_id} was made by a Python callable in the script that trained it; no id can "
@@ -147,9 +148,9 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
     if ":" in env_id:
         module, _, env_id = env_id.partition(":")
         _import_env_module(module)
-    elif make_kwargs and (env_id in natives and not force_gym or env_id.startswith("ALE/")):
+    elif make_kwargs and env_id in natives and not force_gym:
         raise EnvError(f"--env-kwargs are passed to gymnasium.make; {env_id} is not a gymnasium environment here"
-                       + (" (add --gym for gymnasium's version)" if env_id in natives else ""))
+                       " (add --gym for gymnasium's version)")
     if env_id in natives and not force_gym:
         s = natives[env_id]
         return EnvInfo(env_id, "native", tuple(s.obs_shape), int(s.n_actions), int(s.env_id), 1.0,
@@ -157,7 +158,7 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
     if env_id.startswith("ALE/"):
         from numba_a3c.envs.atari import describe_atari
 
-        return describe_atari(env_id)
+        return describe_atari(env_id, make_kwargs)
     import gymnasium
 
     from numba_a3c.envs.atari import legacy_atari_hint
@@ -228,7 +229,7 @@ def make_python_env(info, seed=None, render=False):
     if info.kind == "atari":
         from numba_a3c.envs.atari import make_atari_env
 
-        return make_atari_env(info.env_id, seed=seed, colour=render)
+        return make_atari_env(info.env_id, seed=seed, colour=render, make_kwargs=info.make_kwargs)
     import gymnasium
 
     kwargs = dict(info.make_kwargs)
