@@ -160,6 +160,23 @@ def test_bad_input_is_refused_before_anything_is_created(tmp_path, monkeypatch, 
     assert list(tmp_path.iterdir()) == [], "a refused run created files"
 
 
+@pytest.mark.parametrize("args, message", [
+    (["train", "--lr", "abc"],
+     "Error: Invalid value for '--lr': 'abc' is not a valid float (see 'asyncrl train --help')"),
+    (["train", "--nope"], "Error: No such option '--nope'"),
+    (["trian"], "Error: No such command 'trian'. Did you mean 'train'? (see 'asyncrl --help')"),
+    (["eval"], "Error: Missing argument 'PATH' (see 'asyncrl eval --help')"),
+    (["bench", "atari", "--threads", "x"], "Error: Invalid value for '--threads'"),
+])
+def test_usage_errors_are_one_line_too(args, message):
+    """click's own errors (a mistyped option, a value of the wrong type, a missing argument) are one
+    line with exit status 2, like the package's, without click's usage lines above them."""
+    result = CliRunner().invoke(cli, args, prog_name="asyncrl")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert result.output.startswith(message)
+
+
 def test_output_directory_problems_are_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a_file").write_text("x")
