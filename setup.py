@@ -47,6 +47,9 @@ setup(
         "record": ["pillow>=10"],
         # MuJoCo tasks (HalfCheetah-v5, Hopper-v5 …) through gymnasium, for A3C's Gaussian policy.
         "mujoco": ["gymnasium[mujoco]>=1.0"],
+        # Box2D tasks (LunarLander-v3, BipedalWalker-v3, CarRacing-v3) through gymnasium: the
+        # wheels of box2d and pygame that gymnasium[box2d] names, without its swig build step.
+        "box2d": ["box2d>=2.3.10", "pygame>=2.1.3"],
         "tensorboard": ["tensorboardX>=2.6"],
         # --nodes N: asynchronous training across machines (docs/distributed.md); .ci/run installs it.
         "ray": ["ray>=2.9"],

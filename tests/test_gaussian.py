@@ -315,6 +315,22 @@ def test_mujoco_environments_without_mujoco_name_the_extra():
     assert lines == ["Error: HalfCheetah-v5 needs MuJoCo, which is not installed: pip install 'numba_a3c[mujoco]'"]
 
 
+def test_box2d_environments_without_box2d_name_the_extra(monkeypatch):
+    """gymnasium's Box2D tasks raise DependencyNotInstalled without Box2D: the error names the extra."""
+    import gymnasium
+    from gymnasium.error import DependencyNotInstalled
+
+    def make(env_id, **kwargs):
+        raise DependencyNotInstalled('Box2D is not installed, you can install it by run `pip install swig` followed '
+                                     'by `pip install "gymnasium[box2d]"`')
+
+    monkeypatch.setattr(gymnasium, "make", make)
+    result = CliRunner().invoke(cli, ["train", "--env", "LunarLander-v3", "--steps", "10"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "Error: LunarLander-v3 needs Box2D, which is not installed: pip install " \
+                                    "'numba_a3c[box2d]'"
+
+
 def test_pendulum_preset_builds_a_gaussian_policy_with_its_own_value_tower():
     from numba_a3c.build import build_run
 

@@ -96,6 +96,7 @@ def _action_fields(env):
 
 
 MUJOCO_EXTRA = "pip install 'numba_a3c[mujoco]'"
+BOX2D_EXTRA = "pip install 'numba_a3c[box2d]'"
 
 
 def _needs_mujoco(spec, exc):
@@ -103,6 +104,14 @@ def _needs_mujoco(spec, exc):
     entry = str(getattr(spec, "entry_point", ""))
     text = f"{type(exc).__name__} {exc}".lower()
     return "mujoco" in entry and ("mujoco" in text or isinstance(exc, ImportError))
+
+
+def _needs_box2d(spec, exc):
+    """True when making a gymnasium Box2D environment (LunarLander, BipedalWalker, CarRacing)
+    failed because Box2D (or pygame, which they import) is not installed."""
+    entry = str(getattr(spec, "entry_point", ""))
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "box2d" in entry and ("box2d" in text or "pygame" in text or isinstance(exc, ImportError))
 
 
 def describe_callable(make_env):
@@ -188,7 +197,9 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
                 raise EnvError(f"{env_id} needs {missing}, part of the MuJoCo extra, which is not installed: "
                                f"{MUJOCO_EXTRA}") from None
             raise EnvError(f"{env_id} needs MuJoCo, which is not installed: {MUJOCO_EXTRA}") from None
-        raise EnvError(f"could not create {env_id}{_kwargs_text(make_kwargs)}: {exc}") from None
+        if _needs_box2d(spec, exc):
+            raise EnvError(f"{env_id} needs Box2D, which is not installed: {BOX2D_EXTRA}") from None
+        raise EnvError(f"could not create {env_id}{_kwargs_text(make_kwargs)}: {type(exc).__name__}: {exc}") from None
     try:
         obs_shape, n_actions, encoding, scale = _describe_spaces(env, env_id)
         steps = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 0
