@@ -31,7 +31,9 @@ def kernels(repeats, compile_times, with_torch, as_json):
     update's traffic the update's seven float32 streams with an add for its arithmetic
 
     and what bounds them: each segment's GFLOP/s (2 flops per multiply-add of its weights),
-    and the update's GB/s beside the rate at which the same bytes move without its arithmetic
+    its matrix products alone, each timed at the faster of OpenBLAS and the package's own loops
+    (a floor under the segment with today's kernels; not for recurrent networks), and the
+    update's GB/s beside the rate at which the same bytes move without its arithmetic
 
     plus cold compile time (empty Numba cache) and warm start-up time (import + every kernel
     loaded from the cache), each the wall time of a fresh interpreter. Targets: Atari segment at
@@ -58,6 +60,9 @@ def kernels(repeats, compile_times, with_torch, as_json):
     for label, key in rows:
         click.echo(f"{label:28s}" + "".join(f"{_us(e[key]):>31s}" for e in nets.values()))
     click.echo(f"{'segment, GFLOP/s':28s}" + "".join(f"{e['segment_gflops_per_s']:>31.2f}" for e in nets.values()))
+    floors = [f"{_us(e['products_s'])} ({e['products_share']:.0%})" if "products_s" in e else "-"
+              for e in nets.values()]
+    click.echo(f"{'its products alone (share)':28s}" + "".join(f"{f:>31s}" for f in floors))
     bandwidth = [f"{e['update_gb_per_s']:.1f} ({e['traffic_gb_per_s']:.1f})" for e in nets.values()]
     click.echo(f"{'update, GB/s (alone: GB/s)':28s}" + "".join(f"{b:>31s}" for b in bandwidth))
     t = result.get("torch")
@@ -67,7 +72,8 @@ def kernels(repeats, compile_times, with_torch, as_json):
         else:
             click.echo(f"PyTorch {t['version']} (1 thread), Atari: forward {_us(t['forward_s'])} "
                        f"(ours/torch {t['forward_ratio']:.2f}), segment {_us(t['segment_s'])} "
-                       f"(ours/torch {t['segment_ratio']:.2f}, {t['segment_gflops_per_s']:.2f} GFLOP/s); "
+                       f"(ours/torch {t['segment_ratio']:.2f}, {t['segment_gflops_per_s']:.2f} GFLOP/s; our "
+                       f"segment's products alone/torch {t['products_ratio']:.2f}); "
                        f"same weights: outputs differ by at most "
                        f"{t['max_output_diff']:.1e}, gradients by {t['max_rel_grad_diff']:.1e} (relative)")
     if "cold_compile_s" in result:

@@ -28,6 +28,10 @@ def test_bench_kernels_json():
         assert entry["segment_gflops_per_s"] == pytest.approx(entry["segment_flops"] / entry["segment_s"] / 1e9)
         assert entry["update_bytes"] == 28 * entry["n_params"]
         assert entry["traffic_gb_per_s"] == pytest.approx(entry["update_bytes"] / entry["update_traffic_s"] / 1e9)
+        if name in ("mlp", "atari"):
+            assert entry["products_share"] == pytest.approx(entry["products_s"] / entry["segment_s"])
+        else:
+            assert "products_s" not in entry       # recurrent: no floor
     assert "cold_compile_s" not in data and "torch" not in data
 
 
@@ -46,12 +50,30 @@ def test_segment_flops_counted_by_hand():
     assert multiply_adds(mlp) == (4 * 64 + 64 * 64 + 64 * 3, 4 * 64 + 2 * (64 * 64 + 64 * 3))
 
 
+def test_the_products_floor_counts_every_product_of_the_segment():
+    """The floor ("its products alone") times exactly the products whose flops segment_flops counts,
+    and is a positive time; recurrent networks have none."""
+    from numba_a3c.benchmarks.kernels import segment_flops, segment_products, segment_products_list
+    from numba_a3c.nn.network import Network, atari_spec, lstm_spec, mlp_spec, small_conv_spec
+
+    for spec in (atari_spec(6), mlp_spec(4, 2, (64, 64)), small_conv_spec((2, 9, 9), 3, filters=4, hidden=8)):
+        net = Network(spec)
+        products = segment_products_list(net, 5)
+        assert sum(2 * count * m * k * p for _, count, m, k, p in products) == segment_flops(net, 5)
+    assert [what for what, *_ in segment_products_list(Network(atari_spec(6)), 5)] == [
+        "conv1 forward", "conv1 dW", "conv2 forward", "conv2 dW", "conv2 dpatches", "fc1 forward", "fc1 dW",
+        "fc1 dX", "pi forward", "pi dW", "pi dX", "v forward", "v dW", "v dX"]
+    assert 0 < segment_products(Network(small_conv_spec((2, 9, 9), 3, filters=4, hidden=8)), 1) < 1
+    assert segment_products_list(Network(lstm_spec(2, 2, (8, 8))), 5) is None
+
+
 def test_bench_kernels_table():
     result = CliRunner().invoke(cli, ["bench", "kernels", "--repeats", "1", "--no-compile-times"])
     assert result.exit_code == 0, result.output
     out = result.stdout
     for label in ("machine:", "forward (1 observation)", "segment (5 steps fwd+bwd)", "update (shared RMSProp)",
                   "segment + update", "update's traffic alone", "segment, GFLOP/s", "update, GB/s",
+                  "its products alone (share)",
                   "mlp (4,675 params)", "atari (677,943 params)"):
         assert label in out, label
     try:

@@ -27,7 +27,11 @@ What bounds them: each network's segment is also given in GFLOP/s (2 flops per m
 its weight matrices, :func:`segment_flops`; PyTorch's too, on the same count), and the update in
 GB/s beside ``update_traffic``'s GB/s, the rate this machine moves the same bytes at when
 arithmetic costs next to nothing: an update near that rate is bound by memory (or cache)
-bandwidth, one well below it by its arithmetic.
+bandwidth, one well below it by its arithmetic. For the feed-forward networks, ``products_s`` is
+the segment's matrix products alone, each timed at the faster of OpenBLAS and the package's own
+loops (:func:`segment_products`): a floor under the segment with the kernels at hand, and, beside
+PyTorch's segment (``products_ratio``), how fast the products themselves would have to become
+for a given ratio to PyTorch.
 
 These are the functions the workers run, on a :class:`~numba_a3c.algorithms.state.Learner` built
 the way training builds one (:func:`numba_a3c.workers.make_learner`), so the numbers are the cost
@@ -62,6 +66,7 @@ from numba_a3c.algorithms.state import CI_ACTIVATION_SIZE, SEG_TERMINAL, TI_N, T
 from numba_a3c.benchmarks.report import machine_info
 from numba_a3c.config import TrainConfig
 from numba_a3c.jit import njit
+from numba_a3c.nn.layers import add_dZWt, add_XtdZ, add_xW
 from numba_a3c.nn.losses import a3c_loss, q_loss
 from numba_a3c.nn.network import (
     Network,
@@ -151,6 +156,32 @@ def _segment_update_loop(L, n, inner):
         end_segment(L)
 
 
+# The segment's matrix products one by one (:func:`segment_products`): OpenBLAS through nopython
+# np.dot (either orientation), and the package's own product loops.
+@njit(nogil=True, cache=True)
+def _dot_loop(A, B, C, inner):
+    for _ in range(inner):
+        np.dot(A, B, C)
+
+
+@njit(nogil=True, cache=True)
+def _xW_loop(x, W, z, inner):
+    for _ in range(inner):
+        add_xW(x, W, z)
+
+
+@njit(nogil=True, cache=True)
+def _XtdZ_loop(X, dZ, dW, inner):
+    for _ in range(inner):
+        add_XtdZ(X, dZ, dW)
+
+
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})   # add_dZWt's flags (it is inlined)
+def _dZWt_loop(dZ, W, dX, inner):
+    for _ in range(inner):
+        add_dZWt(dZ, W, dX)
+
+
 # ----------------------------------------------------------------------------- set-up
 class _Case:
     """One network and a worker's :class:`~numba_a3c.algorithms.state.Learner` for it (one thread,
@@ -226,6 +257,82 @@ def segment_flops(net, n=T_MAX):
 
 #: Bytes the one-pass update moves per parameter: reads dθ, g, θ; writes g, θ, θ′, dθ (float32).
 UPDATE_BYTES_PER_PARAM = 4 * 7
+
+
+def segment_products_list(net, n=T_MAX):
+    """The matrix products of an n-step segment of ``net``, as (what, count, m, k, p): ``count``
+    products of an (m × k) by a (k × p) matrix. Per row, each layer's forward product (a conv
+    layer's W·patches, a dense layer's x·W) and each conv layer's ∂W and ∂patches; per segment,
+    each dense layer's ∂W = Xᵀ∂Z and ∂X = ∂Z Wᵀ over the n rows; no ∂x where the input is the
+    observation. Their flops, 2·count·m·k·p, add up to :func:`segment_flops`. None for a
+    recurrent network."""
+    if any(layer["type"] not in ("conv", "dense") for layer in net.layers):
+        return None
+    out = []
+    for layer in net.layers:
+        name, need_dx = layer["name"], layer["input"] != "observation"
+        if layer["type"] == "conv":
+            O = layer["output_shape"][0]
+            K = layer["input_shape"][0] * layer["kernel"] ** 2
+            P = int(np.prod(layer["output_shape"][1:]))
+            out += [(f"{name} forward", n, O, K, P), (f"{name} dW", n, K, P, O)]
+            if need_dx:
+                out.append((f"{name} dpatches", n, K, O, P))
+        else:
+            n_in, n_out = layer["input_shape"][0], layer["output_shape"][0]
+            out += [(f"{name} forward", n, 1, n_in, n_out), (f"{name} dW", 1, n_in, n, n_out)]
+            if need_dx:
+                out.append((f"{name} dX", 1, n, n_out, n_in))
+    return out
+
+
+def segment_products(net, repeats, n=T_MAX, seed=0):
+    """Seconds that the matrix products of an n-step segment of ``net``
+    (:func:`segment_products_list`) take when each is timed alone at the faster of two kernels:
+    OpenBLAS (nopython ``np.dot``, in whichever orientation runs faster, its operands already laid
+    out for it) and, for the dense layers, the package's own loops (:func:`~numba_a3c.nn.layers.add_xW`,
+    ``add_XtdZ``, ``add_dZWt``). The operand a product reads from a ReLU (a layer's input that is
+    not the observation) is half zeros, as in training (the package's loops skip them).
+
+    Nothing else is counted (patch gathering, activations, the loss), so this is a floor under
+    the segment's time with today's kernels: a faster segment needs products faster than both.
+    None for a recurrent network."""
+    products = segment_products_list(net, n)
+    if products is None:
+        return None
+    rng = np.random.default_rng(seed)
+    reads_relu = {layer["name"]: layer["input"] != "observation" for layer in net.layers}
+    dense = {layer["name"]: layer["type"] == "dense" for layer in net.layers}
+
+    def rand(*shape, sparse=False):
+        a = rng.standard_normal(shape).astype(np.float32)
+        return np.maximum(a, 0) if sparse else a
+
+    def zeros(*shape):
+        return np.zeros(shape, np.float32)
+
+    def best(*variants):
+        return min(time_call(lambda inner, fn=fn, args=args: fn(*args, inner), repeats)[0] for fn, args in variants)
+
+    total = 0.0
+    for what, count, m, k, p in products:
+        layer, step = what.split(" ")
+        sparse = reads_relu[layer]
+        if dense[layer] and step == "forward":          # x·W: x from a ReLU
+            x, W = rand(k, sparse=sparse), rand(k, p)
+            t = best((_xW_loop, (x, W, zeros(p))), (_dot_loop, (x.reshape(1, k), W, zeros(1, p))))
+        elif dense[layer] and step == "dW":             # Xᵀ∂Z: X from a ReLU
+            X, dZ = rand(k, m, sparse=sparse), rand(k, p)
+            t = best((_XtdZ_loop, (X, dZ, zeros(m, p))), (_dot_loop, (X.T.copy(), dZ, zeros(m, p))))
+        elif dense[layer]:                               # ∂X = ∂Z Wᵀ
+            dZ, W = rand(m, k), rand(p, k)
+            t = best((_dZWt_loop, (dZ, W, zeros(m, p))), (_dot_loop, (dZ, W.T.copy(), zeros(m, p))))
+        else:                                            # conv: BLAS, (m×k)(k×p) or its transpose
+            sparse_a, sparse_b = (False, sparse) if step == "forward" else (sparse, False)
+            A, B = rand(m, k, sparse=sparse_a), rand(k, p, sparse=sparse_b)
+            t = best((_dot_loop, (A, B, zeros(m, p))), (_dot_loop, (B.T.copy(), A.T.copy(), zeros(p, m))))
+        total += count * t
+    return total
 
 
 def cases():
@@ -403,6 +510,10 @@ def run(repeats=20, compile_times=True, torch=True, progress=None):
             entry[what + "_s"], entry[what + "_inner"] = time_call(getattr(case, what), repeats)
         entry["segment_flops"] = segment_flops(case.net)
         entry["segment_gflops_per_s"] = entry["segment_flops"] / entry["segment_s"] / 1e9
+        products = segment_products(case.net, repeats)
+        if products is not None:
+            entry["products_s"] = products
+            entry["products_share"] = products / entry["segment_s"]
         moved = UPDATE_BYTES_PER_PARAM * case.net.n_params
         entry["update_bytes"] = moved
         entry["update_gb_per_s"] = moved / entry["update_s"] / 1e9
@@ -420,6 +531,7 @@ def run(repeats=20, compile_times=True, torch=True, progress=None):
                 cmp["segment_ratio"] = entry["segment_s"] / cmp["segment_s"]
                 cmp["forward_ratio"] = entry["forward_s"] / cmp["forward_s"]
                 cmp["segment_gflops_per_s"] = entry["segment_flops"] / cmp["segment_s"] / 1e9
+                cmp["products_ratio"] = entry["products_s"] / cmp["segment_s"]
             result["torch"] = cmp
     if compile_times:
         say("measuring cold compile and warm start-up in fresh interpreters")
