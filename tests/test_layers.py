@@ -223,6 +223,34 @@ def test_im2col_and_col2im_are_adjoint(seed):
     assert cols[(c * kh + u) * kw + v, p * Wo + q] == x.reshape(C, Hh, Ww)[c, p * stride + u, q * stride + v]
 
 
+@pytest.mark.parametrize("C, H, k, stride", [(2, 84, 8, 4), (3, 20, 4, 2), (2, 21, 4, 2), (1, 85, 8, 4),
+                                               (2, 80, 8, 4), (2, 18, 4, 2)])
+def test_im2col_copies_compiled_for_the_atari_shapes_agree_with_numpy(C, H, k, stride):
+    """The Atari network's two convolutions (8×8/4 to 20×20, 4×4/2 to 9×9) run copies of im2col
+    and col2im_add compiled with constant sizes. They (also for the 85×85 and 21×21 inputs that
+    give the same output sizes) and the general code (80×80, 18×18) give numpy's patches and
+    their exact adjoint."""
+    rng = np.random.default_rng(H)
+    Ho = (H - k) // stride + 1
+    x = rng.standard_normal(C * H * H)
+    img = x.reshape(C, H, H)
+    expected = np.array([[img[c, p * stride + u, q * stride + v] for p in range(Ho) for q in range(Ho)]
+                         for c in range(C) for u in range(k) for v in range(k)])
+    cols = np.zeros((C * k * k, Ho * Ho))
+    im2col(x, C, H, H, k, k, stride, cols)
+    np.testing.assert_array_equal(cols, expected)
+    Y = rng.standard_normal(cols.shape)
+    back = np.zeros_like(x)
+    col2im_add(Y, C, H, H, k, k, stride, back)
+    folded = np.zeros_like(img)
+    for c in range(C):
+        for u in range(k):
+            for v in range(k):
+                folded[c, u:u + stride * Ho:stride, v:v + stride * Ho:stride] += \
+                    Y[(c * k + u) * k + v].reshape(Ho, Ho)
+    np.testing.assert_allclose(back, folded.ravel(), rtol=1e-12, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- activations
 def away_from_zero(rng, n):
     """Pre-activations kept away from ReLU's kink, where finite differences are not a derivative."""

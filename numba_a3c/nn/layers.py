@@ -204,16 +204,15 @@ def dense_backward(X, W, dZ, dW, db, dX, need_dX):
 
 
 # --------------------------------------------------------------------------- conv2d
-@njit(nogil=True, cache=True, error_model="numpy")
-def im2col(x, C, H, Wd, kh, kw, stride, cols):
-    """Unfold one input image into patch columns.
-
-    x is the flat (C, H, W) image; cols (C·kh·kw, Ho·Wo) gets
-    ``cols[(c·kh + u)·kw + v, p·Wo + q] = x[c, p·stride + u, q·stride + v]``.
-    The convolution is then one matrix product: ``Z = W.reshape(O, C·kh·kw) @ cols``.
-    """
-    Ho = (H - kh) // stride + 1
-    Wo = (Wd - kw) // stride + 1
+# The patch copies below run short loops (a row of Wo output positions, 20 and 9 in the paper's
+# Atari network) whose length and stride are only known at run time: compiled that way, LLVM keeps
+# them as generic scalar loops. The paper's two convolutions (8×8/4 giving 20×20, 4×4/2 giving 9×9)
+# therefore get copies compiled with their sizes as constants, whose loops LLVM unrolls and
+# vectorises: on a 2-core Zen 3 EPYC, conv1's im2col took 53–65 µs instead of 105–127, conv2's
+# 9–13 instead of 25–43, and conv2's col2im_add 15–17 instead of 39–44 (3 alternations each).
+# The results are the same numbers (the same copies and sums, in the same order).
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _im2col(x, C, H, Wd, kh, kw, stride, Ho, Wo, cols):
     for c in range(C):
         for u in range(kh):
             for v in range(kw):
@@ -226,14 +225,25 @@ def im2col(x, C, H, Wd, kh, kw, stride, cols):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def col2im_add(dcols, C, H, Wd, kh, kw, stride, dx):
-    """The adjoint of :func:`im2col`: scatter-add patch-column gradients back onto the image.
+def im2col(x, C, H, Wd, kh, kw, stride, cols):
+    """Unfold one input image into patch columns.
 
-    dx (flat C·H·W) += fold(dcols). Overlapping patches sum, which is exactly the chain rule
-    for an input pixel that several output positions read.
+    x is the flat (C, H, W) image; cols (C·kh·kw, Ho·Wo) gets
+    ``cols[(c·kh + u)·kw + v, p·Wo + q] = x[c, p·stride + u, q·stride + v]``.
+    The convolution is then one matrix product: ``Z = W.reshape(O, C·kh·kw) @ cols``.
     """
     Ho = (H - kh) // stride + 1
     Wo = (Wd - kw) // stride + 1
+    if kh == 8 and kw == 8 and stride == 4 and Ho == 20 and Wo == 20:       # the Atari conv1
+        _im2col(x, C, H, Wd, 8, 8, 4, 20, 20, cols)
+    elif kh == 4 and kw == 4 and stride == 2 and Ho == 9 and Wo == 9:      # the Atari conv2
+        _im2col(x, C, H, Wd, 4, 4, 2, 9, 9, cols)
+    else:
+        _im2col(x, C, H, Wd, kh, kw, stride, Ho, Wo, cols)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _col2im_add(dcols, C, H, Wd, kh, kw, stride, Ho, Wo, dx):
     for c in range(C):
         for u in range(kh):
             for v in range(kw):
@@ -243,6 +253,22 @@ def col2im_add(dcols, C, H, Wd, kh, kw, stride, dx):
                     src = p * Wo
                     for q in range(Wo):
                         dx[dst + q * stride] += dcols[r, src + q]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def col2im_add(dcols, C, H, Wd, kh, kw, stride, dx):
+    """The adjoint of :func:`im2col`: scatter-add patch-column gradients back onto the image.
+
+    dx (flat C·H·W) += fold(dcols). Overlapping patches sum, which is exactly the chain rule
+    for an input pixel that several output positions read. (The Atari conv1 reads the
+    observation and never needs it; its conv2 gets a copy with constant sizes, as im2col does.)
+    """
+    Ho = (H - kh) // stride + 1
+    Wo = (Wd - kw) // stride + 1
+    if kh == 4 and kw == 4 and stride == 2 and Ho == 9 and Wo == 9:           # the Atari conv2
+        _col2im_add(dcols, C, H, Wd, 4, 4, 2, 9, 9, dx)
+    else:
+        _col2im_add(dcols, C, H, Wd, kh, kw, stride, Ho, Wo, dx)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
