@@ -224,12 +224,12 @@ def test_im2col_and_col2im_are_adjoint(seed):
 
 
 @pytest.mark.parametrize("C, H, k, stride", [(2, 84, 8, 4), (3, 20, 4, 2), (2, 21, 4, 2), (1, 85, 8, 4),
-                                               (2, 80, 8, 4), (2, 18, 4, 2)])
+                                               (1, 83, 7, 4), (2, 22, 6, 2), (2, 80, 8, 4), (2, 18, 4, 2)])
 def test_im2col_copies_compiled_for_the_atari_shapes_agree_with_numpy(C, H, k, stride):
-    """The Atari network's two convolutions (8×8/4 to 20×20, 4×4/2 to 9×9) run copies of im2col
-    and col2im_add compiled with constant sizes. They (also for the 85×85 and 21×21 inputs that
-    give the same output sizes) and the general code (80×80, 18×18) give numpy's patches and
-    their exact adjoint."""
+    """The Atari network's two convolutions (stride 4 to 20×20, stride 2 to 9×9) run copies of
+    im2col and col2im_add compiled with those sizes as constants. They (also for other inputs and
+    kernels that give the same output: 85×85, 83×83 with 7×7, 21×21, 22×22 with 6×6) and the
+    general code (80×80, 18×18) give numpy's patches and their exact adjoint."""
     rng = np.random.default_rng(H)
     Ho = (H - k) // stride + 1
     x = rng.standard_normal(C * H * H)
