@@ -355,26 +355,25 @@ class Agent:
         mode = "stochastic" if stochastic else "epsilon" if epsilon is not None else "greedy"
         if mode != "greedy":
             self._policy(epsilon or 0.0, stochastic)    # the same checks as act()
+        items = [f"{k}={json.dumps(v)}" for k, v in (env_kwargs or {}).items()]
         ckpt = self.checkpoint
-        if env_kwargs and env is None and self._env is None:     # the training environment, set otherwise
-            items = [f"{k}={json.dumps(v)}" for k, v in env_kwargs.items()]
+        if items and env is None and self._env is None:     # the training environment, set otherwise
             ckpt = dataclasses.replace(ckpt, config=with_env_kwargs(ckpt.config, items))
         t0 = time.monotonic()
         returns, lengths, _ = evaluate_checkpoint(ckpt, episodes=episodes, mode=mode,
                                                   epsilon=epsilon or 0.0, seed=seed, max_steps=max_steps,
-                                                  env_info=self._env_info(env, env_kwargs))
+                                                  env_info=self._env_info(env, items))
         return evaluation_result(self.path, ckpt, mode, epsilon, seed, returns, lengths, time.monotonic() - t0)
 
-    def _env_info(self, env, env_kwargs=None):
-        import json
-
+    def _env_info(self, env, items=()):
+        """The EnvInfo :meth:`evaluate` plays: ``env``'s, else the training environment's, with the
+        "KEY=VALUE" ``items`` set (environments made from an id only)."""
         import gymnasium
 
         from numba_a3c.build import environment
         from numba_a3c.envs.registry import describe_callable, describe_env
         from numba_a3c.inspection import with_env_kwargs
 
-        items = [f"{k}={json.dumps(v)}" for k, v in (env_kwargs or {}).items()]
         env = self._env if env is None else env
         if items and env is not None and not isinstance(env, str):
             raise ValueError("env_kwargs set an environment made from an id: give env as an id or leave it out")
