@@ -383,7 +383,7 @@ def test_module_colon_id_and_env_kwargs(tmp_path, monkeypatch):
                                     ("FrozenLake-v1", ("map_name",), "KEY=VALUE"),
                                     ("FrozenLake-v1", ("bogus=1",), "could not create FrozenLake-v1 with bogus=1"),
                                     ("FrozenLake-v1", ("map_name=9x9",), "with map_name='9x9': KeyError: '9x9'"),
-                                    ("CartPole-v1", ("x=1",), "add --gym")]:
+                                    ("CartPole-v1", ("x=1",), "native .* takes none \\(train with --gym")]:
         with pytest.raises(EnvError, match=message):
             describe_env(env_id, env_kwargs=kwargs)
 

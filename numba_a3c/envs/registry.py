@@ -158,8 +158,8 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
         module, _, env_id = env_id.partition(":")
         _import_env_module(module)
     elif make_kwargs and env_id in natives and not force_gym:
-        raise EnvError(f"--env-kwargs are passed to gymnasium.make; {env_id} is not a gymnasium environment here"
-                       " (add --gym for gymnasium's version)")
+        raise EnvError(f"--env-kwargs are passed to gymnasium.make; {env_id} is the native (Numba) environment "
+                       "here, which takes none (train with --gym for gymnasium's version)")
     if env_id in natives and not force_gym:
         s = natives[env_id]
         return EnvInfo(env_id, "native", tuple(s.obs_shape), int(s.n_actions), int(s.env_id), 1.0,
