@@ -6,6 +6,7 @@ import time
 import click
 
 from numba_a3c.cli.errors import BadInput
+from numba_a3c.cli.train import split_env_kwargs
 
 
 @click.command("eval")
@@ -19,7 +20,7 @@ from numba_a3c.cli.errors import BadInput
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the environments and of exploration")
 @click.option("--max-steps", type=click.IntRange(min=0), default=0,
               help="cap each episode at this many steps [default: the environment's own limit]")
-@click.option("--env-kwargs", "env_kwargs", multiple=True, metavar="KEY=VALUE",
+@click.option("--env-kwargs", "env_kwargs", multiple=True, metavar="KEY=VALUE", callback=split_env_kwargs,
               help="change a setting of the environment the agent trained on, or add one (repeat it or separate "
                    "items with commas), e.g. repeat_action_probability=0.25 to play an Atari agent with sticky "
                    "actions [default: the run's own --env-kwargs]")
@@ -65,7 +66,7 @@ def eval_(path, episodes, epsilon, stochastic, seed, max_steps, env_kwargs, as_j
             raise BadInput(f"--stochastic samples the policy π, but this {ckpt.config.algo} checkpoint has "
                            f"Q values only; use --epsilon E")
         if env_kwargs:
-            ckpt.config = with_env_kwargs(ckpt.config, [i for v in env_kwargs for i in v.split(",") if i])
+            ckpt.config = with_env_kwargs(ckpt.config, env_kwargs)
         cfg = ckpt.config
         policy = {"greedy": "greedy", "stochastic": "stochastic (a ~ π)"}.get(mode) or f"ε-greedy (ε={epsilon:g})"
         if ckpt.spec.heads == "gaussian" and mode != "epsilon":

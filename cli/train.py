@@ -43,7 +43,7 @@ def _config_options(func):
         elif f.name == "env_kwargs":
             opt = click.option(name, f.name, default=None, multiple=True, metavar="KEY=VALUE",
                                help=f"{help_text}; repeat it or separate items with commas [default: none]",
-                               callback=_parse_env_kwargs)
+                               callback=split_env_kwargs)
         elif "choices" in f.metadata:
             opt = click.option(name, f.name, type=_Choice(f.metadata["choices"]), default=None,
                                help=f"{help_text} [default: preset or {default}]")
@@ -54,7 +54,8 @@ def _config_options(func):
     return func
 
 
-def _parse_env_kwargs(ctx, param, value):
+def split_env_kwargs(ctx, param, value):
+    """The KEY=VALUE items of a repeatable --env-kwargs option, each value split at its commas."""
     items = tuple(item for v in value or () for item in v.split(",") if item)
     return items or None
 

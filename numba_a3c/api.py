@@ -356,13 +356,16 @@ class Agent:
         if mode != "greedy":
             self._policy(epsilon or 0.0, stochastic)    # the same checks as act()
         items = [f"{k}={json.dumps(v)}" for k, v in (env_kwargs or {}).items()]
-        ckpt = self.checkpoint
-        if items and env is None and self._env is None:     # the training environment, set otherwise
+        ckpt, env_info = self.checkpoint, None
+        if items and env is None and self._env is None:
+            # the training environment with these settings: evaluate_checkpoint makes it from the config
             ckpt = dataclasses.replace(ckpt, config=with_env_kwargs(ckpt.config, items))
+        else:
+            env_info = self._env_info(env, items)
         t0 = time.monotonic()
         returns, lengths, _ = evaluate_checkpoint(ckpt, episodes=episodes, mode=mode,
                                                   epsilon=epsilon or 0.0, seed=seed, max_steps=max_steps,
-                                                  env_info=self._env_info(env, items))
+                                                  env_info=env_info)
         return evaluation_result(self.path, ckpt, mode, epsilon, seed, returns, lengths, time.monotonic() - t0)
 
     def _env_info(self, env, items=()):
@@ -372,13 +375,12 @@ class Agent:
 
         from numba_a3c.build import environment
         from numba_a3c.envs.registry import describe_callable, describe_env
-        from numba_a3c.inspection import with_env_kwargs
 
         env = self._env if env is None else env
         if items and env is not None and not isinstance(env, str):
             raise ValueError("env_kwargs set an environment made from an id: give env as an id or leave it out")
         if env is None:
-            return environment(with_env_kwargs(self.config, items))
+            return environment(self.config)
         if isinstance(env, str):
             return describe_env(env, env_kwargs=items)
         if isinstance(env, gymnasium.Env):

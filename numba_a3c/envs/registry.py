@@ -99,19 +99,13 @@ MUJOCO_EXTRA = "pip install 'numba_a3c[mujoco]'"
 BOX2D_EXTRA = "pip install 'numba_a3c[box2d]'"
 
 
-def _needs_mujoco(spec, exc):
-    """True when making a gymnasium MuJoCo environment failed because MuJoCo is not installed."""
+def _needs_extra(spec, exc, family, *packages):
+    """True when making a gymnasium environment of ``family`` (its entry point's module: "mujoco",
+    "box2d") failed because one of ``packages`` is not installed (an ImportError, or an error that
+    names one: gymnasium's DependencyNotInstalled)."""
     entry = str(getattr(spec, "entry_point", ""))
     text = f"{type(exc).__name__} {exc}".lower()
-    return "mujoco" in entry and ("mujoco" in text or isinstance(exc, ImportError))
-
-
-def _needs_box2d(spec, exc):
-    """True when making a gymnasium Box2D environment (LunarLander, BipedalWalker, CarRacing)
-    failed because Box2D (or pygame, which they import) is not installed."""
-    entry = str(getattr(spec, "entry_point", ""))
-    text = f"{type(exc).__name__} {exc}".lower()
-    return "box2d" in entry and ("box2d" in text or "pygame" in text or isinstance(exc, ImportError))
+    return family in entry and (isinstance(exc, ImportError) or any(p in text for p in packages))
 
 
 def describe_callable(make_env):
@@ -190,14 +184,14 @@ def describe_env(env_id, force_gym=False, env_kwargs=()):
     try:
         env = gymnasium.make(env_id, **dict(make_kwargs))
     except Exception as exc:  # noqa: BLE001 - any failure to build it is the user's to know
-        if _needs_mujoco(spec, exc):
+        if _needs_extra(spec, exc, "mujoco", "mujoco"):
             missing = getattr(exc, "name", None)
             if isinstance(exc, ImportError) and missing and not missing.startswith("mujoco"):
                 # MuJoCo itself is there, but not the rest of the extra (a bare `pip install mujoco`)
                 raise EnvError(f"{env_id} needs {missing}, part of the MuJoCo extra, which is not installed: "
                                f"{MUJOCO_EXTRA}") from None
             raise EnvError(f"{env_id} needs MuJoCo, which is not installed: {MUJOCO_EXTRA}") from None
-        if _needs_box2d(spec, exc):
+        if _needs_extra(spec, exc, "box2d", "box2d", "pygame"):
             raise EnvError(f"{env_id} needs Box2D, which is not installed: {BOX2D_EXTRA}") from None
         raise EnvError(f"could not create {env_id}{_kwargs_text(make_kwargs)}: {type(exc).__name__}: {exc}") from None
     try:
