@@ -30,9 +30,46 @@ def test_bench_kernels_json():
         assert entry["traffic_gb_per_s"] == pytest.approx(entry["update_bytes"] / entry["update_traffic_s"] / 1e9)
         if name in ("mlp", "atari"):
             assert entry["products_share"] == pytest.approx(entry["products_s"] / entry["segment_s"])
+            by_layer = entry["by_layer"]
+            assert [e["layer"] for e in by_layer["layers"]] == (
+                ["conv1", "conv2", "fc1", "pi", "v"] if name == "atari" else ["fc1", "fc2", "pi", "v"])
+            for e in by_layer["layers"]:
+                assert all(0 < e[key] < 10 for key in ("forward_s", "backward_s", "products_s")), e
+            assert by_layer["layers_sum_s"] == pytest.approx(
+                sum(e["forward_s"] + e["backward_s"] for e in by_layer["layers"]))
+            # the layers' products are the segment's products, shared out
+            assert sum(e["products_s"] for e in by_layer["layers"]) == pytest.approx(entry["products_s"])
+            assert 0 < by_layer["forward_s"] < 10 and 0 < by_layer["gradient_s"] < 10
         else:
-            assert "products_s" not in entry       # recurrent: no floor
+            assert "products_s" not in entry and "by_layer" not in entry      # recurrent: no floor
     assert "cold_compile_s" not in data and "torch" not in data
+
+
+def test_segment_layers_leaves_the_learner_as_training_needs_it():
+    """The layer-by-layer timing runs on the worker's own Learner: afterwards its gradient
+    accumulator is zero and a segment computes the same gradient as before it."""
+    import numpy as np
+
+    from numba_a3c.benchmarks.kernels import _Case, a3c_segment, segment_layers, segment_product_times
+    from numba_a3c.nn.network import small_conv_spec
+
+    case = _Case("small", small_conv_spec((2, 9, 9), 3, filters=4, hidden=8))
+    L = case.L
+    L.grads[:] = 0.0
+    a3c_segment(L, 5)
+    before = L.grads.copy()
+    out = segment_layers(case, 1, segment_product_times(case.net, 1))
+    assert [e["layer"] for e in out["layers"]] == [layer["name"] for layer in case.net.layers]
+    assert not L.grads.any()
+    a3c_segment(L, 5)
+    np.testing.assert_array_equal(L.grads, before)
+
+
+def test_bench_kernels_without_layers():
+    result = CliRunner().invoke(cli, ["bench", "kernels", "--repeats", "1", "--no-compile-times", "--no-torch",
+                                      "--no-layers", "--json"])
+    assert result.exit_code == 0, result.output
+    assert all("by_layer" not in e for e in json.loads(result.stdout)["networks"].values())
 
 
 def test_segment_flops_counted_by_hand():
@@ -73,12 +110,12 @@ def test_bench_kernels_table():
     out = result.stdout
     for label in ("machine:", "forward (1 observation)", "segment (5 steps fwd+bwd)", "update (shared RMSProp)",
                   "segment + update", "update's traffic alone", "segment, GFLOP/s", "update, GB/s",
-                  "its products alone (share)",
+                  "its products alone (share)", "atari's segment layer by layer", "conv1", "the layers alone sum to",
                   "mlp (4,675 params)", "atari (677,943 params)"):
         assert label in out, label
     try:
         import torch  # noqa: F401
-        assert "ours/torch" in out
+        assert "ours/torch" in out and "a PyTorch worker" in out
     except ImportError:
         assert "PyTorch comparison skipped: torch is not installed" in out
 

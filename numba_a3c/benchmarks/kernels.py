@@ -31,7 +31,10 @@ bandwidth, one well below it by its arithmetic. For the feed-forward networks, `
 the segment's matrix products alone, each timed at the faster of OpenBLAS and the package's own
 loops (:func:`segment_products`): a floor under the segment with the kernels at hand, and, beside
 PyTorch's segment (``products_ratio``), how fast the products themselves would have to become
-for a given ratio to PyTorch.
+for a given ratio to PyTorch. :func:`segment_layers` (``by_layer``) splits a feed-forward
+network's segment by layer: each layer's forward and backward passes timed alone beside its
+products, and the segment's two halves timed whole, so the time outside the products is placed
+(a layer's patch copies, bias and activation; the layers evicting each other's data).
 
 These are the functions the workers run, on a :class:`~numba_a3c.algorithms.state.Learner` built
 the way training builds one (:func:`numba_a3c.workers.make_learner`), so the numbers are the cost
@@ -48,7 +51,10 @@ start-up* time (the same with the cache that the cold run filled: interpreter st
 every kernel loaded from the cache and called once).
 
 When PyTorch is importable, the same Atari network (with the same weights) is timed in PyTorch on
-one thread, side by side, as an optional point of comparison; torch is never a dependency.
+one thread, side by side, as an optional point of comparison; torch is never a dependency. Its
+segment is timed as one batch of t_max observations, and also as a worker has to run it, the
+forward passes one observation at a time as it acts (keeping the graph, or acting without it and
+recomputing the batch at the segment's end): our segment's forward passes are those acting ones.
 """
 
 import os
@@ -154,6 +160,29 @@ def _segment_update_loop(L, n, inner):
         L.thread_i[TI_N] = n
         L.thread_i[TI_SEGMENT_END] = SEG_TERMINAL
         end_segment(L)
+
+
+# A feed-forward network's segment layer by layer (:func:`segment_layers`): the rows' forward
+# passes and the backward pass, over the whole table or over a one-layer slice of it.
+@njit(nogil=True, cache=True)
+def _forward_rows_loop(table, params, obs, ws, n, inner):
+    for _ in range(inner):
+        for i in range(n):
+            forward_row(table, params, obs, ws, i)
+
+
+@njit(nogil=True, cache=True)
+def _backward_loop(table, params, grads, obs, ws, delta, n, scratch, inner):
+    for _ in range(inner):
+        backward_rows(table, params, grads, obs, ws, delta, n, scratch)
+
+
+@njit(nogil=True, cache=True)
+def _gradient_loop(L, n, inner):
+    """The segment without its acting passes: dδ ← 0, the returns, the loss, the backward pass."""
+    for _ in range(inner):
+        L.delta[0:n, 0:L.config_i[CI_ACTIVATION_SIZE]] = 0.0
+        a3c.segment_gradient(L, n)
 
 
 # The segment's matrix products one by one (:func:`segment_products`): OpenBLAS through nopython
@@ -287,16 +316,25 @@ def segment_products_list(net, n=T_MAX):
 
 
 def segment_products(net, repeats, n=T_MAX, seed=0):
-    """Seconds that the matrix products of an n-step segment of ``net``
-    (:func:`segment_products_list`) take when each is timed alone at the faster of two kernels:
+    """Seconds that the matrix products of an n-step segment of ``net`` take when each is timed
+    alone (the sum of :func:`segment_product_times`): a floor under the segment's time with
+    today's kernels, since a faster segment needs products faster than both kernels tried.
+    None for a recurrent network."""
+    times = segment_product_times(net, repeats, n, seed)
+    return None if times is None else sum(t for _, t in times)
+
+
+def segment_product_times(net, repeats, n=T_MAX, seed=0):
+    """[(what, seconds)] for each matrix product of an n-step segment of ``net``
+    (:func:`segment_products_list`; the seconds are for all ``count`` of them), each timed alone
+    at the faster of two kernels:
     OpenBLAS (nopython ``np.dot``, in whichever orientation runs faster, its operands already laid
     out for it) and, for the dense layers, the package's own loops (:func:`~numba_a3c.nn.layers.add_xW`,
     ``add_XtdZ``, ``add_dZWt``). The operand a product reads from a ReLU (a layer's input that is
     not the observation) is half zeros, as in training (the package's loops skip them).
 
-    Nothing else is counted (patch gathering, activations, the loss), so this is a floor under
-    the segment's time with today's kernels: a faster segment needs products faster than both.
-    None for a recurrent network."""
+    Nothing else is counted (patch gathering, activations, the loss). None for a recurrent
+    network."""
     products = segment_products_list(net, n)
     if products is None:
         return None
@@ -314,7 +352,7 @@ def segment_products(net, repeats, n=T_MAX, seed=0):
     def best(*variants):
         return min(time_call(lambda inner, fn=fn, args=args: fn(*args, inner), repeats)[0] for fn, args in variants)
 
-    total = 0.0
+    out = []
     for what, count, m, k, p in products:
         layer, step = what.split(" ")
         sparse = reads_relu[layer]
@@ -331,8 +369,49 @@ def segment_products(net, repeats, n=T_MAX, seed=0):
             sparse_a, sparse_b = (False, sparse) if step == "forward" else (sparse, False)
             A, B = rand(m, k, sparse=sparse_a), rand(k, p, sparse=sparse_b)
             t = best((_dot_loop, (A, B, zeros(m, p))), (_dot_loop, (B.T.copy(), A.T.copy(), zeros(p, m))))
-        total += count * t
-    return total
+        out.append((what, count * t))
+    return out
+
+
+def segment_layers(case, repeats, product_times, n=T_MAX):
+    """Where a feed-forward network's n-step segment spends its time, layer by layer.
+
+    After one real segment (so the activations, patch matrices and ∂L/∂outputs are what a
+    segment leaves), each layer is timed alone, over a one-row slice of the network's table:
+    its forward pass of the n rows (:func:`~numba_a3c.nn.network.forward_row`: the product, the
+    patch matrix of a conv layer, the bias and activation) and its backward pass
+    (:func:`~numba_a3c.nn.network.backward_rows`: the activation's backward, ∂W, ∂b and ∂x),
+    beside its matrix products alone (from ``product_times``, :func:`segment_product_times`).
+    Then the segment's two halves are timed whole: the n acting passes, and the gradient
+    (dδ ← 0, returns, loss, backward pass). A layer timed alone runs with its own data warm in
+    the caches; the halves run layer after layer as training does, so the whole minus the sum
+    of the layers is what the layers cost each other (mostly data evicted from the caches
+    between them).
+
+    Returns None for a recurrent network, else ``{"layers": [{"layer", "forward_s",
+    "backward_s", "products_s"}, ...], "layers_sum_s", "forward_s", "gradient_s"}``; the
+    Learner's gradient accumulator is left at zero.
+    """
+    net, L = case.net, case.L
+    if net.recurrent or product_times is None or len(net.layers) != net.table.shape[0]:
+        return None
+    a3c_segment(L, n)
+    layers = []
+    for l, layer in enumerate(net.layers):
+        one = np.ascontiguousarray(net.table[l:l + 1])
+        forward = time_call(lambda inner, t=one: _forward_rows_loop(t, L.theta_local, L.obs, L.ws, n, inner),
+                            repeats)[0]
+        backward = time_call(lambda inner, t=one: _backward_loop(t, L.theta_local, L.grads, L.obs, L.ws, L.delta,
+                                                                 n, L.backward_scratch, inner), repeats)[0]
+        products = sum(t for what, t in product_times if what.split(" ")[0] == layer["name"])
+        layers.append({"layer": layer["name"], "forward_s": forward, "backward_s": backward,
+                       "products_s": products})
+    whole_forward = time_call(lambda inner: _forward_rows_loop(net.table, L.theta_local, L.obs, L.ws, n, inner),
+                              repeats)[0]
+    gradient = time_call(lambda inner: _gradient_loop(L, n, inner), repeats)[0]
+    L.grads[:] = 0.0
+    return {"layers": layers, "layers_sum_s": sum(e["forward_s"] + e["backward_s"] for e in layers),
+            "forward_s": whole_forward, "gradient_s": gradient}
 
 
 def cases():
@@ -416,7 +495,9 @@ def torch_comparison(case, repeats):
     """Time ``case``'s actor-critic network in PyTorch on one thread, with the same weights.
 
     Returns None without torch, else a dict: the forward (one observation) and segment (forward
-    of the t_max rows as one batch, the same A3C loss, backward) medians, and the largest
+    of the t_max rows as one batch, the same A3C loss, backward) medians, the segment again with
+    its forward passes one observation at a time (``segment_stepwise_s``: what a PyTorch A3C worker
+    that acts step by step and keeps the graph runs, and what our segment does), and the largest
     differences between PyTorch's and our head outputs and parameter gradients (a float32
     cross-check of the kernels).
     """
@@ -454,8 +535,10 @@ def torch_comparison(case, repeats):
     actions = torch.from_numpy(L.actions[:T_MAX])
     returns = torch.from_numpy(L.returns[:T_MAX].copy())
 
-    def loss_of(xb):
-        h = body(xb)
+    def loss_of(xb, stepwise=False):
+        # stepwise: one observation at a time, as a worker acting step by step must run the
+        # forward passes (the graph kept for the backward pass), instead of one batch of t_max.
+        h = torch.cat([body(xb[i:i + 1]) for i in range(len(xb))]) if stepwise else body(xb)
         logits, value = pi(h), v(h)[:, 0]
         logp = torch.log_softmax(logits, 1)
         adv = returns - value
@@ -468,14 +551,15 @@ def torch_comparison(case, repeats):
             for _ in range(inner):
                 pi(body(x[:1]))
 
-    def segment(inner):
+    def segment(inner, stepwise=False):
         for _ in range(inner):
             for p in params:
                 p.grad = None
-            loss_of(x)[0].backward()
+            loss_of(x, stepwise)[0].backward()
 
     t_forward, _ = time_call(forward, repeats)
     t_segment, _ = time_call(segment, repeats)
+    t_stepwise, _ = time_call(lambda inner: segment(inner, stepwise=True), repeats)
 
     # Cross-check against our kernels on the same weights and data.
     for p in params:
@@ -495,12 +579,13 @@ def torch_comparison(case, repeats):
                    float(np.abs(L.ws[:T_MAX, net.out_v] - value.detach().numpy()).max()))
     L.grads[:] = 0.0
     return {"version": torch.__version__, "threads": 1, "forward_s": t_forward, "segment_s": t_segment,
-            "max_output_diff": diff_out, "max_rel_grad_diff": rel_grad}
+            "segment_stepwise_s": t_stepwise, "max_output_diff": diff_out, "max_rel_grad_diff": rel_grad}
 
 
 # ----------------------------------------------------------------------------- the whole benchmark
-def run(repeats=20, compile_times=True, torch=True, progress=None):
-    """Run the whole benchmark and return its results as a JSON-ready dict (times in seconds)."""
+def run(repeats=20, compile_times=True, torch=True, progress=None, layers=True):
+    """Run the whole benchmark and return its results as a JSON-ready dict (times in seconds);
+    ``layers``: also time the feed-forward networks' segments layer by layer (:func:`segment_layers`)."""
     say = progress or (lambda msg: None)
     result = {"machine": machine_info(), "repeats": int(repeats), "t_max": T_MAX, "networks": {}}
     for case in cases():
@@ -510,10 +595,12 @@ def run(repeats=20, compile_times=True, torch=True, progress=None):
             entry[what + "_s"], entry[what + "_inner"] = time_call(getattr(case, what), repeats)
         entry["segment_flops"] = segment_flops(case.net)
         entry["segment_gflops_per_s"] = entry["segment_flops"] / entry["segment_s"] / 1e9
-        products = segment_products(case.net, repeats)
-        if products is not None:
-            entry["products_s"] = products
+        product_times = segment_product_times(case.net, repeats)
+        if product_times is not None:
+            entry["products_s"] = products = sum(t for _, t in product_times)
             entry["products_share"] = products / entry["segment_s"]
+            if layers:
+                entry["by_layer"] = segment_layers(case, repeats, product_times)
         moved = UPDATE_BYTES_PER_PARAM * case.net.n_params
         entry["update_bytes"] = moved
         entry["update_gb_per_s"] = moved / entry["update_s"] / 1e9
@@ -529,6 +616,12 @@ def run(repeats=20, compile_times=True, torch=True, progress=None):
                 cmp = {"skipped": "torch is not installed (optional: it is only a comparison)"}
             elif "skipped" not in cmp:
                 cmp["segment_ratio"] = entry["segment_s"] / cmp["segment_s"]
+                # A PyTorch worker's two ways of running what our segment runs: the forward passes
+                # one at a time keeping the graph, or acting without it and recomputing the segment
+                # as one batch; the cheaper is its best.
+                cmp["segment_recompute_s"] = T_MAX * cmp["forward_s"] + cmp["segment_s"]
+                cmp["worker_s"] = min(cmp["segment_stepwise_s"], cmp["segment_recompute_s"])
+                cmp["worker_ratio"] = entry["segment_s"] / cmp["worker_s"]
                 cmp["forward_ratio"] = entry["forward_s"] / cmp["forward_s"]
                 cmp["segment_gflops_per_s"] = entry["segment_flops"] / cmp["segment_s"] / 1e9
                 cmp["products_ratio"] = entry["products_s"] / cmp["segment_s"]
