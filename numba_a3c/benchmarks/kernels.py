@@ -96,16 +96,23 @@ BENCH_LR = 1e-7
 
 # ----------------------------------------------------------------------------- timed nopython loops
 @njit(nogil=True, cache=True)
-def _forward_loop(table, params, obs, ws, inner):
+def _forward_rows(table, params, obs, ws, n):
+    for i in range(n):
+        forward_row(table, params, obs, ws, i)
+
+
+@njit(nogil=True, cache=True)
+def _forward_rows_loop(table, params, obs, ws, n, inner):
+    """``inner`` times the forward passes of rows 0…n−1 (n = 1: one observation, what acting costs;
+    over a one-layer slice of the table: that layer alone, :func:`segment_layers`)."""
     for _ in range(inner):
-        forward_row(table, params, obs, ws, 0)
+        _forward_rows(table, params, obs, ws, n)
 
 
 @njit(nogil=True, cache=True)
 def _acting_passes(L, n):
     """The forward passes of s_0 … s_{n−1} under θ′ that acting computes (and keeps for backprop)."""
-    for i in range(n):
-        forward_row(L.table, L.theta_local, L.obs, L.ws, i)
+    _forward_rows(L.table, L.theta_local, L.obs, L.ws, n)
 
 
 @njit(nogil=True, cache=True)
@@ -162,15 +169,8 @@ def _segment_update_loop(L, n, inner):
         end_segment(L)
 
 
-# A feed-forward network's segment layer by layer (:func:`segment_layers`): the rows' forward
-# passes and the backward pass, over the whole table or over a one-layer slice of it.
-@njit(nogil=True, cache=True)
-def _forward_rows_loop(table, params, obs, ws, n, inner):
-    for _ in range(inner):
-        for i in range(n):
-            forward_row(table, params, obs, ws, i)
-
-
+# A feed-forward network's segment layer by layer (:func:`segment_layers`): the backward pass over
+# a one-layer slice of the table, and the segment without its acting passes.
 @njit(nogil=True, cache=True)
 def _backward_loop(table, params, grads, obs, ws, delta, n, scratch, inner):
     for _ in range(inner):
@@ -239,7 +239,7 @@ class _Case:
         self.traffic_arrays = [np.zeros_like(L.theta) for _ in range(4)]
 
     def forward(self, inner):
-        _forward_loop(self.net.table, self.L.theta_local, self.L.obs, self.L.ws, inner)
+        _forward_rows_loop(self.net.table, self.L.theta_local, self.L.obs, self.L.ws, 1, inner)
 
     def segment(self, inner):
         _segment_loop(self.L, T_MAX, inner)
